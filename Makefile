@@ -1,0 +1,55 @@
+# Two entry points on a fresh Debian machine with Python 3.11: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYS_STAMP := $(VENV)/.system-deps
+export MUJOCO_GL ?= osmesa
+export PYOPENGL_PLATFORM ?= osmesa
+DEMO_DIR ?= runs/demo
+
+.PHONY: demo test bench lint system-deps install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Debian packages: OSMesa for CPU offscreen MuJoCo rendering.
+$(SYS_STAMP): | $(BIN)/python
+	@if ! dpkg -s libosmesa6 >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6; \
+	fi
+	touch $@
+
+system-deps: $(SYS_STAMP)
+
+$(STAMP): pyproject.toml | $(SYS_STAMP)
+	$(BIN)/pip install -q -e ".[dev,external]"
+	touch $@
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/robot-learning collect task=lift expert=scripted episodes=10 out=$(DEMO_DIR)/lift_state
+	$(BIN)/robot-learning collect task=lift obs=pixels expert=scripted episodes=2 out=$(DEMO_DIR)/lift_pixels
+	$(BIN)/robot-learning dataset validate $(DEMO_DIR)/lift_state
+	$(BIN)/robot-learning dataset validate $(DEMO_DIR)/lift_pixels
+	$(BIN)/robot-learning dataset info $(DEMO_DIR)/lift_pixels
+	$(BIN)/robot-learning dataset visualize $(DEMO_DIR)/lift_pixels out=$(DEMO_DIR)/lift_pixels_sheet.png
+
+bench: install
+	$(BIN)/robot-learning bench sim out=runs/bench_sim
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs

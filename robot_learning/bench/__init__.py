@@ -1,0 +1,1 @@
+"""Benchmarks behind `robot-learning bench ...` (numbers go to bench.json and BENCHMARKS.md)."""

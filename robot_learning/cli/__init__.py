@@ -1,0 +1,74 @@
+"""The ``robot-learning`` console script: ``robot-learning <command> [args] [key=value ...]``.
+
+Commands register themselves in :data:`COMMANDS` (one module each in this package); this
+module only dispatches and turns expected errors into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from robot_learning.registry import Registry
+
+#: command name -> function(args: list[str]) -> exit code
+COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
+    "command",
+    discover=("robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench"),
+)
+
+USAGE = """usage: robot-learning [-v] <command> [args] [key=value ...]
+
+commands:
+  collect  task=<name> [backend=mujoco|pybullet] [obs=state|pixels] expert=scripted episodes=N out=DIR
+  dataset  info|validate|visualize DIR [out=FILE.png|FILE.mp4] [episode=N]
+  bench    sim [tasks=[lift,pusht]] [out=DIR]
+
+Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, task.image_size=64.
+"""
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``robot-learning`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    while args and args[0] in ("-v", "--verbose"):
+        verbose, args = True, args[1:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+    name, rest = args[0], args[1:]
+    try:
+        command = COMMANDS.get(name)
+    except KeyError as exc:
+        _error(str(exc))
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        return int(command(rest) or 0)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+        if verbose:
+            raise
+        _error(str(exc))
+        return 2
+
+
+def _error(message: str) -> None:
+    """One red 'error:' line; the message is printed verbatim (no rich markup parsing)."""
+    err_console.print("[red]error:[/] ", end="")
+    err_console.print(message, markup=False, highlight=False)

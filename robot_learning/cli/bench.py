@@ -1,0 +1,49 @@
+"""``robot-learning bench <name>``: measured numbers into bench.json plus a printed table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from robot_learning.cli import COMMANDS
+from robot_learning.collect import write_json
+from robot_learning.config import ConfigError, load_config, to_container
+
+BENCHES = ("sim",)
+
+
+@COMMANDS.register("bench")
+def bench_command(args: list[str]) -> int:
+    """Dispatch to one benchmark (only ``sim`` exists so far)."""
+    if not args or args[0] not in BENCHES:
+        raise ConfigError(f"usage: robot-learning bench <{'|'.join(BENCHES)}> [key=value ...]; got {args[:1]}")
+    return _bench_sim(args[1:])
+
+
+def _bench_sim(args: list[str]) -> int:
+    from robot_learning.bench.sim import SimBenchConfig, run_sim_bench
+
+    data = to_container(load_config("bench_sim", args))
+    try:
+        cfg = SimBenchConfig(**data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid bench sim settings: {exc}") from exc
+    console = Console()
+    console.print(f"timing env steps/s (single env and AsyncVectorEnv x{cfg.num_envs}) ...")
+    result = run_sim_bench(cfg, report=lambda row: console.print(f"  {row}"))
+    out = Path(cfg.out) / "bench.json"
+    write_json(out, result)
+    table = Table(title=f"bench sim (steps/s, {result['machine']['cpus']} CPUs)")
+    vec_key = f"steps_per_s_vector_{cfg.num_envs}"
+    for col in ("task", "backend", "obs", "single", f"vector x{cfg.num_envs}", "speedup"):
+        table.add_column(col)
+    for row in result["results"]:
+        table.add_row(
+            row["task"], row["backend"], row["obs"], f"{row['steps_per_s_single']:.0f}",
+            f"{row[vec_key]:.0f}", f"{row['vector_speedup']:.2f}x",
+        )
+    console.print(table)
+    console.print(f"wrote {out}")
+    return 0

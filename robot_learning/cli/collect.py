@@ -1,0 +1,40 @@
+"""``robot-learning collect``: expert demonstrations into a LeRobotDataset v3.0."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from robot_learning.cli import COMMANDS
+from robot_learning.collect import CollectConfig, collect
+from robot_learning.config import ConfigError, load_config, task_config, to_container
+
+
+@COMMANDS.register("collect")
+def collect_command(args: list[str]) -> int:
+    """Parse overrides, collect, print a summary; exit 1 if fewer episodes than asked were saved."""
+    cfg = load_config("collect", args)
+    data = to_container(cfg)
+    try:
+        run = CollectConfig(
+            task=task_config(cfg),
+            out=str(data["out"]),
+            episodes=int(data["episodes"]),
+            expert=str(data["expert"]),
+            only_success=bool(data["only_success"]),
+            max_attempts=data["max_attempts"],
+            seed=int(data["seed"]),
+            resume=bool(data["resume"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid collect settings: {exc}") from exc
+    result = collect(run)
+    console = Console()
+    console.print(
+        f"[bold]collected[/] {result.episodes} episodes ({result.frames} frames) of "
+        f"{run.task.name}/{run.task.backend}/{run.task.obs} into {run.out}\n"
+        f"expert success rate {result.success_rate:.1%} ({result.attempt_successes}/{result.attempts} attempts)"
+        f", {result.frames / max(result.seconds, 1e-9):.1f} frames/s; details in {run.out}/collect.json"
+    )
+    if result.interrupted:
+        return 130
+    return 0 if result.episodes == run.episodes else 1

@@ -1,0 +1,205 @@
+"""The environment contract shared by simulated tasks and (later) real robots.
+
+Every task is a gymnasium ``Env`` with dict observations keyed by LeRobot names, a
+:class:`~robot_learning.features.FeatureSpec` describing observations and action, a fixed
+control rate ``fps``, seeded resets, ``info["is_success"]`` on every step and a
+``task_state()`` dict of privileged named quantities that scripted experts read (so one expert
+serves every backend of a task).
+
+Tasks register with :func:`register_task` under ``(backend, name)``; experts with
+:func:`register_expert` under the task name. :func:`make_env` and :func:`make_expert` are the
+only constructors the rest of the stack uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from robot_learning.features import ACTION, FeatureSpec
+from robot_learning.registry import Registry
+
+OBS_MODES = ("state", "pixels")
+REWARD_MODES = ("dense", "sparse")
+
+
+@dataclass
+class RandomizationConfig:
+    """Domain-randomisation hooks applied at every reset (``None`` disables a hook)."""
+
+    object_pose: bool = True
+    """Randomise the initial object/target poses within the task's ranges (the seeded initial state)."""
+    friction: tuple[float, float] | None = None
+    """Multiply object friction by a factor drawn uniformly from this range, e.g. ``(0.7, 1.3)``."""
+    mass: tuple[float, float] | None = None
+    """Multiply object mass by a factor drawn uniformly from this range."""
+    camera_pose: float | None = None
+    """Perturb camera positions by up to this many metres per axis."""
+    lighting: float | None = None
+    """Perturb light diffuse intensity by up to this amount (0-1 scale)."""
+
+    def __post_init__(self) -> None:
+        for name in ("friction", "mass"):
+            value = getattr(self, name)
+            if value is not None:
+                lo, hi = (float(v) for v in value)
+                if not 0 < lo <= hi:
+                    raise ValueError(f"randomization.{name} must be a range 0 < low <= high, got {value}")
+                setattr(self, name, (lo, hi))
+        for name in ("camera_pose", "lighting"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"randomization.{name} must be >= 0, got {value}")
+
+
+@dataclass
+class TaskConfig:
+    """Which task to build and how; the CLI and Hydra YAML in ``configs/task/`` fill it."""
+
+    name: str
+    """Registered task name, e.g. ``lift``, ``pusht``, or an external adapter such as ``hopper``."""
+    backend: str = "mujoco"
+    """Simulator backend: ``mujoco`` (default), ``pybullet``, or ``gymnasium`` for external suites."""
+    obs: str = "state"
+    """Observation mode: ``state`` (proprio + object state) or ``pixels`` (proprio + cameras)."""
+    image_size: int = 96
+    """Square camera resolution in pixels (height = width) for ``obs=pixels``."""
+    cameras: tuple[str, ...] | None = None
+    """Cameras to render in pixel mode; ``None`` means the task's default cameras."""
+    reward: str = "dense"
+    """``dense`` (shaped) or ``sparse`` (1 on success, else 0)."""
+    max_episode_steps: int | None = None
+    """Episode limit in control steps; ``None`` means the task's default."""
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    """Domain-randomisation hooks."""
+    gym_id: str | None = None
+    """For ``backend=gymnasium``: the gymnasium id to wrap, e.g. ``Hopper-v5``."""
+    gym_kwargs: dict[str, Any] = field(default_factory=dict)
+    """For ``backend=gymnasium``: keyword arguments passed to ``gymnasium.make``."""
+    fps: int | None = None
+    """For ``backend=gymnasium``: control rate to record; ``None`` reads the env's metadata."""
+
+    def __post_init__(self) -> None:
+        if self.obs not in OBS_MODES:
+            raise ValueError(f"task obs={self.obs!r} is invalid; use one of {OBS_MODES}")
+        if self.reward not in REWARD_MODES:
+            raise ValueError(f"task reward={self.reward!r} is invalid; use one of {REWARD_MODES}")
+        if self.image_size < 8:
+            raise ValueError(f"task image_size={self.image_size} is too small; use >= 8 pixels")
+        if self.max_episode_steps is not None and self.max_episode_steps <= 0:
+            raise ValueError(f"task max_episode_steps={self.max_episode_steps} must be positive")
+        if isinstance(self.randomization, dict):
+            self.randomization = RandomizationConfig(**self.randomization)
+        if self.cameras is not None:
+            self.cameras = tuple(self.cameras)
+        if self.backend == "gymnasium" and not self.gym_id:
+            raise ValueError("task backend=gymnasium needs gym_id (e.g. gym_id=Hopper-v5)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
+        """Build from a plain dict (e.g. a resolved Hydra config); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown task config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+class TaskEnv(gym.Env):
+    """Base class of every task: declares the contract on top of ``gymnasium.Env``.
+
+    Subclasses set ``self.cfg``, ``self.features`` (observation keys + ``action``), ``self.fps``
+    and ``self.task_description``, then call :meth:`_init_spaces`.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+    cfg: TaskConfig
+    features: FeatureSpec
+    fps: int
+    task_description: str
+
+    def _init_spaces(self) -> None:
+        """Derive gymnasium spaces from ``self.features``."""
+        self.observation_space = spaces_from_spec(self.features.select(self.features.observation_keys))
+        act = self.features.action
+        self.action_space = gym.spaces.Box(
+            low=np.asarray(act.low, dtype=np.float32).reshape(act.shape),
+            high=np.asarray(act.high, dtype=np.float32).reshape(act.shape),
+            dtype=np.float32,
+        )
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """Privileged named quantities for scripted experts (never part of the policy input)."""
+        raise NotImplementedError
+
+
+def spaces_from_spec(spec: FeatureSpec) -> gym.spaces.Dict:
+    """A gymnasium ``Dict`` space with one ``Box`` per feature."""
+    out = {}
+    for key, feat in spec.items():
+        if feat.is_image:
+            out[key] = gym.spaces.Box(0, 255, shape=feat.shape, dtype=np.uint8)
+        else:
+            low = np.asarray(feat.low, np.float32).reshape(feat.shape) if feat.low else -np.inf
+            high = np.asarray(feat.high, np.float32).reshape(feat.shape) if feat.high else np.inf
+            out[key] = gym.spaces.Box(low, high, shape=feat.shape, dtype=feat.numpy_dtype)
+    return gym.spaces.Dict(out)
+
+
+class Expert(Protocol):
+    """A scripted demonstrator: reads ``env.unwrapped.task_state()``, returns one action."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+TASKS: Registry[type[TaskEnv]] = Registry("task", discover=("sim",))
+EXPERTS: Registry[type] = Registry("expert", discover=("sim",))
+
+
+def register_task(name: str, backend: str = "mujoco"):
+    """Class decorator registering a :class:`TaskEnv` subclass as ``backend/name``."""
+    return TASKS.register(f"{backend}/{name}")
+
+
+def register_expert(task: str):
+    """Class decorator registering a scripted expert for ``task`` (any backend)."""
+    return EXPERTS.register(task)
+
+
+def task_names(backend: str | None = None) -> list[str]:
+    """Registered task names, optionally for one backend only."""
+    keys = TASKS.names()
+    return sorted({k.split("/", 1)[1] for k in keys if backend is None or k.startswith(backend + "/")})
+
+
+def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
+    """Build the environment for ``cfg`` (or a task name plus keyword overrides)."""
+    if isinstance(cfg, str):
+        cfg = TaskConfig(name=cfg, **overrides)
+    elif overrides:
+        cfg = TaskConfig.from_dict({**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides})
+    key = "gymnasium/adapter" if cfg.backend == "gymnasium" else f"{cfg.backend}/{cfg.name}"
+    if key not in TASKS:
+        available = [k for k in TASKS.names() if k.endswith("/" + cfg.name)]
+        hint = f" It exists for backends {[k.split('/')[0] for k in available]}." if available else ""
+        raise ValueError(
+            f"No task {cfg.name!r} for backend {cfg.backend!r}.{hint} Known tasks: {TASKS.names()}"
+        )
+    env = TASKS.get(key)(cfg)
+    missing = [k for k in env.features if k != ACTION and not k.startswith("observation.")]
+    if missing:
+        raise ValueError(f"Task {cfg.name!r} declares non-LeRobot feature keys {missing}")
+    return env
+
+
+def make_expert(env: TaskEnv) -> Expert:
+    """The scripted expert registered for ``env``'s task."""
+    name = env.unwrapped.cfg.name
+    if name not in EXPERTS:
+        raise ValueError(f"No scripted expert for task {name!r}; experts exist for {EXPERTS.names()}")
+    return EXPERTS.get(name)(env)

@@ -1,0 +1,7 @@
+"""Task suites: importing this package registers every task and scripted expert.
+
+Simulator libraries (MuJoCo, PyBullet) are imported by the task modules themselves; PyBullet
+only when a PyBullet task is constructed.
+"""
+
+from sim import experts, external, mujoco_suite, pybullet_suite  # noqa: F401  (registration)

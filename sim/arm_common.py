@@ -1,0 +1,123 @@
+"""Backend-independent definition of the Panda arm tasks (reach, lift, peg_insert).
+
+Both the MuJoCo and the PyBullet backends import these constants and functions, so a task
+has one feature spec, one set of initial-state ranges and one success/reward definition no
+matter which simulator runs it. Frames: world origin at the robot base, +x forward, +z up,
+table top at ``TABLE_Z``. Units: metres, radians, seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_learning.features import Feature, FeatureSpec
+
+#: control rate of every arm task (Hz)
+FPS = 10
+#: metres of end-effector travel per control step for an action component of 1.0
+ACTION_SCALE = 0.03
+#: end-effector targets are clipped to this box (metres, world frame)
+WORKSPACE_LOW = np.array([0.25, -0.35, 0.005])
+WORKSPACE_HIGH = np.array([0.75, 0.35, 0.55])
+#: table top height (metres)
+TABLE_Z = 0.0
+#: Panda finger opening range (metres, sum of both fingers)
+GRIPPER_MAX_WIDTH = 0.08
+#: end-effector home position (gripper pointing down)
+EE_HOME = np.array([0.45, 0.0, 0.30])
+#: Panda joint configuration that puts the end effector near EE_HOME pointing down
+Q_HOME = np.array([0.0, -0.30, 0.0, -2.40, 0.0, 2.10, 0.785])
+#: default cameras of the arm tasks in pixel mode
+CAMERAS = ("front", "wrist")
+
+ACTION_NAMES = ("dx", "dy", "dz", "gripper")  # gripper: -1 open, +1 close
+STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper_width") + tuple(f"joint{i}" for i in range(1, 8))
+
+
+def arm_features(
+    obs_mode: str, env_state_names: tuple[str, ...], cameras: tuple[str, ...], image_size: int
+) -> FeatureSpec:
+    """Feature spec shared by every arm task and backend.
+
+    ``observation.state`` (11): end-effector xyz, gripper width, 7 joint angles.
+    ``observation.environment_state`` (state mode): the task's object quantities.
+    ``observation.images.<cam>`` (pixel mode): uint8 (image_size, image_size, 3).
+    ``action`` (4): end-effector delta xyz in [-1, 1] (x ACTION_SCALE metres) + gripper command.
+    """
+    feats: dict[str, Feature] = {
+        "observation.state": Feature("float32", (len(STATE_NAMES),), STATE_NAMES),
+    }
+    if obs_mode == "state":
+        feats["observation.environment_state"] = Feature(
+            "float32", (len(env_state_names),), env_state_names
+        )
+    else:
+        for cam in cameras:
+            feats[f"observation.images.{cam}"] = Feature(
+                "video", (image_size, image_size, 3), ("height", "width", "channels")
+            )
+    feats["action"] = Feature(
+        "float32", (4,), ACTION_NAMES, low=(-1.0,) * 4, high=(1.0,) * 4, control_mode="ee_delta_pos"
+    )
+    return FeatureSpec(feats)
+
+
+def proprio(ee_pos: np.ndarray, gripper_width: float, qpos: np.ndarray) -> np.ndarray:
+    """``observation.state`` vector from its parts."""
+    return np.concatenate([ee_pos, [gripper_width], qpos[:7]]).astype(np.float32)
+
+
+def ee_target(current_target: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """Next end-effector target from a normalised delta action, clipped to the workspace."""
+    return np.clip(current_target + ACTION_SCALE * np.asarray(action[:3]), WORKSPACE_LOW, WORKSPACE_HIGH)
+
+
+# --------------------------------------------------------------------------- reach
+REACH_TARGET_LOW = np.array([0.35, -0.20, 0.10])
+REACH_TARGET_HIGH = np.array([0.60, 0.20, 0.40])
+REACH_SUCCESS_DIST = 0.02
+REACH_ENV_STATE = ("target_x", "target_y", "target_z")
+REACH_MAX_STEPS = 50
+
+
+def reach_evaluate(state: dict[str, np.ndarray]) -> dict[str, bool]:
+    """Success when the end effector is within REACH_SUCCESS_DIST of the target."""
+    dist = float(np.linalg.norm(state["ee_pos"] - state["target_pos"]))
+    return {"success": dist < REACH_SUCCESS_DIST}
+
+
+def reach_reward_terms(state: dict[str, np.ndarray], flags: dict[str, bool]) -> dict[str, float]:
+    """Dense reach reward: tanh-shaped distance term plus a success bonus."""
+    dist = float(np.linalg.norm(state["ee_pos"] - state["target_pos"]))
+    return {"reach": 1.0 - float(np.tanh(10.0 * dist)), "success": float(flags["success"])}
+
+
+# --------------------------------------------------------------------------- lift
+CUBE_HALF = 0.02
+CUBE_MASS = 0.05
+LIFT_CUBE_LOW = np.array([0.40, -0.15])
+LIFT_CUBE_HIGH = np.array([0.60, 0.15])
+LIFT_SUCCESS_HEIGHT = 0.10  # cube bottom this far above the table
+LIFT_ENV_STATE = ("cube_x", "cube_y", "cube_z")
+LIFT_MAX_STEPS = 80
+
+
+def lift_evaluate(state: dict[str, np.ndarray]) -> dict[str, bool]:
+    """Flags: cube grasped (between fingers, gripper closed on it) and lifted high enough."""
+    cube, ee = state["cube_pos"], state["ee_pos"]
+    near = float(np.linalg.norm(cube - ee)) < 0.03
+    grasped = near and float(state["gripper_width"]) < 2 * CUBE_HALF + 0.005
+    lifted = float(cube[2]) - CUBE_HALF - TABLE_Z > LIFT_SUCCESS_HEIGHT
+    return {"grasped": grasped, "lifted": lifted, "success": lifted and grasped}
+
+
+def lift_reward_terms(state: dict[str, np.ndarray], flags: dict[str, bool]) -> dict[str, float]:
+    """Dense lift reward: reach the cube, grasp it, raise it."""
+    dist = float(np.linalg.norm(state["cube_pos"] - state["ee_pos"]))
+    height = float(state["cube_pos"][2]) - CUBE_HALF - TABLE_Z
+    return {
+        "reach": 1.0 - float(np.tanh(10.0 * dist)),
+        "grasp": float(flags["grasped"]),
+        "lift": float(np.clip(height / LIFT_SUCCESS_HEIGHT, 0.0, 1.0)) * float(flags["grasped"]),
+        "success": float(flags["success"]),
+    }

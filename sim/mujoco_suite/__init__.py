@@ -1,0 +1,1 @@
+"""MuJoCo task suite (the embedded default backend)."""
