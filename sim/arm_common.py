@@ -25,8 +25,10 @@ TABLE_Z = 0.0
 GRIPPER_MAX_WIDTH = 0.08
 #: end-effector home position (gripper pointing down)
 EE_HOME = np.array([0.45, 0.0, 0.30])
-#: Panda joint configuration that puts the end effector near EE_HOME pointing down
-Q_HOME = np.array([0.0, -0.30, 0.0, -2.40, 0.0, 2.10, 0.785])
+#: Panda joint configuration that puts the end effector at EE_HOME pointing down (fingers along
+#: world y); solved by IK for a tcp 0.105 m below the hand frame (panda.urdf's panda_grasptarget,
+#: between the fingertip pads); also the nullspace rest posture of the IK controllers
+Q_HOME = np.array([0.0, -0.2614, 0.0, -2.4291, 0.0, 2.1676, 0.7854])
 #: default cameras of the arm tasks in pixel mode
 CAMERAS = ("front", "wrist")
 
@@ -69,7 +71,9 @@ def proprio(ee_pos: np.ndarray, gripper_width: float, qpos: np.ndarray) -> np.nd
 
 def ee_target(current_target: np.ndarray, action: np.ndarray) -> np.ndarray:
     """Next end-effector target from a normalised delta action, clipped to the workspace."""
-    return np.clip(current_target + ACTION_SCALE * np.asarray(action[:3]), WORKSPACE_LOW, WORKSPACE_HIGH)
+    return np.clip(
+        current_target + ACTION_SCALE * np.asarray(action[:3]), WORKSPACE_LOW, WORKSPACE_HIGH
+    )
 
 
 # --------------------------------------------------------------------------- reach
@@ -119,5 +123,51 @@ def lift_reward_terms(state: dict[str, np.ndarray], flags: dict[str, bool]) -> d
         "reach": 1.0 - float(np.tanh(10.0 * dist)),
         "grasp": float(flags["grasped"]),
         "lift": float(np.clip(height / LIFT_SUCCESS_HEIGHT, 0.0, 1.0)) * float(flags["grasped"]),
+        "success": float(flags["success"]),
+    }
+
+
+# --------------------------------------------------------------------------- peg_insert
+# A square peg starts held in the closed gripper above a block with a square hole (SERL-style
+# insertion). ``peg_pos`` is the centre of the peg's bottom face (its tip), ``hole_pos`` the
+# centre of the hole's opening on the block's top face; the hole's floor is the table.
+PEG_HALF = 0.012  # square peg half-width (2.4 cm peg)
+PEG_HALF_LEN = 0.045  # half-length (9 cm peg)
+PEG_MASS = 0.05
+PEG_GRASP_OFFSET = 0.015  # peg centre this far below the tcp along the approach axis
+HOLE_HALF = 0.014  # square hole half-width: 4 mm total clearance (2 mm per side)
+HOLE_DEPTH = 0.04  # block height = hole depth
+HOLE_WALL = 0.02  # wall thickness around the hole
+PEG_HOLE_LOW = np.array([0.46, -0.04])  # hole centre xy range
+PEG_HOLE_HIGH = np.array([0.54, 0.04])
+PEG_SUCCESS_DEPTH = 0.025  # tip at least this far below the hole opening
+PEG_ENV_STATE = ("peg_x", "peg_y", "peg_z", "hole_x", "hole_y", "hole_z")
+PEG_MAX_STEPS = 100
+
+
+def peg_insert_evaluate(state: dict[str, np.ndarray]) -> dict[str, bool]:
+    """Flags: tip over the opening (``aligned``), tip below it (``entered``), deep enough (``success``)."""
+    peg, hole = state["peg_pos"], state["hole_pos"]
+    aligned = float(np.linalg.norm(peg[:2] - hole[:2])) < HOLE_HALF
+    depth = float(hole[2] - peg[2])
+    entered = aligned and depth > 0.0
+    return {
+        "aligned": aligned,
+        "entered": entered,
+        "success": entered and depth >= PEG_SUCCESS_DEPTH,
+    }
+
+
+def peg_insert_reward_terms(
+    state: dict[str, np.ndarray], flags: dict[str, bool]
+) -> dict[str, float]:
+    """Dense insertion reward: approach the opening, centre over it, push the tip down into it."""
+    peg, hole = state["peg_pos"], state["hole_pos"]
+    xy_dist = float(np.linalg.norm(peg[:2] - hole[:2]))
+    depth = float(hole[2] - peg[2])
+    return {
+        "approach": 1.0 - float(np.tanh(10.0 * float(np.linalg.norm(peg - hole)))),
+        "align": 1.0 - float(np.tanh(50.0 * xy_dist)),
+        "insert": float(np.clip(depth / PEG_SUCCESS_DEPTH, 0.0, 1.0)) * float(flags["aligned"]),
         "success": float(flags["success"]),
     }

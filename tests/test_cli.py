@@ -26,8 +26,9 @@ def test_collect_validate_info_visualize(tmp_path, capsys):
     assert {"observation.state", "observation.environment_state", "action", "next.reward"} <= set(ds.features)
     assert validate_dataset(out) == []
     assert main(["dataset", "validate", str(out)]) == 0
+    assert "valid" in capsys.readouterr().out
     assert main(["dataset", "info", str(out), "json=true"]) == 0
-    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    info = json.loads(capsys.readouterr().out)
     assert info["episodes"] == 3
     sheet = tmp_path / "sheet.png"
     assert main(["dataset", "visualize", str(out), f"out={sheet}"]) == 0

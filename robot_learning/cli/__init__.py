@@ -13,6 +13,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 
+from robot_learning.datasets import DatasetError
 from robot_learning.registry import Registry
 
 #: command name -> function(args: list[str]) -> exit code
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         return 130
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+    except (ValueError, KeyError, DatasetError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
         if verbose:
             raise
         _error(str(exc))

@@ -191,6 +191,9 @@ class MujocoTaskEnv(TaskEnv):
                 scale = rng.uniform(*r.mass)
                 m.body_mass[b] *= scale
                 m.body_inertia[b] *= scale
+            # refresh mass-derived constants (body/dof invweight0 scale contact softness); stale
+            # values make squeezed light objects unstable. Clobbers data, which is fresh here.
+            mujoco.mj_setConst(m, self.data)
         if r.camera_pose is not None and m.ncam:
             m.cam_pos[:] += rng.uniform(-r.camera_pose, r.camera_pose, size=m.cam_pos.shape)
         if r.lighting is not None and m.nlight:

@@ -4,10 +4,10 @@ The PyBullet backend implements the same task contract as the MuJoCo suite
 (:class:`sim.mujoco_suite.base.MujocoTaskEnv`): the feature spec, initial-state ranges,
 success flags and reward terms all come from :mod:`sim.arm_common`, so a dataset, policy or
 scripted expert moves between backends unchanged. A task subclasses :class:`PybulletArmEnv`
-and fills in, in this order (STYLE.md habit 4): scene (:meth:`_build_task_scene`), reset and
-randomisation (:meth:`_reset_task`), observations (:meth:`_object_state`,
-:meth:`_env_state_obs`), :meth:`evaluate` returning named flags including ``success``, and
-reward as named terms (:meth:`_reward_terms`) times ``reward_weights``.
+and fills in, in this order (STYLE.md habit 4): scene (:meth:`_build_task_scene`), reset
+(:meth:`_reset_objects`), observations (:meth:`_object_state`, :meth:`_env_state_keys`),
+:meth:`evaluate` returning named flags including ``success``, and reward as named terms
+(:meth:`_reward_terms`) times ``reward_weights``.
 
 Every env owns a private physics server in DIRECT mode (no GUI, no shared memory), so any
 number of envs coexist in one process. ``pybullet`` itself is imported in ``__init__`` only,
@@ -19,22 +19,36 @@ top at ``TABLE_Z``. Units: metres, radians, seconds, kilograms, newtons.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robot_learning.envs import TaskConfig, TaskEnv
-from robot_learning.features import ACTION, FeatureSpec
+from robot_learning.features import ACTION
 from sim import arm_common
+from sim.pybullet_suite.scene import (
+    ARM_CAMERAS,
+    BACKDROP_COLOR,
+    FLOOR_COLOR,
+    LIGHT_AMBIENT,
+    LIGHT_DIFFUSE,
+    LIGHT_DIRECTION,
+    TABLE_COLOR,
+    TABLE_HALF,
+    low_poly_panda_urdf,
+    silenced_stdout,
+)
 
 #: joint indices of panda.urdf (pybullet_data/franka_panda): 7 revolute arm joints
 ARM_JOINTS = tuple(range(7))
 #: prismatic finger joints; each opens 0..0.04 m, so the gripper width is their sum
 FINGER_JOINTS = (9, 10)
-#: panda_hand link (camera mount) and panda_grasptarget, a fixed frame 0.105 m along the hand's
-#: approach axis, i.e. the centre between the fingertip pads -- the same point MuJoCo calls ee
-HAND_LINK = 8
+#: panda_grasptarget: a fixed frame 0.105 m along the hand's approach axis between the finger
+#: pads, 7 mm above the fingertips; MuJoCo's ``tcp`` site is the same point of its own finger
+#: model (8 mm above its fingertips).
 GRASP_LINK = 11
 #: physics rate; 24 substeps per 10 Hz control step
 PHYSICS_HZ = 240
@@ -43,44 +57,31 @@ EE_DOWN_EULER = (np.pi, 0.0, 0.0)
 #: finger motor force (N) per finger -- well above what a 50 g cube needs with friction 1
 FINGER_FORCE = 40.0
 #: the arm's position-motor gains (pybullet's velocity-level motor: v = kp * err / dt)
-ARM_POSITION_GAIN = 0.3
+ARM_POSITION_GAIN = 0.8
 FINGER_POSITION_GAIN = 0.3
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """A pinhole camera: fixed in the world, or mounted on a robot link (``link`` set).
-
-    For a world camera ``eye``/``target``/``up`` are world coordinates; for a link camera
-    they are in the link frame and move with it.
-    """
-
-    eye: tuple[float, float, float]
-    target: tuple[float, float, float]
-    up: tuple[float, float, float]
-    fov: float
-    """Vertical field of view in degrees."""
-    link: int | None = None
-
-
-#: cameras of the arm tasks, roughly matching the MuJoCo scene: ``front`` faces the robot from
-#: beyond the table looking at the workspace; ``wrist`` sits on the hand beside the fingers and
-#: looks along the approach axis (straight down at home) so the fingertips stay in view.
-ARM_CAMERAS = {
-    "front": CameraSpec(eye=(1.30, 0.0, 0.60), target=(0.45, 0.0, 0.08), up=(0.0, 0.0, 1.0), fov=50.0),
-    "wrist": CameraSpec(
-        eye=(0.07, 0.0, 0.02), target=(0.0, 0.0, 0.20), up=(1.0, 0.0, 0.0), fov=75.0, link=HAND_LINK
-    ),
-}
-#: TinyRenderer lighting (direction points from the scene towards the light)
-LIGHT_DIRECTION = np.array([0.6, 0.3, 1.0])
-LIGHT_DIFFUSE = 0.6
-LIGHT_AMBIENT = 0.45
-TABLE_COLOR = (0.55, 0.42, 0.30, 1.0)
+#: finger pad friction, as the MuJoCo gripper geoms (objects use 1.0)
+FINGER_FRICTION = 1.5
+#: as MuJoCo's arm_base: uniform joint noise (rad) on the home pose when object_pose
+#: randomisation is on, and how far (m, per axis) the ee goal may lead the measured tcp, so
+#: that blocked motion (table, cube) cannot wind up an ever larger servo force
+JOINT_NOISE = 0.03
+MAX_LEAD = 0.05
 
 
 class PybulletArmEnv(TaskEnv):
-    """Base for the PyBullet Panda tasks: end-effector delta control over an IK position loop."""
+    """Base of the PyBullet Panda tasks: end-effector delta control over an IK position loop.
+
+    Control (one env step = 1 / ``arm_common.FPS`` s = 24 physics steps at 240 Hz), as in
+    MuJoCo's ``MujocoArmEnv``: the action moves an end-effector goal (``arm_common.ee_target``,
+    kept within ``MAX_LEAD`` of the measured tcp); pybullet's null-space IK (rest pose
+    ``Q_HOME``) turns it into joint targets with the gripper pointing down at a fixed yaw; the
+    joint position motors get targets ramped linearly over the substeps. ``action[3]`` maps
+    linearly to the finger opening, -1 fully open (0.08 m) .. +1 closed (squeezing).
+
+    Subclasses set ``env_state_names`` and ``task_description`` and implement
+    :meth:`_build_task_scene`, :meth:`_reset_objects`, :meth:`_object_state`,
+    :meth:`_env_state_keys`, :meth:`evaluate` and :meth:`_reward_terms`.
+    """
 
     fps: int = arm_common.FPS
     #: default episode limit in control steps
@@ -91,7 +92,7 @@ class PybulletArmEnv(TaskEnv):
     env_state_names: tuple[str, ...] = ()
     #: weights of the dense reward terms returned by :meth:`_reward_terms` (missing -> 1.0)
     reward_weights: dict[str, float] = {}
-    #: natural-language instruction of the task
+    #: natural-language instruction (the same string as the MuJoCo task, datasets store it)
     task_description: str = ""
 
     def __init__(self, cfg: TaskConfig, render_size: int = 256) -> None:
@@ -101,89 +102,105 @@ class PybulletArmEnv(TaskEnv):
 
         self.cfg = cfg
         self._pb = pybullet
-        self.client = BulletClient(connection_mode=pybullet.DIRECT)
-        self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.max_episode_steps = cfg.max_episode_steps or self.default_max_episode_steps
         self.cameras = tuple(cfg.cameras) if cfg.cameras is not None else self.default_cameras
         unknown = [c for c in self.cameras if c not in ARM_CAMERAS]
         if unknown:
-            raise ValueError(f"Task {cfg.name!r} has no cameras {unknown}; it has {sorted(ARM_CAMERAS)}")
+            raise ValueError(
+                f"Task {cfg.name!r} has no cameras {unknown}; it has {list(ARM_CAMERAS)}"
+            )
         self.render_size = render_size
         self.n_substeps = max(1, round(PHYSICS_HZ / self.fps))
-        #: bodies (ids) whose friction and mass the randomisation hooks scale
+        #: dynamic task objects (body ids): randomisation scales their friction and mass, and
+        #: reset clears their contact cache
         self.randomized_bodies: list[int] = []
-
-        self._build_world()
+        with silenced_stdout():  # the C layer prints "argv[0]=" on every connect
+            self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        self._build_world(Path(pybullet_data.getDataPath()))
         self._build_task_scene()
         self._nominal_dynamics = {
             b: self.client.getDynamicsInfo(b, -1) for b in self.randomized_bodies
         }
-        # Snapshot of the freshly built world (in memory): every reset restores it, so an
-        # episode never depends on the solver's warm-start cache left by the previous one.
+        # in-memory snapshot of the built world; every reset starts from it
         self._initial_state = self.client.saveState()
         self._camera_offsets = {c: np.zeros(3) for c in ARM_CAMERAS}
-        self._light_direction = LIGHT_DIRECTION.copy()
-        self._light_diffuse = LIGHT_DIFFUSE
-        self._ee_goal = arm_common.EE_HOME.copy()
+        self._light_direction, self._light_diffuse = LIGHT_DIRECTION.copy(), LIGHT_DIFFUSE
+        self._ee_target = arm_common.EE_HOME.copy()
+        self._q_start = self._q_target = self.q_home.copy()
         self._step_count = 0
-        self.features = self._build_features()
+        self.features = arm_common.arm_features(
+            cfg.obs, self.env_state_names, self.cameras, cfg.image_size
+        )
         self._init_spaces()
 
     # ----------------------------------------------------------------- scene
-    def _build_world(self) -> None:
-        """Physics settings, table and robot; the home configuration is solved once by IK."""
+    def _build_world(self, data_path: Path) -> None:
+        """Physics settings, table, floor and robot; the home pose is solved once by IK."""
         c, pb = self.client, self._pb
         c.setPhysicsEngineParameter(
             fixedTimeStep=1.0 / PHYSICS_HZ, numSolverIterations=100, deterministicOverlappingPairs=1
         )
         c.setGravity(0.0, 0.0, -9.81)
-        # Table: a box whose top face is the plane z = TABLE_Z, spanning base and workspace.
-        half = (0.65, 0.75, 0.025)
+        # table: a box whose top face is the plane z = TABLE_Z, under the robot and workspace
         self.table = c.createMultiBody(
             baseMass=0.0,
-            baseCollisionShapeIndex=c.createCollisionShape(pb.GEOM_BOX, halfExtents=half),
-            baseVisualShapeIndex=c.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=TABLE_COLOR),
-            basePosition=(0.35, 0.0, arm_common.TABLE_Z - half[2]),
+            baseCollisionShapeIndex=c.createCollisionShape(pb.GEOM_BOX, halfExtents=TABLE_HALF),
+            baseVisualShapeIndex=c.createVisualShape(
+                pb.GEOM_BOX, halfExtents=TABLE_HALF, rgbaColor=TABLE_COLOR
+            ),
+            basePosition=(0.35, 0.0, arm_common.TABLE_Z - TABLE_HALF[2]),
         )
-        self.robot = c.loadURDF(
-            "franka_panda/panda.urdf", basePosition=(0.0, 0.0, arm_common.TABLE_Z), useFixedBase=True
-        )
+        # visual-only floor 0.75 m below the table top and two backdrop walls behind the robot
+        # (TinyRenderer clears to white), so backgrounds resemble MuJoCo's floor and skybox
+        for half, pos, rgba in (
+            ((3.0, 3.0, 0.01), (0.0, 0.0, -0.76), FLOOR_COLOR),
+            ((0.01, 3.0, 2.0), (-2.0, 0.0, 0.0), BACKDROP_COLOR),
+            ((3.0, 0.01, 2.0), (0.0, -2.5, 0.0), BACKDROP_COLOR),
+        ):
+            shape = c.createVisualShape(pb.GEOM_BOX, halfExtents=half, rgbaColor=rgba)
+            c.createMultiBody(
+                0.0, -1, shape, basePosition=np.add(pos, (0, 0, arm_common.TABLE_Z)).tolist()
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            # meshes are read during loadURDF, so the temporary URDF may go right after
+            self.robot = c.loadURDF(
+                low_poly_panda_urdf(Path(tmp), data_path),
+                basePosition=(0.0, 0.0, arm_common.TABLE_Z),
+                useFixedBase=True,
+            )
         self._ee_down = c.getQuaternionFromEuler(EE_DOWN_EULER)
         infos = [c.getJointInfo(self.robot, j) for j in range(c.getNumJoints(self.robot))]
         movable = [j for j, info in enumerate(infos) if info[2] != pb.JOINT_FIXED]
-        # IK works over all movable joints (7 arm + 2 fingers); null-space pulls towards Q_HOME.
+        # IK runs over all movable joints (7 arm + 2 fingers); its null space pulls to Q_HOME
         self._ik_lower = [infos[j][8] for j in movable]
         self._ik_upper = [infos[j][9] for j in movable]
         self._ik_range = [hi - lo for lo, hi in zip(self._ik_lower, self._ik_upper, strict=True)]
-        self._ik_rest = list(arm_common.Q_HOME) + [0.04, 0.04]
+        self._ik_rest = [*arm_common.Q_HOME, 0.04, 0.04]
         self._arm_forces = [infos[j][10] for j in ARM_JOINTS]  # URDF effort limits (N m)
         for j in range(-1, c.getNumJoints(self.robot)):
-            # pybullet's default link damping (0.04) slows the fingers; friction 1 for grasping
+            # pybullet's default link damping (0.04) would add drag the MuJoCo arm does not have
             c.changeDynamics(self.robot, j, linearDamping=0.0, angularDamping=0.0)
         for j in FINGER_JOINTS:
-            c.changeDynamics(self.robot, j, lateralFriction=1.0, spinningFriction=0.001)
-        for j, q in enumerate(arm_common.Q_HOME):
-            c.resetJointState(self.robot, j, q)
+            c.changeDynamics(self.robot, j, lateralFriction=FINGER_FRICTION, spinningFriction=0.001)
+        for j, q in zip(ARM_JOINTS, arm_common.Q_HOME, strict=True):
+            c.resetJointState(self.robot, j, float(q))
         self.q_home = self._solve_ik(arm_common.EE_HOME)
 
+    # ----------------------------------------------------------------- subclass hooks
     def _build_task_scene(self) -> None:
-        """Create the task's objects (and append graspable ones to ``randomized_bodies``)."""
+        """Create the task's objects (append dynamic ones to ``randomized_bodies``)."""
         raise NotImplementedError
 
-    def _build_features(self) -> FeatureSpec:
-        return arm_common.arm_features(self.cfg.obs, self.env_state_names, self.cameras, self.cfg.image_size)
-
-    # ----------------------------------------------------------------- subclass hooks
-    def _reset_task(self, rng: np.random.Generator) -> None:
-        """Place objects for a new episode (randomised when cfg.randomization.object_pose)."""
+    def _reset_objects(self, rng: np.random.Generator) -> None:
+        """Place the task's objects (randomised when cfg.randomization.object_pose)."""
         raise NotImplementedError
 
     def _object_state(self) -> dict[str, np.ndarray]:
-        """Task-specific privileged quantities merged into :meth:`task_state`."""
+        """Task-specific entries of :meth:`task_state`."""
         raise NotImplementedError
 
-    def _env_state_obs(self) -> np.ndarray:
-        """``observation.environment_state`` in state mode."""
+    def _env_state_keys(self) -> tuple[str, ...]:
+        """task_state keys concatenated (in order) into ``observation.environment_state``."""
         raise NotImplementedError
 
     def evaluate(self) -> dict[str, bool]:
@@ -196,28 +213,42 @@ class PybulletArmEnv(TaskEnv):
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Restore the built world, apply randomisation, home the arm, place the task objects."""
+        """New episode: restore the built world, randomise, home the arm, place the objects.
+
+        Random draws happen in MuJoCo's order (randomisation hooks, joint noise, objects), so
+        one seed gives the same object placement on both backends.
+        """
         super().reset(seed=seed)
+        self._clear_contacts()
         self.client.restoreState(stateId=self._initial_state)
         self._randomize(self.np_random)
-        self._reset_arm()
-        self._reset_task(self.np_random)
-        self._ee_goal = self._ee_pos()
+        q = self.q_home.copy()
+        if self.cfg.randomization.object_pose:
+            q += self.np_random.uniform(-JOINT_NOISE, JOINT_NOISE, size=7)
+        self._set_robot(q, finger=arm_common.GRIPPER_MAX_WIDTH / 2)
+        self._reset_objects(self.np_random)
+        self._ee_target = self.ee_pos()
         self._step_count = 0
         flags = self.evaluate()
-        return self._get_obs(), {"is_success": bool(flags["success"]), **{f"flag/{k}": v for k, v in flags.items()}}
+        info = {"is_success": bool(flags["success"]), **{f"flag/{k}": v for k, v in flags.items()}}
+        return self._get_obs(), info
 
     def step(self, action):
         """Advance one control step (``1 / fps`` s); same validation and info keys as MuJoCo."""
         action = np.asarray(action, dtype=np.float32)
         expected = self.features[ACTION].shape
         if action.shape != expected:
-            raise ValueError(f"{self.cfg.name}: action must have shape {expected}, got {action.shape}")
+            raise ValueError(
+                f"{self.cfg.name}: action must have shape {expected}, got {action.shape}"
+            )
         if not np.all(np.isfinite(action)):
             raise ValueError(f"{self.cfg.name}: action contains NaN/Inf: {action}")
         action = np.clip(action, self.action_space.low, self.action_space.high)
         self._apply_action(action)
-        for _ in range(self.n_substeps):
+        for i in range(self.n_substeps):
+            # joint targets ramp linearly over the control period: no velocity spikes at 10 Hz
+            alpha = (i + 1) / self.n_substeps
+            self._command_arm((1.0 - alpha) * self._q_start + alpha * self._q_target)
             self.client.stepSimulation()
         self._step_count += 1
         flags = self.evaluate()
@@ -241,37 +272,44 @@ class PybulletArmEnv(TaskEnv):
 
     def close(self) -> None:
         """Disconnect this env's physics server (idempotent)."""
-        client = getattr(self, "client", None)
+        client, self.client = getattr(self, "client", None), None
         if client is not None:
-            try:
+            # the server may already be gone (e.g. at interpreter shutdown)
+            with contextlib.suppress(self._pb.error):
                 client.disconnect()
-            except Exception:  # noqa: BLE001 -- already disconnected (e.g. interpreter shutdown)
-                pass
-            self.client = None
 
-    # ----------------------------------------------------------------- robot
-    def task_state(self) -> dict[str, np.ndarray]:
-        """Privileged state for scripted experts: ee_pos, gripper_width, qpos + task objects."""
-        return {
-            "ee_pos": self._ee_pos(),
-            "gripper_width": np.float64(self._gripper_width()),
-            "qpos": self._qpos(),
-            **self._object_state(),
-        }
-
-    def _ee_pos(self) -> np.ndarray:
-        """Grasp centre between the fingertips (world frame, metres)."""
+    # ----------------------------------------------------------------- robot state
+    def ee_pos(self) -> np.ndarray:
+        """Measured tcp: the grasp centre between the fingertip pads (m, world frame)."""
         state = self.client.getLinkState(self.robot, GRASP_LINK, computeForwardKinematics=True)
         return np.asarray(state[4], dtype=np.float64)
 
-    def _qpos(self) -> np.ndarray:
-        return np.array([s[0] for s in self.client.getJointStates(self.robot, ARM_JOINTS)])
-
-    def _gripper_width(self) -> float:
+    def gripper_width(self) -> float:
+        """Finger opening (m, sum of both fingers)."""
         return float(sum(s[0] for s in self.client.getJointStates(self.robot, FINGER_JOINTS)))
 
+    def qpos(self) -> np.ndarray:
+        """The 7 arm joint angles (rad)."""
+        return np.array([s[0] for s in self.client.getJointStates(self.robot, ARM_JOINTS)])
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """Privileged state: ``ee_pos`` (3,), ``gripper_width`` (), ``qpos`` (7,), ``ee_target``
+        (3,), plus the task keys -- the same keys and shapes as the MuJoCo tasks."""
+        return {
+            "ee_pos": self.ee_pos(),
+            "gripper_width": np.asarray(self.gripper_width()),
+            "qpos": self.qpos(),
+            "ee_target": self._ee_target.copy(),
+            **self._object_state(),
+        }
+
+    # ----------------------------------------------------------------- control
     def _solve_ik(self, ee_pos: np.ndarray) -> np.ndarray:
-        """Arm joint angles putting the grasp centre at ``ee_pos`` with the gripper pointing down."""
+        """Arm joint angles (7,) putting the tcp at ``ee_pos`` with the gripper pointing down.
+
+        pybullet iterates from the current joint state. (Its ``currentPositions`` seed is not
+        used: with it, pybullet 3.2.7 returned solutions a constant ~5 cm off in z.)
+        """
         q = self.client.calculateInverseKinematics(
             self.robot,
             GRASP_LINK,
@@ -286,82 +324,78 @@ class PybulletArmEnv(TaskEnv):
         )
         return np.asarray(q[:7])
 
-    def _reset_arm(self) -> None:
-        """Teleport the arm to the home configuration (grasp centre at EE_HOME), gripper open."""
-        c = self.client
-        for j, q in zip(ARM_JOINTS, self.q_home, strict=True):
-            c.resetJointState(self.robot, j, float(q), 0.0)
-        half_open = arm_common.GRIPPER_MAX_WIDTH / 2
+    def _set_robot(self, q: np.ndarray, finger: float) -> None:
+        """Teleport the arm to ``q`` with both fingers at ``finger`` (m), motors holding there."""
+        for j, qj in zip(ARM_JOINTS, q, strict=True):
+            self.client.resetJointState(self.robot, j, float(qj), 0.0)
         for j in FINGER_JOINTS:
-            c.resetJointState(self.robot, j, half_open, 0.0)
-        self._command_arm(self.q_home)
-        self._command_gripper(arm_common.GRIPPER_MAX_WIDTH)
+            self.client.resetJointState(self.robot, j, finger, 0.0)
+        self._q_start, self._q_target = q.copy(), q.copy()
+        self._command_arm(q)
+        self._command_gripper(2 * finger)
 
     def _apply_action(self, action: np.ndarray) -> None:
-        """Move the end-effector goal by the delta action and command IK + gripper targets.
-
-        The goal accumulates (it is not re-read from the measured pose), like the MuJoCo
-        controller, so small steps are not lost to tracking lag; it stays in the workspace box.
-        """
-        self._ee_goal = arm_common.ee_target(self._ee_goal, action)
-        self._command_arm(self._solve_ik(self._ee_goal))
-        # gripper command -1 (open) .. +1 (closed) maps linearly to the finger opening
-        width = arm_common.GRIPPER_MAX_WIDTH * (1.0 - float(action[3])) / 2.0
-        self._command_gripper(width)
+        """Move the ee goal by the delta action, solve IK, command the gripper opening."""
+        ee = self.ee_pos()
+        target = arm_common.ee_target(self._ee_target, action)
+        self._ee_target = ee + np.clip(target - ee, -MAX_LEAD, MAX_LEAD)
+        self._q_start = self._q_target
+        self._q_target = self._solve_ik(self._ee_target)
+        # -1 (open) .. +1 (closed) maps linearly to the opening, as in MuJoCo
+        self._command_gripper(arm_common.GRIPPER_MAX_WIDTH * (1.0 - float(action[3])) / 2.0)
 
     def _command_arm(self, q: np.ndarray) -> None:
-        self.client.setJointMotorControlArray(
-            self.robot,
-            ARM_JOINTS,
-            self._pb.POSITION_CONTROL,
-            targetPositions=[float(v) for v in q],
-            forces=self._arm_forces,
-            positionGains=[ARM_POSITION_GAIN] * len(ARM_JOINTS),
-        )
+        self._command(ARM_JOINTS, [float(v) for v in q], self._arm_forces, ARM_POSITION_GAIN)
 
     def _command_gripper(self, width: float) -> None:
+        self._command(FINGER_JOINTS, [width / 2.0] * 2, [FINGER_FORCE] * 2, FINGER_POSITION_GAIN)
+
+    def _command(self, joints, targets: list[float], forces: list[float], gain: float) -> None:
+        """Position-motor targets (rad or m) with force limits (N m or N) for ``joints``."""
         self.client.setJointMotorControlArray(
             self.robot,
-            FINGER_JOINTS,
+            joints,
             self._pb.POSITION_CONTROL,
-            targetPositions=[width / 2.0] * 2,
-            forces=[FINGER_FORCE] * 2,
-            positionGains=[FINGER_POSITION_GAIN] * 2,
+            targetPositions=targets,
+            forces=forces,
+            positionGains=[gain] * len(joints),
         )
 
     # ----------------------------------------------------------------- observations
     def _get_obs(self) -> dict[str, np.ndarray]:
-        obs = {
-            "observation.state": arm_common.proprio(self._ee_pos(), self._gripper_width(), self._qpos())
-        }
+        proprio = arm_common.proprio(self.ee_pos(), self.gripper_width(), self.qpos())
+        obs = {"observation.state": proprio}
         if self.cfg.obs == "state":
-            obs["observation.environment_state"] = np.asarray(self._env_state_obs(), dtype=np.float32)
+            state = self._object_state()
+            env_state = [np.atleast_1d(state[k]) for k in self._env_state_keys()]
+            obs["observation.environment_state"] = np.concatenate(env_state).astype(np.float32)
         else:
             for cam in self.cameras:
                 obs[f"observation.images.{cam}"] = self.render_camera(cam, self.cfg.image_size)
         return obs
 
-    def _camera_view(self, name: str) -> tuple[list[float], float]:
-        """View matrix and field of view of camera ``name`` in its current (jittered) pose."""
+    def _camera_view(self, name: str) -> list[float]:
+        """View matrix of camera ``name`` in its current (possibly jittered) pose."""
         spec = ARM_CAMERAS[name]
         eye = np.asarray(spec.eye) + self._camera_offsets[name]
         target, up = np.asarray(spec.target), np.asarray(spec.up)
-        if spec.link is not None:
+        if spec.link is not None:  # link frame -> world frame
             state = self.client.getLinkState(self.robot, spec.link, computeForwardKinematics=True)
             pos = np.asarray(state[4])
             rot = np.asarray(self.client.getMatrixFromQuaternion(state[5])).reshape(3, 3)
             eye, target, up = pos + rot @ eye, pos + rot @ target, rot @ up
-        view = self.client.computeViewMatrix(eye.tolist(), target.tolist(), up.tolist())
-        return view, spec.fov
+        return self.client.computeViewMatrix(eye.tolist(), target.tolist(), up.tolist())
 
     def render_camera(self, camera: str, size: int) -> np.ndarray:
         """Render ``camera`` at ``size`` x ``size`` with TinyRenderer (CPU) as uint8 HWC."""
-        view, fov = self._camera_view(camera)
-        proj = self.client.computeProjectionMatrixFOV(fov=fov, aspect=1.0, nearVal=0.01, farVal=4.0)
+        fov = ARM_CAMERAS[camera].fov
+        proj = self.client.computeProjectionMatrixFOV(
+            fov=fov, aspect=1.0, nearVal=0.01, farVal=10.0
+        )
         _, _, rgba, _, _ = self.client.getCameraImage(
             size,
             size,
-            viewMatrix=view,
+            viewMatrix=self._camera_view(camera),
             projectionMatrix=proj,
             renderer=self._pb.ER_TINY_RENDERER,
             lightDirection=self._light_direction.tolist(),
@@ -377,13 +411,14 @@ class PybulletArmEnv(TaskEnv):
     def _randomize(self, rng: np.random.Generator) -> None:
         """Domain-randomisation hooks: friction, mass, camera pose, lighting (from nominal values).
 
-        Same hooks and ranges as the MuJoCo base class; the draws are taken before the task's
-        object placement, also as in MuJoCo.
+        Same hooks, ranges and number of random draws as the MuJoCo base class (2 cameras x 3,
+        2 lighting values), so the draws that follow stay aligned across backends.
         """
         r, c = self.cfg.randomization, self.client
-        for body, nominal in self._nominal_dynamics.items():
-            mass, friction, inertia = nominal[0], nominal[1], nominal[2]
-            c.changeDynamics(body, -1, mass=mass, lateralFriction=friction, localInertiaDiagonal=inertia)
+        for body, (mass, friction, inertia, *_) in self._nominal_dynamics.items():
+            c.changeDynamics(
+                body, -1, mass=mass, lateralFriction=friction, localInertiaDiagonal=inertia
+            )
             if r.friction is not None:
                 c.changeDynamics(body, -1, lateralFriction=friction * rng.uniform(*r.friction))
             if r.mass is not None:
@@ -391,13 +426,30 @@ class PybulletArmEnv(TaskEnv):
                 c.changeDynamics(
                     body, -1, mass=mass * scale, localInertiaDiagonal=[v * scale for v in inertia]
                 )
-        for name in ARM_CAMERAS:
-            self._camera_offsets[name] = np.zeros(3)
+        offsets = np.zeros((len(ARM_CAMERAS), 3))
         if r.camera_pose is not None:
-            for name in ARM_CAMERAS:
-                self._camera_offsets[name] = rng.uniform(-r.camera_pose, r.camera_pose, size=3)
-        self._light_direction = LIGHT_DIRECTION.copy()
-        self._light_diffuse = LIGHT_DIFFUSE
+            offsets = rng.uniform(-r.camera_pose, r.camera_pose, size=offsets.shape)
+        self._camera_offsets = dict(zip(ARM_CAMERAS, offsets, strict=True))
+        self._light_direction, self._light_diffuse = LIGHT_DIRECTION.copy(), LIGHT_DIFFUSE
         if r.lighting is not None:
-            self._light_diffuse = float(np.clip(LIGHT_DIFFUSE + rng.uniform(-r.lighting, r.lighting), 0.0, 1.0))
-            self._light_direction = LIGHT_DIRECTION + rng.uniform(-r.lighting, r.lighting, size=3)
+            d_intensity, d_angle = rng.uniform(-r.lighting, r.lighting, size=2)
+            self._light_diffuse = float(np.clip(LIGHT_DIFFUSE + d_intensity, 0.0, 1.0))
+            # swing the light about the vertical by up to lighting * 90 degrees
+            angle = d_angle * np.pi / 2
+            cos, sin = np.cos(angle), np.sin(angle)
+            self._light_direction = (
+                np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]]) @ LIGHT_DIRECTION
+            )
+
+    def _clear_contacts(self) -> None:
+        """Drop the contact cache of the task objects, so an episode replays bit-exactly.
+
+        restoreState() brings back poses and velocities, but the persistent contact manifolds
+        (warm-start impulses) of the previous episode survived it in practice (replays drifted by
+        ~1e-6 m); moving every object out of reach and running collision detection makes the
+        broadphase delete those pairs.
+        """
+        for i, body in enumerate(self.randomized_bodies):
+            self.client.resetBasePositionAndOrientation(body, (0.0, 0.0, -10.0 - i), (0, 0, 0, 1))
+        if self.randomized_bodies:
+            self.client.performCollisionDetection()
