@@ -141,7 +141,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     result = CollectResult()
     start = time.perf_counter()
     writer = LeRobotDatasetWriter.create(
-        cfg.out, features, fps=env.fps, robot_type=getattr(env, "robot_type", None), resume=cfg.resume
+        cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume
     )
     first_seed = cfg.seed + (writer.num_episodes if cfg.resume else 0)
     columns = [

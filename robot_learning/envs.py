@@ -116,6 +116,8 @@ class TaskEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"]}
+    #: robot model name recorded in datasets (``meta/info.json`` robot_type); None if no robot
+    robot_type: str | None = None
     cfg: TaskConfig
     features: FeatureSpec
     fps: int

@@ -31,6 +31,22 @@ EE_HOME = np.array([0.45, 0.0, 0.30])
 Q_HOME = np.array([0.0, -0.2614, 0.0, -2.4291, 0.0, 2.1676, 0.7854])
 #: default cameras of the arm tasks in pixel mode
 CAMERAS = ("front", "wrist")
+#: front camera (world frame): beyond the table to the robot's left, looking back at the workspace
+FRONT_CAMERA_POS = (1.35, 0.62, 0.85)
+FRONT_CAMERA_TARGET = (0.36, 0.0, 0.17)
+FRONT_CAMERA_FOVY = 45.0
+#: wrist camera in the hand frame (z = approach axis): beside the hand, looking along the
+#: fingers so the fingertips and what lies between them stay in view
+WRIST_CAMERA_POS = (0.07, 0.0, 0.02)
+WRIST_CAMERA_TARGET = (0.0, 0.0, 0.20)
+WRIST_CAMERA_FOVY = 75.0
+#: uniform joint noise (rad) added to Q_HOME at reset when object_pose randomisation is on
+JOINT_NOISE = 0.03
+#: how far (m, per axis) the end-effector target may run ahead of the measured tcp, so blocked
+#: motion (table, cube) cannot wind up an ever larger servo force
+MAX_LEAD = 0.05
+#: robot_type recorded in datasets
+ROBOT_TYPE = "franka_panda"
 
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")  # gripper: -1 open, +1 close
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper_width") + tuple(f"joint{i}" for i in range(1, 8))

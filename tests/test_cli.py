@@ -23,6 +23,7 @@ def test_collect_validate_info_visualize(tmp_path, capsys):
     assert report["successes"] == report["attempt_successes"]
     ds = LeRobotDataset(out)
     assert ds.num_episodes == 3 and ds.num_frames == report["frames"]
+    assert ds.info["robot_type"] == "franka_panda"
     assert {"observation.state", "observation.environment_state", "action", "next.reward"} <= set(ds.features)
     assert validate_dataset(out) == []
     assert main(["dataset", "validate", str(out)]) == 0

@@ -50,6 +50,7 @@ class MujocoArmEnv(MujocoTaskEnv):
     """
 
     fps = arm_common.FPS
+    robot_type = arm_common.ROBOT_TYPE
     default_cameras = arm_common.CAMERAS
     #: names of ``observation.environment_state`` elements (state mode)
     env_state_names: tuple[str, ...] = ()
@@ -57,9 +58,9 @@ class MujocoArmEnv(MujocoTaskEnv):
     #: the cost of 2 ms; contact softness is then bounded by MuJoCo's 2-timestep minimum)
     timestep: float = 0.004
     #: uniform joint noise (rad) added to Q_HOME at reset when object_pose randomisation is on
-    joint_noise: float = 0.03
+    joint_noise: float = arm_common.JOINT_NOISE
     #: how far (m, per axis) the end-effector target may run ahead of the measured tcp
-    max_lead: float = 0.05
+    max_lead: float = arm_common.MAX_LEAD
     #: damped least squares: damping, nullspace gain, IK iterations per control step (one is
     #: enough: each step starts from the previous solution and moves at most a few cm)
     ik_damping: float = 0.03

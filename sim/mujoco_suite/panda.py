@@ -19,6 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from sim import arm_common
+from sim.arm_common import (
+    FRONT_CAMERA_FOVY,
+    FRONT_CAMERA_POS,
+    FRONT_CAMERA_TARGET,
+    WRIST_CAMERA_FOVY,
+    WRIST_CAMERA_POS,
+    WRIST_CAMERA_TARGET,
+)
 
 #: Franka datasheet joint limits (rad), joints 1..7
 JOINT_LIMITS = np.array(
@@ -48,13 +56,7 @@ TCP_OFFSET = 0.105
 #: finger pad geometry in the finger frame (half sizes, m): 2 cm wide, 5.2 cm long
 FINGER_HALF = (0.010, 0.007, 0.026)
 
-#: wrist camera in the hand frame (z = approach axis): beside the hand, looking along the fingers
-#: so the fingertips and what lies between them stay in view (same pose as the PyBullet backend)
-WRIST_CAMERA_POS = (0.07, 0.0, 0.02)
-WRIST_CAMERA_TARGET = (0.0, 0.0, 0.20)
-#: front camera pose: in front of the table, to the robot's left, looking back at the workspace
-FRONT_CAMERA_POS = (1.35, 0.62, 0.85)
-FRONT_CAMERA_TARGET = (0.36, 0.0, 0.17)
+# camera poses are shared with the PyBullet backend (sim/arm_common.py)
 
 # Link masses (kg) from Franka's published dynamic identification, rounded; inertias are
 # approximate diagonal values adequate for a gravity-compensated position-controlled arm.
@@ -134,7 +136,7 @@ def _arm_xml() -> str:
                 rgba="0.92 0.92 0.92 1"/>
           <geom class="visual" type="cylinder" size="0.035 0.012" pos="0 0 0.006" rgba="0.2 0.2 0.2 1"/>
           <site name="tcp" pos="0 0 {TCP_OFFSET}" size="0.004" rgba="0 1 0 0"/>
-          <camera name="wrist" pos="{_fmt(WRIST_CAMERA_POS)}" fovy="75"
+          <camera name="wrist" pos="{_fmt(WRIST_CAMERA_POS)}" fovy="{WRIST_CAMERA_FOVY:g}"
                   xyaxes="{lookat_xyaxes(WRIST_CAMERA_POS, WRIST_CAMERA_TARGET, up=(1.0, 0.0, 0.0))}"/>
           {fingers}
         </body>"""
@@ -267,7 +269,7 @@ def scene_xml(objects: str = "", timestep: float = 0.004, name: str = "panda") -
            diffuse="0.5 0.5 0.5" specular="0.05 0.05 0.05"/>
     <light name="fill" pos="-0.5 0.8 1.2" dir="0.6 -0.5 -1" directional="true" castshadow="false"
            diffuse="0.2 0.2 0.2" specular="0 0 0"/>
-    <camera name="front" pos="{_fmt(FRONT_CAMERA_POS)}" xyaxes="{front_xyaxes}" fovy="45"/>
+    <camera name="front" pos="{_fmt(FRONT_CAMERA_POS)}" xyaxes="{front_xyaxes}" fovy="{FRONT_CAMERA_FOVY:g}"/>
     <geom name="floor" type="plane" size="3 3 1" pos="0 0 {arm_common.TABLE_Z - 0.75}"
           material="floor" contype="0" conaffinity="0"/>
     <geom name="table" type="box" size="{_fmt(table_half)}"

@@ -61,11 +61,8 @@ ARM_POSITION_GAIN = 0.8
 FINGER_POSITION_GAIN = 0.3
 #: finger pad friction, as the MuJoCo gripper geoms (objects use 1.0)
 FINGER_FRICTION = 1.5
-#: as MuJoCo's arm_base: uniform joint noise (rad) on the home pose when object_pose
-#: randomisation is on, and how far (m, per axis) the ee goal may lead the measured tcp, so
-#: that blocked motion (table, cube) cannot wind up an ever larger servo force
-JOINT_NOISE = 0.03
-MAX_LEAD = 0.05
+JOINT_NOISE = arm_common.JOINT_NOISE
+MAX_LEAD = arm_common.MAX_LEAD
 
 
 class PybulletArmEnv(TaskEnv):
@@ -84,6 +81,7 @@ class PybulletArmEnv(TaskEnv):
     """
 
     fps: int = arm_common.FPS
+    robot_type = arm_common.ROBOT_TYPE
     #: default episode limit in control steps
     default_max_episode_steps: int = 100
     #: cameras rendered in pixel mode when ``cfg.cameras`` is None

@@ -17,6 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.arm_common import (
+    FRONT_CAMERA_FOVY,
+    FRONT_CAMERA_POS,
+    FRONT_CAMERA_TARGET,
+    WRIST_CAMERA_FOVY,
+    WRIST_CAMERA_POS,
+    WRIST_CAMERA_TARGET,
+)
+
 #: panda.urdf link index of panda_hand, the wrist camera's mount
 HAND_LINK = 8
 
@@ -37,17 +46,17 @@ class CameraSpec:
     link: int | None = None
 
 
-#: cameras of the arm tasks, posed as in the MuJoCo scene (sim/mujoco_suite/panda.py
-#: FRONT_CAMERA_* / WRIST_CAMERA_*; tests/test_pybullet.py checks they agree): ``front``
+#: cameras of the arm tasks, posed from sim/arm_common.py as in the MuJoCo scene: ``front``
 #: stands beyond the table to the robot's left looking back at the workspace; ``wrist`` sits
 #: on the hand 7 cm in front of the fingers (hand +x) and looks down past the fingertips
 #: (hand +z is the approach axis), so the fingers and what lies below them stay in view.
 ARM_CAMERAS = {
     "front": CameraSpec(
-        eye=(1.35, 0.62, 0.85), target=(0.36, 0.0, 0.17), up=(0.0, 0.0, 1.0), fov=45.0
+        eye=FRONT_CAMERA_POS, target=FRONT_CAMERA_TARGET, up=(0.0, 0.0, 1.0), fov=FRONT_CAMERA_FOVY
     ),
     "wrist": CameraSpec(
-        eye=(0.07, 0.0, 0.02), target=(0.0, 0.0, 0.20), up=(1.0, 0.0, 0.0), fov=75.0, link=HAND_LINK
+        eye=WRIST_CAMERA_POS, target=WRIST_CAMERA_TARGET, up=(1.0, 0.0, 0.0), fov=WRIST_CAMERA_FOVY,
+        link=HAND_LINK,
     ),
 }
 #: TinyRenderer lighting (direction points from the scene towards the light, like MuJoCo's key)
