@@ -137,6 +137,49 @@ class TaskEnv(gym.Env):
         """Privileged named quantities for scripted experts (never part of the policy input)."""
         raise NotImplementedError
 
+    # Shared step bookkeeping for simulated tasks. Subclasses provide ``evaluate()`` (named
+    # flags incl. ``success``), ``_reward_terms(flags)``, ``reward_weights``, ``_get_obs()``,
+    # ``_step_count`` and ``max_episode_steps``.
+    reward_weights: dict[str, float] = {}
+
+    def _checked_action(self, action) -> np.ndarray:
+        """The action as float32 clipped to the bounds; wrong shape or NaN/Inf is an error."""
+        action = np.asarray(action, dtype=np.float32)
+        expected = self.features[ACTION].shape
+        if action.shape != expected:
+            raise ValueError(f"{self.cfg.name}: action must have shape {expected}, got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"{self.cfg.name}: action contains NaN/Inf: {action}")
+        return np.clip(action, self.action_space.low, self.action_space.high)
+
+    def _reset_info(self) -> dict[str, Any]:
+        """``info`` of ``reset()``: success and the named flags."""
+        flags = self.evaluate()
+        return {"is_success": bool(flags["success"]), **{f"flag/{k}": v for k, v in flags.items()}}
+
+    def _step_result(self):
+        """The gymnasium 5-tuple after the physics advanced one control step.
+
+        Reward is the weighted sum of the named terms (``dense``) or 1 on success (``sparse``);
+        success terminates, the episode limit truncates; ``info`` carries ``is_success``,
+        ``flag/<name>`` and ``reward/<term>``.
+        """
+        self._step_count += 1
+        flags = self.evaluate()
+        success = bool(flags["success"])
+        terms = self._reward_terms(flags)
+        if self.cfg.reward == "sparse":
+            reward = float(success)
+        else:
+            reward = float(sum(self.reward_weights.get(k, 1.0) * v for k, v in terms.items()))
+        truncated = self._step_count >= self.max_episode_steps and not success
+        info = {
+            "is_success": success,
+            **{f"flag/{k}": v for k, v in flags.items()},
+            **{f"reward/{k}": float(v) for k, v in terms.items()},
+        }
+        return self._get_obs(), reward, success, truncated, info
+
 
 def spaces_from_spec(spec: FeatureSpec) -> gym.spaces.Dict:
     """A gymnasium ``Dict`` space with one ``Box`` per feature."""

@@ -112,6 +112,33 @@ def reach_reward_terms(state: dict[str, np.ndarray], flags: dict[str, bool]) -> 
     return {"reach": 1.0 - float(np.tanh(10.0 * dist)), "success": float(flags["success"])}
 
 
+class ReachTask:
+    """Backend-independent half of ``reach``: text, limits, target sampling, success, reward.
+
+    Mixed in before a backend's arm base class, e.g. ``class ReachEnv(ReachTask, MujocoArmEnv)``.
+    """
+
+    task_description = "reach the red target"
+    default_max_episode_steps = REACH_MAX_STEPS
+    env_state_names = REACH_ENV_STATE
+
+    def sample_target(self, rng: np.random.Generator) -> np.ndarray:
+        """Target xyz: uniform in the range when object poses are randomised, else its centre."""
+        if self.cfg.randomization.object_pose:
+            return rng.uniform(REACH_TARGET_LOW, REACH_TARGET_HIGH)
+        return (REACH_TARGET_LOW + REACH_TARGET_HIGH) / 2
+
+    def _env_state_keys(self) -> tuple[str, ...]:
+        return ("target_pos",)
+
+    def evaluate(self) -> dict[str, bool]:
+        """``success``: tcp within ``REACH_SUCCESS_DIST`` of the target."""
+        return reach_evaluate(self.task_state())
+
+    def _reward_terms(self, flags: dict[str, bool]) -> dict[str, float]:
+        return reach_reward_terms(self.task_state(), flags)
+
+
 # --------------------------------------------------------------------------- lift
 CUBE_HALF = 0.02
 CUBE_MASS = 0.05
@@ -141,6 +168,33 @@ def lift_reward_terms(state: dict[str, np.ndarray], flags: dict[str, bool]) -> d
         "lift": float(np.clip(height / LIFT_SUCCESS_HEIGHT, 0.0, 1.0)) * float(flags["grasped"]),
         "success": float(flags["success"]),
     }
+
+
+class LiftTask:
+    """Backend-independent half of ``lift``: text, limits, cube sampling, success, reward.
+
+    The cube starts axis-aligned with the gripper; only its xy position is random.
+    """
+
+    task_description = "pick up the cube and lift it"
+    default_max_episode_steps = LIFT_MAX_STEPS
+    env_state_names = LIFT_ENV_STATE
+
+    def sample_cube_xy(self, rng: np.random.Generator) -> np.ndarray:
+        """Cube xy: uniform in the range when object poses are randomised, else its centre."""
+        if self.cfg.randomization.object_pose:
+            return rng.uniform(LIFT_CUBE_LOW, LIFT_CUBE_HIGH)
+        return (LIFT_CUBE_LOW + LIFT_CUBE_HIGH) / 2
+
+    def _env_state_keys(self) -> tuple[str, ...]:
+        return ("cube_pos",)
+
+    def evaluate(self) -> dict[str, bool]:
+        """Flags ``grasped``, ``lifted`` and ``success`` (lifted while grasped)."""
+        return lift_evaluate(self.task_state())
+
+    def _reward_terms(self, flags: dict[str, bool]) -> dict[str, float]:
+        return lift_reward_terms(self.task_state(), flags)
 
 
 # --------------------------------------------------------------------------- peg_insert

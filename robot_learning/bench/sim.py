@@ -84,7 +84,9 @@ def time_single(cfg: TaskConfig, steps: int, seed: int) -> float:
 
 def time_vector(cfg: TaskConfig, steps: int, num_envs: int, seed: int) -> float:
     """Env steps per second (summed over workers) of a gymnasium AsyncVectorEnv."""
-    venv = gym.vector.AsyncVectorEnv([_env_fn(cfg) for _ in range(num_envs)])
+    # spawn, not fork: a forked child inherits the parent's OSMesa/GL state and deadlocks
+    # creating its own renderer
+    venv = gym.vector.AsyncVectorEnv([_env_fn(cfg) for _ in range(num_envs)], context="spawn")
     rng = np.random.default_rng(seed)
     try:
         venv.reset(seed=seed)

@@ -19,7 +19,10 @@ from robot_learning.registry import Registry
 #: command name -> function(args: list[str]) -> exit code
 COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
     "command",
-    discover=("robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench"),
+    discover=(
+        "robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench",
+        "robot_learning.cli.train", "robot_learning.cli.eval",
+    ),
 )
 
 USAGE = """usage: robot-learning [-v] <command> [args] [key=value ...]
@@ -27,7 +30,10 @@ USAGE = """usage: robot-learning [-v] <command> [args] [key=value ...]
 commands:
   collect  task=<name> [backend=mujoco|pybullet] [obs=state|pixels] expert=scripted episodes=N out=DIR
   dataset  info|validate|visualize DIR [out=FILE.png|FILE.mp4] [episode=N]
+  train    policy=<zoo name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true] [policy.<field>=...]
+  eval     checkpoint=DIR [task=<name>] episodes=N [runtime=torch] [video=true] [out=DIR]
   bench    sim [tasks=[lift,pusht]] [out=DIR]
+  bench    train preset=lift_state|pusht_state|lift_pixels policy=<zoo name> [minutes=M | steps=N]
 
 Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, task.image_size=64.
 """

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robot_learning.datasets import LeRobotDataset
 from robot_learning.features import ACTION, FeatureMismatchError
+from robot_learning.training.progress import ignore_sigint
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,6 @@ def batch_iterator(windows: WindowDataset, sampler: StepBatchSampler, num_worker
         return (windows.get_batch(idx) for idx in sampler)
     loader = DataLoader(
         windows, batch_sampler=sampler, num_workers=num_workers, collate_fn=_passthrough,
-        prefetch_factor=4, persistent_workers=False,
+        prefetch_factor=4, persistent_workers=False, worker_init_fn=ignore_sigint,
     )
     return iter(loader)

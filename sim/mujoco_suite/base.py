@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from robot_learning.envs import TaskConfig, TaskEnv
-from robot_learning.features import ACTION
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -103,36 +102,14 @@ class MujocoTaskEnv(TaskEnv):
         self._reset_task(self.np_random)
         mujoco.mj_forward(self.model, self.data)
         self._step_count = 0
-        flags = self.evaluate()
-        return self._get_obs(), {"is_success": bool(flags["success"]), **{f"flag/{k}": v for k, v in flags.items()}}
+        return self._get_obs(), self._reset_info()
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float32)
-        expected = self.features[ACTION].shape
-        if action.shape != expected:
-            raise ValueError(f"{self.cfg.name}: action must have shape {expected}, got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"{self.cfg.name}: action contains NaN/Inf: {action}")
-        action = np.clip(action, self.action_space.low, self.action_space.high)
-        self._apply_action(action)
+        self._apply_action(self._checked_action(action))
         for _ in range(self.n_substeps):
             self._before_substep()
             mujoco.mj_step(self.model, self.data)
-        self._step_count += 1
-        flags = self.evaluate()
-        success = bool(flags["success"])
-        terms = self._reward_terms(flags)
-        if self.cfg.reward == "sparse":
-            reward = float(success)
-        else:
-            reward = float(sum(self.reward_weights.get(k, 1.0) * v for k, v in terms.items()))
-        truncated = self._step_count >= self.max_episode_steps
-        info = {
-            "is_success": success,
-            **{f"flag/{k}": v for k, v in flags.items()},
-            **{f"reward/{k}": float(v) for k, v in terms.items()},
-        }
-        return self._get_obs(), reward, success, truncated and not success, info
+        return self._step_result()
 
     def render(self) -> np.ndarray:
         """RGB frame (render_size x render_size) from the first camera, for videos."""

@@ -14,12 +14,8 @@ from sim.mujoco_suite.arm_base import MujocoArmEnv
 
 
 @register_task("lift")
-class LiftEnv(MujocoArmEnv):
+class LiftEnv(arm_common.LiftTask, MujocoArmEnv):
     """Pick up a cube placed in ``LIFT_CUBE_LOW .. LIFT_CUBE_HIGH`` and lift it."""
-
-    task_description = "pick up the cube and lift it"
-    default_max_episode_steps = arm_common.LIFT_MAX_STEPS
-    env_state_names = arm_common.LIFT_ENV_STATE
     randomized_bodies = ("cube",)
 
     def __init__(self, cfg) -> None:
@@ -39,24 +35,10 @@ class LiftEnv(MujocoArmEnv):
 
     # ----------------------------------------------------------------- reset
     def _reset_objects(self, rng: np.random.Generator) -> None:
-        if self.cfg.randomization.object_pose:
-            xy = rng.uniform(arm_common.LIFT_CUBE_LOW, arm_common.LIFT_CUBE_HIGH)
-        else:
-            xy = (arm_common.LIFT_CUBE_LOW + arm_common.LIFT_CUBE_HIGH) / 2
+        xy = self.sample_cube_xy(rng)
         adr = self._cube_qadr
         self.data.qpos[adr : adr + 7] = [*xy, arm_common.TABLE_Z + arm_common.CUBE_HALF, 1, 0, 0, 0]
 
     # ----------------------------------------------------------------- observations
     def _object_state(self) -> dict[str, np.ndarray]:
         return {"cube_pos": self.data.xpos[self._cube].copy()}
-
-    def _env_state_keys(self) -> tuple[str, ...]:
-        return ("cube_pos",)
-
-    # ----------------------------------------------------------------- evaluate / reward
-    def evaluate(self) -> dict[str, bool]:
-        """Flags ``grasped``, ``lifted`` and ``success`` (lifted while grasped)."""
-        return arm_common.lift_evaluate(self.task_state())
-
-    def _reward_terms(self, flags: dict[str, bool]) -> dict[str, float]:
-        return arm_common.lift_reward_terms(self.task_state(), flags)

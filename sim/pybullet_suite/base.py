@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from robot_learning.envs import TaskConfig, TaskEnv
-from robot_learning.features import ACTION
 from sim import arm_common
 from sim.pybullet_suite.scene import (
     ARM_CAMERAS,
@@ -94,8 +93,9 @@ class PybulletArmEnv(TaskEnv):
     task_description: str = ""
 
     def __init__(self, cfg: TaskConfig, render_size: int = 256) -> None:
-        import pybullet
-        import pybullet_data
+        with silenced_stdout(fds=(1, 2)):  # importing pybullet prints its build time to stderr
+            import pybullet
+            import pybullet_data
         from pybullet_utils.bullet_client import BulletClient
 
         self.cfg = cfg
@@ -227,42 +227,18 @@ class PybulletArmEnv(TaskEnv):
         self._reset_objects(self.np_random)
         self._ee_target = self.ee_pos()
         self._step_count = 0
-        flags = self.evaluate()
-        info = {"is_success": bool(flags["success"]), **{f"flag/{k}": v for k, v in flags.items()}}
-        return self._get_obs(), info
+        return self._get_obs(), self._reset_info()
 
     def step(self, action):
         """Advance one control step (``1 / fps`` s); same validation and info keys as MuJoCo."""
-        action = np.asarray(action, dtype=np.float32)
-        expected = self.features[ACTION].shape
-        if action.shape != expected:
-            raise ValueError(
-                f"{self.cfg.name}: action must have shape {expected}, got {action.shape}"
-            )
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"{self.cfg.name}: action contains NaN/Inf: {action}")
-        action = np.clip(action, self.action_space.low, self.action_space.high)
+        action = self._checked_action(action)
         self._apply_action(action)
         for i in range(self.n_substeps):
             # joint targets ramp linearly over the control period: no velocity spikes at 10 Hz
             alpha = (i + 1) / self.n_substeps
             self._command_arm((1.0 - alpha) * self._q_start + alpha * self._q_target)
             self.client.stepSimulation()
-        self._step_count += 1
-        flags = self.evaluate()
-        success = bool(flags["success"])
-        terms = self._reward_terms(flags)
-        if self.cfg.reward == "sparse":
-            reward = float(success)
-        else:
-            reward = float(sum(self.reward_weights.get(k, 1.0) * v for k, v in terms.items()))
-        truncated = self._step_count >= self.max_episode_steps
-        info = {
-            "is_success": success,
-            **{f"flag/{k}": v for k, v in flags.items()},
-            **{f"reward/{k}": float(v) for k, v in terms.items()},
-        }
-        return self._get_obs(), reward, success, truncated and not success, info
+        return self._step_result()
 
     def render(self) -> np.ndarray:
         """RGB frame (render_size x render_size) from the first camera, for videos."""

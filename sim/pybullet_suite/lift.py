@@ -20,12 +20,8 @@ CUBE_SPINNING_FRICTION = 0.005
 
 
 @register_task("lift", backend="pybullet")
-class PybulletLiftEnv(PybulletArmEnv):
+class PybulletLiftEnv(arm_common.LiftTask, PybulletArmEnv):
     """Pick up a cube placed in ``LIFT_CUBE_LOW .. LIFT_CUBE_HIGH`` and lift it."""
-
-    task_description = "pick up the cube and lift it"
-    default_max_episode_steps = arm_common.LIFT_MAX_STEPS
-    env_state_names = arm_common.LIFT_ENV_STATE
 
     # ----------------------------------------------------------------- scene
     def _build_task_scene(self) -> None:
@@ -45,10 +41,7 @@ class PybulletLiftEnv(PybulletArmEnv):
 
     # ----------------------------------------------------------------- reset
     def _reset_objects(self, rng: np.random.Generator) -> None:
-        if self.cfg.randomization.object_pose:
-            xy = rng.uniform(arm_common.LIFT_CUBE_LOW, arm_common.LIFT_CUBE_HIGH)
-        else:
-            xy = (arm_common.LIFT_CUBE_LOW + arm_common.LIFT_CUBE_HIGH) / 2
+        xy = self.sample_cube_xy(rng)
         pos = [float(xy[0]), float(xy[1]), arm_common.TABLE_Z + arm_common.CUBE_HALF]
         self.client.resetBasePositionAndOrientation(self.cube, pos, (0, 0, 0, 1))
         self.client.resetBaseVelocity(self.cube, (0, 0, 0), (0, 0, 0))
@@ -57,14 +50,3 @@ class PybulletLiftEnv(PybulletArmEnv):
     def _object_state(self) -> dict[str, np.ndarray]:
         pos = self.client.getBasePositionAndOrientation(self.cube)[0]
         return {"cube_pos": np.asarray(pos, dtype=np.float64)}
-
-    def _env_state_keys(self) -> tuple[str, ...]:
-        return ("cube_pos",)
-
-    # ----------------------------------------------------------------- evaluate / reward
-    def evaluate(self) -> dict[str, bool]:
-        """Flags ``grasped``, ``lifted`` and ``success`` (lifted while grasped)."""
-        return arm_common.lift_evaluate(self.task_state())
-
-    def _reward_terms(self, flags: dict[str, bool]) -> dict[str, float]:
-        return arm_common.lift_reward_terms(self.task_state(), flags)

@@ -92,26 +92,30 @@ def low_poly_panda_urdf(out_dir: Path, data_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def silenced_stdout() -> Iterator[None]:
-    """Send file descriptor 1 to /dev/null for the duration (C-level prints included).
+def silenced_stdout(fds: tuple[int, ...] = (1,)) -> Iterator[None]:
+    """Send file descriptors ``fds`` (default stdout) to /dev/null (C-level prints included).
 
-    pybullet's C layer writes ``argv[0]=`` to stdout on every connection; library code must not
-    print (STYLE.md habit 9), and a CLI's stdout may be parsed. Python-level output is flushed
-    first and the C stdio buffer before restoring, so nothing leaks out afterwards.
+    pybullet's C layer writes ``argv[0]=`` to stdout on every connection and its build time to
+    stderr on import; library code must not print (STYLE.md habit 9), and a CLI's stdout may be
+    parsed. Python-level output is flushed first and the C stdio buffers before restoring, so
+    nothing leaks out afterwards.
     """
     sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        saved = os.dup(1)
-    except OSError:  # no usable stdout at all: nothing to protect
+        saved = [os.dup(fd) for fd in fds]
+    except OSError:  # no usable descriptor at all: nothing to protect
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
+    for fd in fds:
+        os.dup2(devnull, fd)
     try:
         yield
     finally:
         with contextlib.suppress(OSError, AttributeError, TypeError):
             ctypes.CDLL(None).fflush(None)  # POSIX libc; flush what C printed into its buffer
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)

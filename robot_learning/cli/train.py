@@ -1,0 +1,81 @@
+"""``robot-learning train``: imitation training of a zoo policy on a LeRobotDataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from robot_learning.cli import COMMANDS
+from robot_learning.config import ConfigError, load_config, task_config, to_container
+from robot_learning.envs import TaskConfig
+from robot_learning.features import FeatureSpec
+
+#: keys of configs/train.yaml that are not TrainConfig fields
+_CLI_ONLY = ("backend", "obs")
+
+
+@COMMANDS.register("train")
+def train_command(args: list[str]) -> int:
+    """Parse overrides, train, print a summary; exit 130 when stopped by Ctrl-C/SIGTERM."""
+    from robot_learning.datasets import LeRobotDataset
+    from robot_learning.training import TrainConfig, train
+
+    cfg = load_config("train", args)
+    data = to_container(cfg)
+    policy_fields = dict(data.pop("policy"))
+    name = policy_fields.pop("name", None)
+    if not name:
+        raise ConfigError("configs/policy/<name>.yaml must set 'name:' to the registered policy name")
+    task = None
+    if "task" in data:
+        features = LeRobotDataset(data["dataset"]).features
+        task = resolve_task(task_config(cfg), features, args)
+    data.pop("task", None)
+    for key in _CLI_ONLY:
+        data.pop(key, None)
+    if data["eval_every"] is None:
+        data["eval_every"] = data["save_every"] if task is not None else 0
+    try:
+        run = TrainConfig(policy=name, policy_overrides=policy_fields, task=task, **data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid train settings: {exc}") from exc
+    console = Console()
+    console.print(f"[bold]train[/] {name} on {run.dataset} -> {run.out} ({run.steps} steps, batch {run.batch_size})")
+    result = train(run)
+    console.print(
+        f"{result.stopped} at step {result.step}: {result.steps_per_s:.1f} steps/s, "
+        f"final loss {_last_loss(result.losses)}; "
+        + (f"policy in {result.final_dir}" if result.final_dir else f"resume with resume=true out={run.out}")
+    )
+    if result.evals:
+        step, ev = max(result.evals.items())
+        low, high = ev["success_ci95"]
+        console.print(f"eval at step {step}: success {ev['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) "
+                      f"over {ev['episodes']} episodes, mean max reward {ev['mean_max_reward']:.3f}")
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def resolve_task(task: TaskConfig, features: FeatureSpec, args: list[str]) -> TaskConfig:
+    """Fill the task's obs mode, image size and cameras from ``features`` unless set on the command line."""
+    from robot_learning.evaluation import task_overrides_for
+
+    implied = task_overrides_for(features)
+    explicit = {key for key in implied if _given(args, key)}
+    if "obs" in explicit and task.obs != implied["obs"]:
+        return task  # the user asked for a mode the policy/dataset lacks: the spec check names the keys
+    values: dict[str, Any] = {k: getattr(task, k) for k in task.__dataclass_fields__}
+    values.update({k: v for k, v in implied.items() if k not in explicit})
+    try:
+        return TaskConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid task config: {exc}") from exc
+
+
+def _given(args: list[str], key: str) -> bool:
+    names = {key, f"task.{key}"}
+    return any(a.split("=", 1)[0].lstrip("+~") in names for a in args)
+
+
+def _last_loss(losses: list[float]) -> str:
+    return f"{sum(losses[-50:]) / len(losses[-50:]):.4f}" if losses else "-"

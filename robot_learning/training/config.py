@@ -1,0 +1,136 @@
+"""The typed config of ``robot-learning train`` (filled from ``configs/train.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robot_learning.envs import TaskConfig
+from robot_learning.policy import PolicyConfig
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one imitation-training run; defaults follow Diffusion Policy's recipe."""
+
+    policy: str
+    """Registered zoo name: ``diffusion``, ``flow``, ``meanflow``, ..."""
+    dataset: str
+    """LeRobotDataset v3.0 folder to train on."""
+    out: str
+    """Run folder: checkpoints, TensorBoard logs, final policy."""
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    """Policy config fields (``configs/policy/<name>.yaml`` merged with ``policy.<field>=`` overrides)."""
+    task: TaskConfig | None = None
+    """Task for periodic evaluation; its env spec is checked against the dataset's features."""
+    steps: int = 20_000
+    """Optimisation steps (also the length of the cosine LR schedule)."""
+    batch_size: int = 64
+    """Windows per batch."""
+    lr: float = 1e-4
+    """Peak AdamW learning rate (Diffusion Policy: 1e-4)."""
+    weight_decay: float = 1e-6
+    """AdamW weight decay (Diffusion Policy: 1e-6)."""
+    betas: tuple[float, float] = (0.95, 0.999)
+    """AdamW betas (Diffusion Policy: 0.95, 0.999)."""
+    warmup_steps: int = 500
+    """Linear LR warmup steps (Diffusion Policy: 500)."""
+    min_lr_ratio: float = 0.0
+    """Cosine decay floor as a fraction of ``lr``."""
+    grad_clip: float = 10.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+    use_ema: bool = True
+    """Keep an exponential moving average of the weights; checkpoints and evaluations use it."""
+    ema_decay: float = 0.9999
+    """Maximum EMA decay (Diffusion Policy: 0.9999)."""
+    ema_power: float | None = 0.75
+    """EMA warm-up: decay at step k is ``1 - (1 + k) ** -ema_power`` up to ``ema_decay``; None = constant."""
+    device: str = "cpu"
+    """Torch device, e.g. ``cpu`` or ``cuda``."""
+    num_workers: int = 0
+    """DataLoader worker processes gathering batches (0: in the training process)."""
+    seed: int = 0
+    """Seeds policy initialisation, the data order and every training RNG."""
+    log_every: int = 50
+    """Steps between TensorBoard/log lines (the loss is averaged over the interval)."""
+    save_every: int = 2_000
+    """Steps between checkpoints (one is also written at the end)."""
+    keep_checkpoints: int | None = 3
+    """Step checkpoints kept on disk (oldest removed first); ``None`` keeps all."""
+    eval_every: int = 0
+    """Steps between evaluations of the EMA policy on ``task`` (0: never)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation."""
+    eval_num_envs: int = 10
+    """Environments stepped in lockstep during periodic evaluation."""
+    max_minutes: float | None = None
+    """Wall-clock budget: stop cleanly (checkpoint + final policy) after this many minutes."""
+    resume: bool = False
+    """Continue the run in ``out`` from its last checkpoint (exactly, see :mod:`.loop`)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task, dict):
+            self.task = TaskConfig.from_dict(self.task)
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.dataset = str(Path(self.dataset).expanduser().absolute())
+        self.out = str(Path(self.out).expanduser().absolute())
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "log_every": self.log_every,
+                    "save_every": self.save_every, "eval_episodes": self.eval_episodes,
+                    "eval_num_envs": self.eval_num_envs}
+        bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
+        if bad:
+            raise ValueError(f"train settings must be >= 1: {', '.join(bad)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"need lr > 0, weight_decay >= 0, grad_clip >= 0; got lr={self.lr}, "
+                             f"weight_decay={self.weight_decay}, grad_clip={self.grad_clip}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas={self.betas} must be two values in [0, 1)")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps})")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        if self.use_ema and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay} must be in (0, 1) (or use_ema=false)")
+        if self.use_ema and self.ema_power is not None and self.ema_power <= 0:
+            raise ValueError(f"ema_power={self.ema_power} must be > 0 (or null for a constant decay)")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers} must be >= 0")
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints={self.keep_checkpoints} must be >= 1 (or null to keep all)")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every={self.eval_every} must be >= 0")
+        if self.eval_every and self.task is None:
+            raise ValueError(f"eval_every={self.eval_every} needs a task (task=<name>) to evaluate on")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes={self.max_minutes} must be > 0 (or null for no budget)")
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device ({exc})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (embedded in checkpoints and ``train_config.json``)."""
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+
+def build_policy_config(policy_cls: type, overrides: dict[str, Any]) -> PolicyConfig:
+    """The policy's config dataclass from YAML/CLI values; unknown fields are an error listing the valid ones."""
+    config_class = policy_cls.config_class
+    values = {k: v for k, v in overrides.items() if k != "name"}
+    valid = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"Unknown config fields {['policy.' + k for k in unknown]} for policy {policy_cls.name!r}; "
+            f"valid fields: {valid}"
+        )
+    try:
+        return config_class(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Invalid policy.* settings for {policy_cls.name!r}: {exc}") from exc

@@ -1,0 +1,313 @@
+"""Imitation training of a zoo policy on a LeRobotDataset (``robot-learning train``).
+
+Reads top to bottom: config -> setup (dataset, policy, windows, optimizer, EMA, resume) ->
+loop (batch, loss, backward, clip, LR, step, EMA, log, evaluate, checkpoint) -> final save.
+
+Reproducibility: with the same config and seed a run produces the same loss curve on CPU. The
+policy is initialised after seeding every global RNG; batches are a pure function of
+``(seed, step)`` (:class:`~robot_learning.training.windows.StepBatchSampler`); the learning rate
+is a pure function of the step; periodic evaluation draws from its own generators. A checkpoint
+stores the optimizer, EMA and RNG states, so ``resume=true`` continues a killed run exactly as
+the uninterrupted run would have (same per-step losses, same final weights).
+
+Outputs in ``out/``: ``train_config.json`` (resolved config), ``checkpoints/step_XXXXXX/`` and
+``checkpoints/last`` (see :mod:`.checkpoint`), ``tb/`` (TensorBoard), ``evals/step_XXXXXX.json``
+(periodic evaluation), ``final/`` (the trained policy, EMA weights when EMA is on) and
+``train.json`` (summary numbers).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_learning.collect import write_json
+from robot_learning.compat import guard_triton
+from robot_learning.datasets import LeRobotDataset
+from robot_learning.envs import TaskConfig, make_env
+from robot_learning.evaluation import EvalConfig, TorchPolicySource, check_task_features, evaluate
+from robot_learning.policy import POLICIES, Policy
+from robot_learning.training import checkpoint as ckpt
+from robot_learning.training.config import TrainConfig, build_policy_config
+from robot_learning.training.progress import GracefulStop, TrainProgress
+from robot_learning.training.windows import StepBatchSampler, WindowDataset, batch_iterator
+
+log = logging.getLogger(__name__)
+guard_triton()  # before any env is built: see robot_learning.compat
+
+#: config fields that may change when resuming (everything else must match the checkpoint)
+RESUMABLE_CHANGES = ("steps", "resume", "max_minutes", "eval_every", "eval_episodes", "eval_num_envs",
+                     "log_every", "save_every", "keep_checkpoints", "num_workers", "task", "device")
+
+
+@dataclass
+class TrainResult:
+    """What a run did; ``losses`` holds the per-step loss of the steps run in this process."""
+
+    start_step: int = 0
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: str = "completed"
+    """``completed``, ``time_budget`` or ``interrupted``."""
+    final_dir: str | None = None
+    evals: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def steps_per_s(self) -> float:
+        """Optimisation steps per second in this process."""
+        return (self.step - self.start_step) / self.seconds if self.seconds else 0.0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at
+    ``steps`` (diffusion_policy's schedule via diffusers' ``get_cosine_schedule_with_warmup``)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch global RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig, progress: bool = True,
+          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``cfg.policy`` on ``cfg.dataset``; ``on_step(step, loss)`` is called after every step."""
+    # ---------------------------------------------------------------- setup
+    out = Path(cfg.out)
+    ckpt_root = out / "checkpoints"
+    resume_from = _resume_point(cfg, ckpt_root)
+    dataset = LeRobotDataset(cfg.dataset)
+    policy_cls = POLICIES.get(cfg.policy)
+    policy_cfg = build_policy_config(policy_cls, cfg.policy_overrides)
+    seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    policy = policy_cls(policy_cfg, dataset.features, dataset.stats).to(device)
+    if cfg.task is not None:
+        _check_task(cfg.task, dataset, policy)
+    windows = WindowDataset(dataset, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    ema = _make_ema(policy, cfg)
+    resolved = {**cfg.to_dict(), "policy_config": asdict(policy_cfg), "dataset_episodes": dataset.num_episodes,
+                "dataset_frames": dataset.num_frames}
+    step = 0
+    if resume_from is not None:
+        step = _restore(resume_from, cfg, policy, optimizer, ema)
+        log.info("resumed from %s at step %d", resume_from, step)
+    write_json(out / "train_config.json", resolved)
+    writer = _summary_writer(out, step)
+    result = TrainResult(start_step=step, step=step)
+    sampler = StepBatchSampler(len(windows), cfg.batch_size, cfg.seed, start_step=step, end_step=cfg.steps)
+    batches = batch_iterator(windows, sampler, cfg.num_workers)
+    t_start = time.monotonic()
+    saved_step = step if resume_from is not None else -1
+
+    def save_checkpoint() -> None:
+        nonlocal saved_step
+        ckpt.commit_checkpoint(ckpt_root, step, lambda d: _write_checkpoint(d, step, policy, optimizer, ema, resolved),
+                               keep=cfg.keep_checkpoints)
+        saved_step = step
+
+    # ---------------------------------------------------------------- loop
+    bar = TrainProgress(cfg.steps, step, enabled=progress)
+    window_losses: list[float] = []
+    try:
+        with bar, GracefulStop() as stop:
+            while step < cfg.steps:
+                batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+                policy.train()
+                loss, metrics = policy.compute_loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; last checkpoint: {ckpt_root / ckpt.LAST}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = _clip_gradients(policy, cfg.grad_clip)
+                lr = lr_at(step, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.step()
+                if ema is not None:
+                    ema.update(policy)
+                step += 1
+                loss_value = float(loss.item())
+                result.losses.append(loss_value)
+                window_losses.append(loss_value)
+                result.step = step
+                bar.update(step, loss_value)
+                if on_step is not None:
+                    on_step(step, loss_value)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    _log_scalars(writer, step, window_losses, metrics, lr, grad_norm, bar.steps_per_s)
+                    window_losses = []
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    result.evals[step] = _periodic_eval(cfg, policy, ema, step, out, writer)
+                if step % cfg.save_every == 0 and step < cfg.steps:
+                    save_checkpoint()
+                if stop.requested:
+                    result.stopped = "interrupted"
+                    log.warning("stopped at step %d; resume with resume=true", step)
+                    break
+                if cfg.max_minutes is not None and time.monotonic() - t_start > 60 * cfg.max_minutes:
+                    result.stopped = "time_budget"
+                    log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
+                    break
+    finally:
+        # an exception (or a second Ctrl-C) leaves the last committed checkpoint as the resume point
+        result.seconds = time.monotonic() - t_start
+        writer.flush()
+    # ---------------------------------------------------------------- final save
+    if step != saved_step:
+        save_checkpoint()
+    if result.stopped != "interrupted":
+        final = _deployable(policy, ema)
+        ckpt.write_atomic_dir(out / "final", lambda d: final.save(d, extra={"train_config": resolved, "step": step}))
+        result.final_dir = str(out / "final")
+    writer.close()
+    write_json(out / "train.json", _summary(cfg, result, policy))
+    return result
+
+
+# --------------------------------------------------------------------------- helpers
+def _resume_point(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
+    """The checkpoint to resume from; refuse to overwrite a previous run without resume=true."""
+    latest = ckpt.latest_checkpoint(ckpt_root)
+    if latest is not None and not cfg.resume:
+        raise FileExistsError(
+            f"{cfg.out} already holds checkpoints (latest {latest.name}); pass resume=true to continue "
+            "that run or choose another out="
+        )
+    if cfg.resume and latest is None:
+        log.warning("resume=true but %s has no checkpoint; starting from step 0", ckpt_root)
+    return latest
+
+
+def _check_task(task: TaskConfig, dataset: LeRobotDataset, policy: Policy) -> None:
+    """The dataset's features must match the eval task's env spec on the policy's inputs."""
+    env = make_env(task)
+    try:
+        check_task_features(
+            dataset.features, policy.input_keys, env.features,
+            what=f"task {task.name!r} ({task.backend}, obs={task.obs}) env spec vs dataset {dataset.root}",
+        )
+    finally:
+        env.close()
+
+
+def _make_ema(policy: Policy, cfg: TrainConfig) -> Any:
+    if not cfg.use_ema:
+        return None
+    from robot_learning.ema import EMA
+
+    return EMA(policy, decay=cfg.ema_decay, power=cfg.ema_power)
+
+
+def _deployable(policy: Policy, ema: Any) -> Policy:
+    """The weights to evaluate and ship: a copy holding the EMA average (or the policy itself)."""
+    if ema is None:
+        return policy
+    averaged = copy.deepcopy(policy)
+    ema.copy_to(averaged)
+    return averaged.eval()
+
+
+def _clip_gradients(policy: Policy, max_norm: float) -> float:
+    params = [p for p in policy.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+
+
+def _write_checkpoint(directory: Path, step: int, policy: Policy, optimizer: torch.optim.Optimizer, ema: Any,
+                      resolved: dict[str, Any]) -> None:
+    _deployable(policy, ema).save(directory, extra={"train_config": resolved, "step": step})
+    state = {
+        "step": step,
+        "model": policy.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "rng": ckpt.rng_state(),
+        "train_config": resolved,
+    }
+    ckpt.save_state(directory / ckpt.STATE_FILE, state)
+
+
+def _restore(directory: Path, cfg: TrainConfig, policy: Policy, optimizer: torch.optim.Optimizer, ema: Any) -> int:
+    state = ckpt.load_state(directory / ckpt.STATE_FILE)
+    saved = state["train_config"]
+    current = cfg.to_dict()
+    changed = [k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]]
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {directory}: settings differ from the checkpoint ({detail})")
+    policy.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if (ema is None) != (state["ema"] is None):
+        raise ValueError(f"cannot resume {directory}: use_ema differs from the checkpoint")
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
+    ckpt.set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _summary_writer(out: Path, step: int) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a killed run logged after its last checkpoint
+    return SummaryWriter(str(out / "tb"), purge_step=step if step else None)
+
+
+def _log_scalars(writer: Any, step: int, losses: list[float], metrics: dict[str, float], lr: float,
+                 grad_norm: float, steps_per_s: float) -> None:
+    writer.add_scalar("train/loss", float(np.mean(losses)), step)
+    writer.add_scalar("train/lr", lr, step)
+    writer.add_scalar("train/grad_norm", grad_norm, step)
+    writer.add_scalar("train/steps_per_s", steps_per_s, step)
+    for name, value in (metrics or {}).items():
+        writer.add_scalar(f"train/{name}", float(value), step)
+    log.info("step %d loss %.5f lr %.2e grad_norm %.3f", step, float(np.mean(losses)), lr, grad_norm)
+
+
+def _periodic_eval(cfg: TrainConfig, policy: Policy, ema: Any, step: int, out: Path, writer: Any) -> dict[str, Any]:
+    assert cfg.task is not None
+    source = TorchPolicySource(_deployable(policy, ema) if ema is not None else copy.deepcopy(policy))
+    eval_cfg = EvalConfig(task=cfg.task, episodes=cfg.eval_episodes, num_envs=cfg.eval_num_envs)
+    with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training RNG stream
+        result = evaluate(source, eval_cfg)
+    payload = result.to_json(source, eval_cfg, extra={"step": step})
+    write_json(out / "evals" / f"step_{step:06d}.json", payload)
+    for key in ("success_rate", "mean_max_reward", "mean_episode_length"):
+        writer.add_scalar(f"eval/{key}", payload[key], step)
+    log.info("step %d eval success %.3f mean max reward %.3f", step, payload["success_rate"], payload["mean_max_reward"])
+    return payload
+
+
+def _summary(cfg: TrainConfig, result: TrainResult, policy: Policy) -> dict[str, Any]:
+    last = result.losses[-min(len(result.losses), cfg.log_every):]
+    return {
+        "policy": cfg.policy,
+        "steps": result.step,
+        "start_step": result.start_step,
+        "stopped": result.stopped,
+        "seconds": round(result.seconds, 3),
+        "steps_per_s": round(result.steps_per_s, 3),
+        "final_loss": float(np.mean(last)) if last else None,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "final": result.final_dir,
+        "evals": {str(k): {m: v[m] for m in ("success_rate", "success_ci95", "mean_max_reward")}
+                  for k, v in result.evals.items()},
+    }

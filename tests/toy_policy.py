@@ -1,0 +1,57 @@
+"""A tiny MLP zoo member for the training/evaluation tests (registered as ``toy_mlp``).
+
+Small enough to train in seconds on CPU; it has dropout so that resuming must restore the
+torch RNG exactly, and it ignores the sampler noise (it is not generative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robot_learning.features import ACTION
+from robot_learning.policy import Policy, PolicyConfig, register_policy
+
+
+@dataclass
+class ToyMLPConfig(PolicyConfig):
+    """MLP from the flattened observation history to the whole action chunk."""
+
+    n_obs_steps: int = 2
+    horizon: int = 4
+    n_action_steps: int = 2
+    hidden: int = 64
+    """Hidden layer width."""
+    dropout: float = 0.1
+    """Dropout after each hidden layer (makes the loss depend on the torch RNG)."""
+
+
+@register_policy("toy_mlp")
+class ToyMLPPolicy(Policy):
+    """State-only MLP policy trained by masked MSE on normalised actions."""
+
+    config_class = ToyMLPConfig
+
+    def __init__(self, config: ToyMLPConfig, features, stats) -> None:
+        super().__init__(config, features, stats)
+        in_dim = config.n_obs_steps * sum(int(torch.tensor(self.features[k].shape).prod()) for k in self.state_keys)
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.horizon * self.action_dim),
+        )
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([self.normalizer.normalize(k, batch[k].float()).flatten(1) for k in self.state_keys], dim=1)
+        return self.net(x).view(x.shape[0], self.config.horizon, self.action_dim)  # [B, horizon, A]
+
+    def predict_chunk(self, batch, noise=None):
+        return self.normalizer.unnormalize(ACTION, self._forward(batch))
+
+    def compute_loss(self, batch):
+        target = self.normalizer.normalize(ACTION, batch[ACTION].float())
+        valid = (~batch["action_is_pad"]).float()[..., None]  # [B, horizon, 1]
+        loss = (((self._forward(batch) - target) ** 2) * valid).sum() / (valid.sum() * self.action_dim)
+        return loss, {"valid_fraction": float(valid.mean())}
