@@ -1,0 +1,68 @@
+"""Contract tests generated from the task registry: adding a task adds its checks for free."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_learning.config import load_config, task_config
+from robot_learning.envs import EXPERTS, TASKS, TaskConfig, make_env, make_expert
+
+SIM_TASKS = [k for k in TASKS.names() if not k.startswith("gymnasium/")]
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "task"
+
+
+@pytest.mark.parametrize("obs_mode", ["state", "pixels"])
+@pytest.mark.parametrize("key", SIM_TASKS)
+def test_task_contract(key, obs_mode):
+    backend, name = key.split("/")
+    env = make_env(TaskConfig(name=name, backend=backend, obs=obs_mode, image_size=24))
+    try:
+        spec = env.features
+        assert env.fps > 0 and env.task_description
+        assert spec.action.low is not None and spec.action.control_mode is not None
+        if obs_mode == "pixels":
+            assert spec.image_keys and all(spec[k].shape == (24, 24, 3) for k in spec.image_keys)
+        else:
+            assert not spec.image_keys
+        obs, info = env.reset(seed=11)
+        assert "is_success" in info
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+            spec.check_sample({**obs, "action": action})
+            assert env.observation_space.contains(obs)
+            for key_, value in obs.items():
+                assert np.all(np.isfinite(value)), key_
+            obs, reward, terminated, truncated, info = env.step(action)
+            assert np.isfinite(reward) and isinstance(info["is_success"], bool)
+            if terminated or truncated:
+                obs, _ = env.reset()
+        state = env.unwrapped.task_state()
+        assert state and all(np.all(np.isfinite(np.asarray(v, float))) for v in state.values())
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("key", SIM_TASKS)
+def test_every_task_has_an_expert_and_a_config(key):
+    backend, name = key.split("/")
+    assert name in EXPERTS
+    cfg = task_config(load_config("collect", [f"task={name}", f"backend={backend}", "out=x"]))
+    assert (cfg.name, cfg.backend) == (name, backend)
+    assert (CONFIG_DIR / f"{name}.yaml").is_file()
+    env = make_env(cfg)
+    try:
+        expert = make_expert(env)
+        obs, _ = env.reset(seed=0)
+        expert.reset(seed=0)
+        action = expert.act(obs)
+        assert action.shape == env.action_space.shape
+        assert env.action_space.contains(np.asarray(action, np.float32))
+    finally:
+        env.close()
+
+
+def test_unknown_backend_for_task_is_a_clear_error():
+    with pytest.raises(ValueError, match="It exists for backends"):
+        make_env(TaskConfig(name="pusht", backend="pybullet"))
