@@ -74,7 +74,7 @@ class EMA:
 
     def current_decay(self) -> float:
         """Decay the next :meth:`update` will use."""
-        k = self.step - self.update_after_step - 1
+        k = self.step - self.update_after_step  # 0 on the first averaging update
         if k < 0:
             return 0.0
         if self.power is None:
@@ -85,8 +85,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Fold the model's current weights into the average (call after ``optimizer.step()``)."""
-        self.step += 1
         decay = self.current_decay()
+        self.step += 1
         for name, value in self._tensors(model):
             shadow = self._shadow(name, value)
             if self._averaged(value):

@@ -284,30 +284,38 @@ def _rollout(source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path 
 
     columns = [TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[rate]}"), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress) as bar:
-        bar_id = bar.add_task(f"{source.name} on {cfg.task.name}", total=cfg.episodes, rate="-")
-        active = [s for s in slots if start_next(s)]
-        while active:
-            empty = [s for s in active if not s.queue]
-            if empty:
-                batch = {k: np.stack([np.stack([h[k] for h in s.history]) for s in empty]) for k in source.input_keys}
-                t_inf = time.perf_counter()
-                chunks = np.asarray(source.predict_chunk(batch))  # [B, horizon, A]
-                result.inference_seconds += time.perf_counter() - t_inf
-                result.inference_calls += 1
-                _check_chunks(chunks, len(empty), start_idx + source.n_action_steps)
-                for s, chunk in zip(empty, chunks, strict=True):
-                    s.queue.extend(chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32))
-            for s in list(active):
-                if not s.step(s.queue.popleft()):
-                    continue
-                if s.video is not None:
-                    s.video.close()
-                outcomes[s.episode] = (s.seed, s.success, s.max_reward, s.length, dict(s.flags))
-                rate = np.mean([o[1] for o in outcomes.values()])
-                bar.update(bar_id, completed=len(outcomes), rate=f"{rate:.0%}")
-                if not start_next(s):
-                    active.remove(s)
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            bar_id = bar.add_task(f"{source.name} on {cfg.task.name}", total=cfg.episodes, rate="-")
+            active = [s for s in slots if start_next(s)]
+            while active:
+                empty = [s for s in active if not s.queue]
+                if empty:
+                    batch = {k: np.stack([np.stack([h[k] for h in s.history]) for s in empty]) for k in source.input_keys}
+                    t_inf = time.perf_counter()
+                    chunks = np.asarray(source.predict_chunk(batch))  # [B, horizon, A]
+                    result.inference_seconds += time.perf_counter() - t_inf
+                    result.inference_calls += 1
+                    _check_chunks(chunks, len(empty), start_idx + source.n_action_steps)
+                    for s, chunk in zip(empty, chunks, strict=True):
+                        s.queue.extend(chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32))
+                for s in list(active):
+                    if not s.step(s.queue.popleft()):
+                        continue
+                    if s.video is not None:
+                        s.video.close()
+                        s.video = None
+                    outcomes[s.episode] = (s.seed, s.success, s.max_reward, s.length, dict(s.flags))
+                    rate = np.mean([o[1] for o in outcomes.values()])
+                    bar.update(bar_id, completed=len(outcomes), rate=f"{rate:.0%}")
+                    if not start_next(s):
+                        active.remove(s)
+    except BaseException:
+        for slot in slots:  # never leave half-written mp4 files behind
+            if slot.video is not None:
+                slot.video.abort()
+                result.videos.remove(str(slot.video.path))
+        raise
     result.seconds = time.perf_counter() - t0
     for episode in sorted(outcomes):
         seed, success, max_reward, length, flags = outcomes[episode]

@@ -47,6 +47,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (e.g. a component registered only for a test); unknown names are ignored."""
+        self._items.pop(name, None)
+
     def _load_plugins(self) -> None:
         if self._discovered:
             return

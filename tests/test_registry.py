@@ -19,6 +19,8 @@ def test_register_get_and_errors():
         reg.get("b")
     with pytest.raises(RegistryError, match="already registered"):
         reg.register("a")(type("Other", (), {}))
+    reg.unregister("a")
+    assert "a" not in reg
 
 
 def test_discovery_imports_plugin_modules():

@@ -1,18 +1,23 @@
-"""A tiny MLP zoo member for the training/evaluation tests (registered as ``toy_mlp``).
+"""A tiny MLP zoo member for the training/evaluation tests (``toy_mlp``).
 
 Small enough to train in seconds on CPU; it has dropout so that resuming must restore the
-torch RNG exactly, and it ignores the sampler noise (it is not generative).
+torch RNG exactly, and it ignores the sampler noise (it is not generative). It is *not*
+registered on import: the registry-driven zoo tests (tests/test_policies.py) parametrize over
+``POLICIES.names()`` at collection time and must not pick up this state-only test double, so
+tests register it only while they run (:func:`registered`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from robot_learning.features import ACTION
-from robot_learning.policy import Policy, PolicyConfig, register_policy
+from robot_learning.policy import POLICIES, Policy, PolicyConfig
 
 
 @dataclass
@@ -28,10 +33,10 @@ class ToyMLPConfig(PolicyConfig):
     """Dropout after each hidden layer (makes the loss depend on the torch RNG)."""
 
 
-@register_policy("toy_mlp")
 class ToyMLPPolicy(Policy):
     """State-only MLP policy trained by masked MSE on normalised actions."""
 
+    name = "toy_mlp"
     config_class = ToyMLPConfig
 
     def __init__(self, config: ToyMLPConfig, features, stats) -> None:
@@ -55,3 +60,18 @@ class ToyMLPPolicy(Policy):
         valid = (~batch["action_is_pad"]).float()[..., None]  # [B, horizon, 1]
         loss = (((self._forward(batch) - target) ** 2) * valid).sum() / (valid.sum() * self.action_dim)
         return loss, {"valid_fraction": float(valid.mean())}
+
+
+def register() -> None:
+    """Register ``toy_mlp`` for the rest of the process (subprocess CLI tests)."""
+    POLICIES.register(ToyMLPPolicy.name)(ToyMLPPolicy)
+
+
+@contextlib.contextmanager
+def registered() -> Iterator[None]:
+    """Register ``toy_mlp`` for the duration of the block."""
+    register()
+    try:
+        yield
+    finally:
+        POLICIES.unregister(ToyMLPPolicy.name)

@@ -30,8 +30,8 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     Args:
         dim: embedding size (even).
-        scale: multiplies the input first; 100 maps flow times in [0, 1] onto the same frequency
-            range as the 100 DDPM training steps of Diffusion Policy.
+        scale: multiplies the input first (1 for integer DDPM steps; flow times in [0, 1] use
+            :data:`policies.common.flow_matching.TIME_EMBED_SCALE`).
     """
 
     def __init__(self, dim: int, scale: float = 1.0, max_period: float = 10_000.0) -> None:

@@ -61,7 +61,7 @@ class DiffusionPolicy(ChunkGenerativePolicy):
         self.config: DiffusionConfig = config
         # training always uses the DDPM forward process; the sampler only changes inference
         self.noise_scheduler = make_scheduler(config, "ddpm")
-        self.sampler = make_scheduler(config, config.sampler)
+        self.inference_scheduler = make_scheduler(config, config.sampler)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -79,7 +79,7 @@ class DiffusionPolicy(ChunkGenerativePolicy):
     # ------------------------------------------------------------------ sampling
     def sample(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """cond [B, C], noise [B, horizon, A] -> normalised chunk [B, horizon, A]."""
-        scheduler = self.sampler
+        scheduler = self.inference_scheduler
         scheduler.set_timesteps(self.config.num_inference_steps, device=noise.device)
         generator = generator_from_noise(noise) if self.config.sampler == "ddpm" else None
         x = noise

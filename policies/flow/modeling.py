@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from policies.common.base import ChunkGenerativePolicy, masked_mse
-from policies.common.flow_matching import interpolate, sample_times
+from policies.common.flow_matching import TIME_EMBED_SCALE, interpolate, sample_times
 from policies.flow.configuration import FlowConfig
 from robot_learning.features import FeatureSpec
 from robot_learning.policy import register_policy
@@ -26,7 +26,7 @@ class FlowPolicy(ChunkGenerativePolicy):
 
     config_class = FlowConfig
     num_time_inputs = 1
-    time_scale = 100.0  # t in [0, 1] -> same embedding frequencies as 100 DDPM steps
+    time_scale = TIME_EMBED_SCALE
 
     def __init__(self, config: FlowConfig, features: FeatureSpec, stats: dict | None) -> None:
         super().__init__(config, features, stats)

@@ -25,7 +25,7 @@ import torch
 from torch.func import jvp
 
 from policies.common.base import ChunkGenerativePolicy, per_sample_mse
-from policies.common.flow_matching import interpolate, sample_times
+from policies.common.flow_matching import TIME_EMBED_SCALE, interpolate, sample_times
 from policies.meanflow.configuration import MeanFlowConfig
 from robot_learning.features import FeatureSpec
 from robot_learning.policy import register_policy
@@ -37,7 +37,7 @@ class MeanFlowPolicy(ChunkGenerativePolicy):
 
     config_class = MeanFlowConfig
     num_time_inputs = 2  # (t, t - r)
-    time_scale = 100.0  # times in [0, 1] -> same embedding frequencies as 100 DDPM steps
+    time_scale = TIME_EMBED_SCALE
 
     def __init__(self, config: MeanFlowConfig, features: FeatureSpec, stats: dict | None) -> None:
         super().__init__(config, features, stats)

@@ -35,9 +35,9 @@ class SimBenchConfig:
     """Observation modes to time."""
     image_size: int = 96
     """Camera resolution in pixel mode."""
-    state_steps: int = 300
+    state_steps: int = 2000
     """Timed env steps per state-mode measurement."""
-    pixel_steps: int = 60
+    pixel_steps: int = 200
     """Timed env steps per pixel-mode measurement."""
     num_envs: int = 2
     """Workers in the AsyncVectorEnv."""

@@ -11,14 +11,18 @@ from robot_learning.cli import COMMANDS
 from robot_learning.collect import write_json
 from robot_learning.config import ConfigError, load_config, to_container
 
-BENCHES = ("sim",)
+BENCHES = ("sim", "train")
 
 
 @COMMANDS.register("bench")
 def bench_command(args: list[str]) -> int:
-    """Dispatch to one benchmark (only ``sim`` exists so far)."""
+    """Dispatch to one benchmark."""
     if not args or args[0] not in BENCHES:
         raise ConfigError(f"usage: robot-learning bench <{'|'.join(BENCHES)}> [key=value ...]; got {args[:1]}")
+    if args[0] == "train":
+        from robot_learning.cli.bench_train import bench_train
+
+        return bench_train(args[1:])
     return _bench_sim(args[1:])
 
 

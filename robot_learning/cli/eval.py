@@ -30,9 +30,13 @@ def eval_command(args: list[str]) -> int:
         raise ConfigError("eval needs checkpoint=DIR (a folder with config.json and model.safetensors)")
     if data["runtime"] not in RUNTIMES:
         raise ConfigError(f"runtime={data['runtime']!r} is not available yet; use one of {RUNTIMES}")
+    if data["threads"] is not None:
+        import torch
+
+        torch.set_num_threads(int(data["threads"]))
     checkpoint = Path(data["checkpoint"])
     _check_checkpoint(checkpoint)
-    policy = Policy.load(checkpoint, map_location=data["device"])
+    policy = Policy.load(checkpoint, map_location=data["device"]).to(data["device"])
     meta = json.loads((checkpoint / "config.json").read_text())
     if "task" in data:
         task = resolve_task(task_config(cfg), policy.features, args)

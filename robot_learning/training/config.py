@@ -51,6 +51,9 @@ class TrainConfig:
     """EMA warm-up: decay at step k is ``1 - (1 + k) ** -ema_power`` up to ``ema_decay``; None = constant."""
     device: str = "cpu"
     """Torch device, e.g. ``cpu`` or ``cuda``."""
+    threads: int | None = None
+    """torch intra-op CPU threads for this run (None: torch's default, one per core); 1 is often
+    fastest on a loaded machine, where spinning OpenMP threads contend."""
     num_workers: int = 0
     """DataLoader worker processes gathering batches (0: in the training process)."""
     seed: int = 0
@@ -97,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay={self.ema_decay} must be in (0, 1) (or use_ema=false)")
         if self.use_ema and self.ema_power is not None and self.ema_power <= 0:
             raise ValueError(f"ema_power={self.ema_power} must be > 0 (or null for a constant decay)")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
         if self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers} must be >= 0")
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:

@@ -47,7 +47,7 @@ guard_triton()  # before any env is built: see robot_learning.compat
 
 #: config fields that may change when resuming (everything else must match the checkpoint)
 RESUMABLE_CHANGES = ("steps", "resume", "max_minutes", "eval_every", "eval_episodes", "eval_num_envs",
-                     "log_every", "save_every", "keep_checkpoints", "num_workers", "task", "device")
+                     "log_every", "save_every", "keep_checkpoints", "num_workers", "task", "device", "threads")
 
 
 @dataclass
@@ -88,6 +88,16 @@ def seed_everything(seed: int) -> None:
 def train(cfg: TrainConfig, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train ``cfg.policy`` on ``cfg.dataset``; ``on_step(step, loss)`` is called after every step."""
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, progress, on_step)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], None] | None) -> TrainResult:
     # ---------------------------------------------------------------- setup
     out = Path(cfg.out)
     ckpt_root = out / "checkpoints"
@@ -277,8 +287,8 @@ def _log_scalars(writer: Any, step: int, losses: list[float], metrics: dict[str,
     writer.add_scalar("train/lr", lr, step)
     writer.add_scalar("train/grad_norm", grad_norm, step)
     writer.add_scalar("train/steps_per_s", steps_per_s, step)
-    for name, value in (metrics or {}).items():
-        writer.add_scalar(f"train/{name}", float(value), step)
+    for name, value in (metrics or {}).items():  # the policy's own metrics of the last step
+        writer.add_scalar(f"policy/{name}", float(value), step)
     log.info("step %d loss %.5f lr %.2e grad_norm %.3f", step, float(np.mean(losses)), lr, grad_norm)
 
 

@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from robot_learning.compat import guard_triton
 from robot_learning.envs import TaskConfig, TaskEnv
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+guard_triton()  # triton loaded after OSMesa segfaults: see robot_learning.compat
 
 import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
 
