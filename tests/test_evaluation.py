@@ -33,12 +33,9 @@ STABLE_KEYS = {"episodes", "success_rate", "success_ci95", "mean_max_reward", "m
 
 @pytest.fixture(scope="module", autouse=True)
 def _toy_mlp_one_thread():
-    # tiny models: per-op threading overhead (and contention on a shared 2-core box) dominates
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with toy_policy.registered():
+    with toy_policy.registered_one_thread():
         yield
-    torch.set_num_threads(threads)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:

@@ -49,12 +49,9 @@ TESTS = Path(__file__).parent
 
 @pytest.fixture(scope="module", autouse=True)
 def _toy_mlp_one_thread():
-    # tiny models: per-op threading overhead (and contention on a shared 2-core box) dominates
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with toy_policy.registered():
+    with toy_policy.registered_one_thread():
         yield
-    torch.set_num_threads(threads)
+
 
 @pytest.fixture(scope="module")
 def reach_demos(tmp_path_factory) -> Path:

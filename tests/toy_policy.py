@@ -75,3 +75,18 @@ def registered() -> Iterator[None]:
         yield
     finally:
         POLICIES.unregister(ToyMLPPolicy.name)
+
+
+@contextlib.contextmanager
+def registered_one_thread() -> Iterator[None]:
+    """``toy_mlp`` registered and torch on one thread for the block.
+
+    Tiny models: per-op threading overhead (and contention on a shared 2-core box) dominates.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with registered():
+            yield
+    finally:
+        torch.set_num_threads(threads)
