@@ -18,22 +18,14 @@ from typing import Any
 TMP_PREFIX = ".tmp-"
 
 
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry table (makes renames/creations in ``path`` durable)."""
+def fsync_path(path: Path) -> None:
+    """Flush a file's contents, or a directory's entry table, to stable storage."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's contents to stable storage."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def tmp_path_for(path: Path) -> Path:
@@ -49,12 +41,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = tmp_path_for(path)
     try:
         yield tmp
-        fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -81,11 +73,11 @@ def ensure_dir(path: Path) -> None:
         return
     ensure_dir(path.parent)
     path.mkdir(exist_ok=True)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def move_durable(src: Path, dst: Path) -> None:
     """Rename an already fsynced ``src`` onto ``dst`` and flush the destination directory."""
     ensure_dir(dst.parent)
     os.replace(src, dst)
-    fsync_dir(dst.parent)
+    fsync_path(dst.parent)

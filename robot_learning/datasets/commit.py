@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robot_learning.datasets import stats as stats_mod
-from robot_learning.datasets.atomic import fsync_file, move_durable, write_json_atomic
+from robot_learning.datasets.atomic import fsync_path, move_durable, write_json_atomic
 from robot_learning.datasets.layout import (
     INFO_PATH,
     STAGING_DIR,
@@ -93,7 +93,7 @@ def new_staging_dir(root: Path) -> Path:
 def write_parquet_durable(table: pa.Table, path: Path) -> None:
     """Write and fsync a parquet file."""
     pq.write_table(table, path)
-    fsync_file(path)
+    fsync_path(path)
 
 
 def episode_row(staged: StagedEpisode, length: int, tasks: list[str], start: int, fps: int,

@@ -19,7 +19,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from robot_learning.datasets.atomic import fsync_file
+from robot_learning.datasets.atomic import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class VideoEncoder:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        fsync_file(self.path)
+        fsync_path(self.path)
         return self.num_frames
 
     def abort(self) -> None:

@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from robot_learning.datasets.atomic import fsync_dir, fsync_file
+from robot_learning.datasets.atomic import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def commit_checkpoint(root: Path, step: int, write: Any, keep: int | None = None
     link.unlink(missing_ok=True)
     os.symlink(final.name, link)  # relative: the run folder may be moved
     os.replace(link, root / LAST)
-    fsync_dir(root)
+    fsync_path(root)
     if keep is not None:
         for old in list_checkpoints(root)[:-keep]:
             if old != final:
@@ -191,12 +191,12 @@ def write_atomic_dir(final: Path, write: Any) -> Path:
     write(tmp)
     for f in tmp.iterdir():
         if f.is_file():
-            fsync_file(f)
+            fsync_path(f)
     old = final.with_name(f"{_TMP_PREFIX}old-{final.name}")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
-    fsync_dir(final.parent)
+    fsync_path(final.parent)
     return final
