@@ -9,7 +9,7 @@ export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test bench lint system-deps install clean
+.PHONY: demo test bench bench-inference lint system-deps install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,11 +47,20 @@ demo: install
 	$(BIN)/robot-learning train policy=flow dataset=$(DEMO_DIR)/lift_state out=$(DEMO_DIR)/flow_lift \
 		steps=2000 lr=1e-3 warmup_steps=100 threads=1 policy.down_dims=[64,128] save_every=1000 eval_every=0
 	$(BIN)/robot-learning eval checkpoint=$(DEMO_DIR)/flow_lift/final task=lift episodes=20
-	@$(BIN)/python -c "import json; e = json.load(open('$(DEMO_DIR)/flow_lift/final/eval.json')); \
-		print(f\"demo: flow policy on lift, success rate {e['success_rate']:.0%} over {e['episodes']} episodes (95% CI {e['success_ci95'][0]:.0%}-{e['success_ci95'][1]:.0%})\")"
+	# export to a bundle (ONNX graph + policy.json) and evaluate it with onnxruntime on the same seeds
+	$(BIN)/robot-learning export checkpoint=$(DEMO_DIR)/flow_lift/final out=$(DEMO_DIR)/flow_lift_bundle
+	$(BIN)/robot-learning eval bundle=$(DEMO_DIR)/flow_lift_bundle runtime=onnxruntime task=lift episodes=20
+	@$(BIN)/python -c "import json; \
+		c = json.load(open('$(DEMO_DIR)/flow_lift/final/eval.json')); b = json.load(open('$(DEMO_DIR)/flow_lift_bundle/eval.json')); \
+		print(f\"demo: flow policy on lift, success rate {c['success_rate']:.0%} over {c['episodes']} episodes (95% CI {c['success_ci95'][0]:.0%}-{c['success_ci95'][1]:.0%}) with torch; \
+		exported bundle {b['success_rate']:.0%} with {b['runtime']} at {b['inference_ms_per_call']:.1f} ms per chunk (torch {c['inference_ms_per_call']:.1f} ms)\")"
 
 bench: install
 	$(BIN)/robot-learning bench sim out=runs/bench_sim
+
+# exported-bundle latency (torch vs onnxruntime, batch 1) of the imitation benchmark's model sizes
+bench-inference: install
+	$(BIN)/robot-learning bench inference out=runs/bench_inference
 
 lint: install
 	$(BIN)/ruff check .

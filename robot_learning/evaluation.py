@@ -60,6 +60,10 @@ class ActionSource(Protocol):
         """Observations ``[B, n_obs_steps, *shape]`` -> raw actions ``[B, horizon, A]``."""
         ...
 
+    def reseed(self, seed: int) -> None:
+        """Restart the source of sampler noise (evaluations are reproducible per seed)."""
+        ...
+
 
 class TorchPolicySource:
     """A torch :class:`~robot_learning.policy.Policy` as an :class:`ActionSource`.
@@ -83,6 +87,10 @@ class TorchPolicySource:
         self.horizon = policy.config.horizon
         self.action_shape = tuple(policy.features.action.shape)
         self.generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler-noise generator from ``seed``."""
+        self.generator.manual_seed(seed)
 
     def predict_chunk(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Batched inference on the policy's device; noise drawn from the private generator."""

@@ -116,6 +116,30 @@ class Policy(nn.Module):
         """Training loss for one batch (see module docstring) and named scalar metrics."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ sampler and export hooks
+    def inference_settings(self) -> dict[str, Any]:
+        """How :meth:`predict_chunk` samples, as recorded in bundles: ``{"name": ..., "steps": k}``."""
+        return {"name": "deterministic", "steps": 1}
+
+    def set_inference(self, sampler: str | None = None, steps: int | None = None) -> None:
+        """Change the sampler and/or its step count used by :meth:`predict_chunk` and export."""
+        if sampler is not None or steps is not None:
+            raise ValueError(f"policy {self.name!r} has no configurable sampler (got sampler={sampler}, steps={steps})")
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's sampler noise (``predict_chunk``'s ``noise`` without the batch dim)."""
+        return (self.config.horizon, self.action_dim)
+
+    def export_forward(self, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        """What an exported graph computes: :meth:`predict_chunk` written with traceable tensor ops.
+
+        Must equal ``predict_chunk(batch, noise)`` (the export parity tests check it). The default
+        is ``predict_chunk`` itself; override when it uses untraceable code (e.g. a Python
+        scheduler object).
+        """
+        return self.predict_chunk(batch, noise)
+
     # ------------------------------------------------------------------ single-step control
     def reset(self) -> None:
         """Forget the observation history and any queued actions (call at episode start)."""

@@ -138,3 +138,33 @@ def test_task_overrides_follow_the_features():
     env = make_env("reach")
     assert task_overrides_for(env.features) == {"obs": "state"}
     env.close()
+
+
+def test_exported_bundle_evaluates_like_its_checkpoint(trained, tmp_path, capsys):
+    """export -> eval bundle=... with onnxruntime and torch: the same episodes as the checkpoint itself."""
+    bundle = tmp_path / "bundle"
+    assert main(["export", f"checkpoint={trained}", f"out={bundle}"]) == 0
+    assert "export toy_mlp" in capsys.readouterr().out
+    runs = {}
+    for name, args in {
+        "checkpoint": [f"checkpoint={trained}"],
+        "onnxruntime": [f"bundle={bundle}", "runtime=onnxruntime"],
+        "torch": [f"bundle={bundle}", "runtime=torch"],
+    }.items():
+        out = tmp_path / name
+        assert main(["eval", *args, "episodes=4", "num_envs=2", f"out={out}"]) == 0
+        runs[name] = json.loads((out / "eval.json").read_text())
+    assert runs["onnxruntime"]["runtime"] == "onnxruntime" and runs["torch"]["runtime"] == "torch"
+    assert runs["onnxruntime"]["task"]["name"] == "reach"  # recorded in policy.json at export
+    for name in ("onnxruntime", "torch"):
+        assert runs[name]["successes"] == runs["checkpoint"]["successes"]
+        assert runs[name]["episode_lengths"] == runs["checkpoint"]["episode_lengths"]
+        np.testing.assert_allclose(runs[name]["max_rewards"], runs["checkpoint"]["max_rewards"], atol=1e-4)
+    assert any(runs["checkpoint"]["successes"])  # the comparison is about a policy that does something
+
+
+def test_eval_cli_rejects_runtime_for_checkpoints_and_both_sources(trained, capsys):
+    assert main(["eval", f"checkpoint={trained}", "runtime=onnxruntime", "episodes=1"]) == 2
+    assert "export first" in capsys.readouterr().err
+    assert main(["eval", f"checkpoint={trained}", f"bundle={trained}", "episodes=1"]) == 2
+    assert "exactly one of" in capsys.readouterr().err

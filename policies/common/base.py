@@ -8,6 +8,7 @@ meanflow) adds only its loss (:meth:`compute_loss`) and its sampler (:meth:`samp
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import ClassVar
 
@@ -47,6 +48,8 @@ class ChunkGenerativePolicy(Policy):
     #: time inputs of the U-Net (MeanFlow: 2) and their scale before the sinusoidal embedding
     num_time_inputs: ClassVar[int] = 1
     time_scale: ClassVar[float] = 1.0
+    #: sampler name recorded in bundles (diffusion reads its own from the config)
+    sampler_name: ClassVar[str] = "euler"
 
     def __init__(self, config: ChunkPolicyConfig, features: FeatureSpec, stats: dict | None) -> None:
         super().__init__(config, features, stats)
@@ -117,6 +120,18 @@ class ChunkGenerativePolicy(Policy):
         if tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {list(shape)} ([B, horizon, action_dim]), got {list(noise.shape)}")
         return noise.to(device=device, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ sampler settings
+    def inference_settings(self) -> dict:
+        """``{"name": sampler, "steps": network evaluations per chunk}``."""
+        return {"name": self.sampler_name, "steps": int(self.config.num_inference_steps)}
+
+    def set_inference(self, sampler: str | None = None, steps: int | None = None) -> None:
+        """Set the step count (validated by the config); this family has one sampler."""
+        if sampler is not None and sampler != self.sampler_name:
+            raise ValueError(f"policy {self.name!r} samples with {self.sampler_name!r}; sampler={sampler!r} is not supported")
+        if steps is not None:
+            self.config = dataclasses.replace(self.config, num_inference_steps=int(steps))
 
     # ------------------------------------------------------------------ inference frame
     def predict_chunk(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:

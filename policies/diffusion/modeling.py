@@ -11,13 +11,15 @@ both samplers (and different initial noise gives independent per-step noise).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 
 import torch
 
 from policies.common.base import ChunkGenerativePolicy, masked_mse
 from policies.diffusion.configuration import DiffusionConfig
-from robot_learning.features import FeatureSpec
+from robot_learning.features import ACTION, FeatureSpec
 from robot_learning.policy import register_policy
 
 
@@ -38,6 +40,20 @@ def make_scheduler(config: DiffusionConfig, sampler: str):
         # fixed_small: the posterior variance of DDPM (Ho et al.), as in Diffusion Policy
         return DDPMScheduler(variance_type="fixed_small", **common)
     return DDIMScheduler(set_alpha_to_one=True, steps_offset=0, **common)
+
+
+def ddim_schedule(config: DiffusionConfig) -> list[tuple[int, float, float]]:
+    """(timestep, alpha_bar_t, alpha_bar_prev) per DDIM step, as diffusers' DDIMScheduler.step uses them.
+
+    Computed eagerly (plain floats), so the exported graph holds constants rather than
+    scheduler code.
+    """
+    scheduler = make_scheduler(config, "ddim")
+    scheduler.set_timesteps(config.num_inference_steps)
+    alphas = scheduler.alphas_cumprod.double().tolist()
+    stride = config.num_train_timesteps // config.num_inference_steps
+    final = float(scheduler.final_alpha_cumprod)
+    return [(t, alphas[t], alphas[t - stride] if t - stride >= 0 else final) for t in scheduler.timesteps.tolist()]
 
 
 def generator_from_noise(noise: torch.Tensor) -> torch.Generator:
@@ -62,6 +78,7 @@ class DiffusionPolicy(ChunkGenerativePolicy):
         # training always uses the DDPM forward process; the sampler only changes inference
         self.noise_scheduler = make_scheduler(config, "ddpm")
         self.inference_scheduler = make_scheduler(config, config.sampler)
+        self._ddim_schedule = ddim_schedule(config)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -76,6 +93,20 @@ class DiffusionPolicy(ChunkGenerativePolicy):
         loss = masked_mse(pred, target, valid)
         return loss, {"loss": loss.item(), "mse": loss.item()}
 
+    # ------------------------------------------------------------------ sampler settings
+    def inference_settings(self) -> dict:
+        """``{"name": "ddim" | "ddpm", "steps": k}``."""
+        return {"name": self.config.sampler, "steps": int(self.config.num_inference_steps)}
+
+    def set_inference(self, sampler: str | None = None, steps: int | None = None) -> None:
+        """Switch between DDIM and DDPM and/or change the step count (validated by the config)."""
+        changes = {k: v for k, v in (("sampler", sampler), ("num_inference_steps", steps)) if v is not None}
+        if not changes:
+            return
+        self.config = dataclasses.replace(self.config, **changes)
+        self.inference_scheduler = make_scheduler(self.config, self.config.sampler)
+        self._ddim_schedule = ddim_schedule(self.config)
+
     # ------------------------------------------------------------------ sampling
     def sample(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """cond [B, C], noise [B, horizon, A] -> normalised chunk [B, horizon, A]."""
@@ -89,3 +120,27 @@ class DiffusionPolicy(ChunkGenerativePolicy):
             # DDIM ignores the generator (eta=0); DDPM draws its per-step noise from it
             x = scheduler.step(model_out, step, x, generator=generator).prev_sample
         return x
+
+    # ------------------------------------------------------------------ export
+    def export_forward(self, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        """DDIM (eta=0) as plain tensor ops with the scheduler's coefficients baked in.
+
+        Mirrors ``diffusers.DDIMScheduler.step`` (``use_clipped_model_output=False``): predict the
+        clean chunk, clip it, and step to the previous timestep along the predicted noise. DDPM
+        draws fresh noise per step and is not exported; export with ``sampler=ddim``.
+        """
+        cfg = self.config
+        if cfg.sampler != "ddim":
+            raise ValueError(f"diffusion exports only the DDIM sampler (config has sampler={cfg.sampler!r}); export with sampler=ddim")
+        cond = self.encode_observations(batch)
+        x = self.initial_noise(noise, cond.shape[0], cond.device)
+        for step, a_t, a_prev in self._ddim_schedule:
+            out = self.unet(x, torch.full((x.shape[0], 1), float(step), device=x.device), cond)
+            if cfg.prediction_type == "epsilon":
+                eps, x0 = out, (x - math.sqrt(1.0 - a_t) * out) / math.sqrt(a_t)
+            else:
+                x0, eps = out, (x - math.sqrt(a_t) * out) / math.sqrt(1.0 - a_t)
+            if cfg.clip_sample:
+                x0 = x0.clamp(-cfg.clip_sample_range, cfg.clip_sample_range)
+            x = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+        return self.normalizer.unnormalize(ACTION, x)

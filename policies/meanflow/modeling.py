@@ -37,6 +37,7 @@ class MeanFlowPolicy(ChunkGenerativePolicy):
 
     config_class = MeanFlowConfig
     num_time_inputs = 2  # (t, t - r)
+    sampler_name = "meanflow"
     time_scale = TIME_EMBED_SCALE
 
     def __init__(self, config: MeanFlowConfig, features: FeatureSpec, stats: dict | None) -> None:

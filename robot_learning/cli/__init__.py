@@ -14,14 +14,17 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from robot_learning.datasets import DatasetError
+from robot_learning.export.exporter import ExportError
 from robot_learning.registry import Registry
+from robot_learning.runtime.base import RuntimeUnavailable
+from robot_learning.runtime.bundle import BundleError
 
 #: command name -> function(args: list[str]) -> exit code
 COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
     "command",
     discover=(
         "robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench",
-        "robot_learning.cli.train", "robot_learning.cli.eval",
+        "robot_learning.cli.train", "robot_learning.cli.eval", "robot_learning.cli.export",
     ),
 )
 
@@ -31,9 +34,11 @@ commands:
   collect  task=<name> [backend=mujoco|pybullet] [obs=state|pixels] expert=scripted episodes=N out=DIR
   dataset  info|validate|visualize DIR [out=FILE.png|FILE.mp4] [episode=N]
   train    policy=<zoo name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true] [policy.<field>=...]
-  eval     checkpoint=DIR [task=<name>] episodes=N [runtime=torch] [video=true] [out=DIR]
+  eval     checkpoint=DIR|bundle=DIR [task=<name>] episodes=N [runtime=auto|onnxruntime|tensorrt|torch] [video=true] [out=DIR]
+  export   checkpoint=DIR out=DIR [format=onnx|tensorrt] [fp16=true] [steps=K] [sampler=ddim]
   bench    sim [tasks=[lift,pusht]] [out=DIR]
   bench    train preset=lift_state|pusht_state|lift_pixels policy=<zoo name> [minutes=M | steps=N]
+  bench    inference [checkpoints=[DIR,...]] [runtimes=[torch,onnxruntime]] [calls=200] [out=DIR]
 
 Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, task.image_size=64.
 """
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         return 130
-    except (ValueError, KeyError, DatasetError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+    except (ValueError, KeyError, DatasetError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            BundleError, ExportError, RuntimeUnavailable) as exc:
         if verbose:
             raise
         _error(str(exc))

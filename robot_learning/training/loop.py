@@ -114,7 +114,7 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     ema = _make_ema(policy, cfg)
     resolved = {**cfg.to_dict(), "policy_config": asdict(policy_cfg), "dataset_episodes": dataset.num_episodes,
-                "dataset_frames": dataset.num_frames}
+                "dataset_frames": dataset.num_frames, "fps": dataset.fps}
     step = 0
     if resume_from is not None:
         step = _restore(resume_from, cfg, policy, optimizer, ema)

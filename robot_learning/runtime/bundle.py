@@ -1,0 +1,189 @@
+"""The bundle format: ``policy.json`` and the checks that make a bad bundle fail at load time.
+
+A bundle is a folder written by ``robot-learning export``::
+
+    policy.json              what the graph computes and how to feed it (below)
+    model.onnx               the graph: observations + noise -> raw action chunk
+    torch/                   the source checkpoint (config.json + model.safetensors), for the
+                             torch reference runtime; optional
+    tensorrt/*.engine        TensorRT engines built from model.onnx (cache; rebuilt when stale)
+
+``policy.json`` holds the feature spec, the normalisation statistics (applied inside the graph;
+kept here so a reader can see them), the horizons, the control rate, the sampler and its step
+count, the declared graph inputs/outputs and a SHA-256 of every file, plus the source
+checkpoint's hash. :func:`read_bundle` verifies all of it without running anything, so a
+missing file, an edited graph or a spec that does not match the graph is an error naming the
+problem before any robot moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from robot_learning.features import ACTION, FeatureSpec
+
+BUNDLE_FILE = "policy.json"
+BUNDLE_FORMAT = "robot-learning-bundle"
+BUNDLE_VERSION = 1
+GRAPH_FILE = "model.onnx"
+TORCH_DIR = "torch"
+NOISE = "noise"
+OUTPUT = ACTION
+#: symbolic batch dimension in declared shapes
+BATCH = "batch"
+
+REQUIRED_KEYS = (
+    "format", "format_version", "policy", "features", "input_keys", "inputs", "outputs", "n_obs_steps",
+    "horizon", "n_action_steps", "control_rate_hz", "sampler", "normalization", "files", "source",
+)  # fmt: skip
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, incomplete, modified or inconsistent; the message says which and how to fix it."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def declared_inputs(
+    features: FeatureSpec, input_keys: list[str], n_obs_steps: int, horizon: int, noise: bool = True
+) -> list[dict]:
+    """The graph inputs a policy with these settings must have, in order (observations, then noise).
+
+    ``noise=False`` for graphs that do not sample (deterministic policies have no noise input).
+    """
+    inputs = []
+    for key in input_keys:
+        feat = features[key]
+        dtype = "uint8" if feat.is_image else "float32"
+        inputs.append({"name": key, "dtype": dtype, "shape": [BATCH, n_obs_steps, *feat.shape]})
+    if noise:
+        inputs.append({"name": NOISE, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]})
+    return inputs
+
+
+def declared_outputs(features: FeatureSpec, horizon: int) -> list[dict]:
+    """The graph's single output: the raw (unnormalised) action chunk."""
+    return [{"name": OUTPUT, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]}]
+
+
+def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
+    """Parse and verify ``policy.json`` of ``bundle_dir``; returns it with ``features`` as a FeatureSpec.
+
+    Checks: the folder and ``policy.json`` exist and parse; the format and version are known;
+    every required key is present; every listed file exists with the recorded SHA-256 (an edited
+    or truncated graph fails here); the declared inputs/outputs follow from the feature spec and
+    horizons. Raises :class:`BundleError` listing every problem found.
+    """
+    root = Path(bundle_dir)
+    path = root / BUNDLE_FILE
+    if not root.is_dir():
+        raise BundleError(f"Bundle {root} does not exist (export one with `robot-learning export checkpoint=DIR out={root}`)")
+    if not path.is_file():
+        raise BundleError(f"{root} is not a bundle: {BUNDLE_FILE} is missing (re-export it)")
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
+    if not isinstance(spec, dict) or spec.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} policy.json (format={spec.get('format') if isinstance(spec, dict) else None!r})")
+    if spec.get("format_version") != BUNDLE_VERSION:
+        raise BundleError(
+            f"{path} has format_version={spec.get('format_version')!r}; this robot-learning reads version "
+            f"{BUNDLE_VERSION}. Re-export the bundle with this version."
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in spec]
+    if missing:
+        raise BundleError(f"{path} lacks required keys {missing}; re-export the bundle")
+    problems = _file_problems(root, spec, verify_hashes) + _spec_problems(spec)
+    if problems:
+        raise BundleError(f"Bundle {root} is not usable:\n  - " + "\n  - ".join(problems))
+    spec = dict(spec)
+    spec["features"] = FeatureSpec.from_dict(spec["features"])
+    return spec
+
+
+def _file_problems(root: Path, spec: dict, verify_hashes: bool) -> list[str]:
+    problems = []
+    files = spec["files"]
+    if GRAPH_FILE not in files and f"{TORCH_DIR}/model.safetensors" not in files:
+        problems.append(f"policy.json lists no graph ({GRAPH_FILE}) and no torch checkpoint")
+    for name, meta in sorted(files.items()):
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{name} is missing (policy.json lists it); copy the whole bundle folder or re-export")
+            continue
+        if path.stat().st_size != meta.get("bytes"):
+            problems.append(f"{name} has {path.stat().st_size} bytes, policy.json records {meta.get('bytes')} (truncated or modified)")
+        elif verify_hashes and sha256_file(path) != meta.get("sha256"):
+            problems.append(f"{name} does not match its SHA-256 in policy.json (modified after export); re-export the bundle")
+    return problems
+
+
+def _spec_problems(spec: dict) -> list[str]:
+    try:
+        features = FeatureSpec.from_dict(spec["features"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"features do not parse: {exc}"]
+    problems = []
+    keys = list(spec["input_keys"])
+    unknown = [k for k in keys if k not in features]
+    if unknown:
+        return [f"input_keys {unknown} are not in the bundle's features {sorted(features)}"]
+    if ACTION not in features:
+        return [f"features lack {ACTION!r}"]
+    for name in ("n_obs_steps", "horizon", "n_action_steps", "control_rate_hz"):
+        if not isinstance(spec[name], int | float) or spec[name] <= 0:
+            problems.append(f"{name}={spec[name]!r} must be a positive number")
+    if problems:
+        return problems
+    if spec["n_obs_steps"] - 1 + spec["n_action_steps"] > spec["horizon"]:
+        problems.append(
+            f"n_obs_steps={spec['n_obs_steps']} and n_action_steps={spec['n_action_steps']} do not fit in "
+            f"horizon={spec['horizon']}"
+        )
+    with_noise = any(isinstance(d, dict) and d.get("name") == NOISE for d in spec["inputs"])
+    expected_in = declared_inputs(features, keys, spec["n_obs_steps"], spec["horizon"], noise=with_noise)
+    expected_out = declared_outputs(features, spec["horizon"])
+    for what, got, want in (("inputs", spec["inputs"], expected_in), ("outputs", spec["outputs"], expected_out)):
+        if got != want:
+            problems.append(f"declared graph {what} {_brief(got)} do not follow from the feature spec: expected {_brief(want)}")
+    return problems
+
+
+def _brief(io: list[dict]) -> str:
+    try:
+        return "[" + ", ".join(f"{d['name']}:{d['dtype']}{d['shape']}" for d in io) + "]"
+    except (KeyError, TypeError):
+        return repr(io)
+
+
+def check_signature(spec: dict, signature: dict[str, tuple[str, tuple]] | None, runtime: str) -> None:
+    """Compare a loaded graph's inputs with ``policy.json``; :class:`BundleError` on any difference."""
+    if signature is None:
+        return
+    declared = {d["name"]: (d["dtype"], tuple(None if s == BATCH else s for s in d["shape"])) for d in spec["inputs"]}
+    if set(signature) != set(declared):
+        raise BundleError(
+            f"The graph loaded by {runtime} has inputs {sorted(signature)} but policy.json declares "
+            f"{sorted(declared)}; the graph and policy.json come from different exports. Re-export the bundle."
+        )
+    diffs = []
+    for name, (dtype, shape) in declared.items():
+        got_dtype, got_shape = signature[name]
+        same_shape = len(got_shape) == len(shape) and all(
+            g is None or w is None or g == w for g, w in zip(got_shape, shape, strict=True)
+        )
+        if got_dtype != dtype or not same_shape:
+            diffs.append(f"{name}: graph {got_dtype}{list(got_shape)} vs policy.json {dtype}{list(shape)}")
+    if diffs:
+        raise BundleError(f"Graph and policy.json disagree ({runtime}): " + "; ".join(diffs) + ". Re-export the bundle.")

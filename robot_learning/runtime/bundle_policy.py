@@ -1,0 +1,176 @@
+"""A loaded bundle: checked inputs, sampler noise and receding-horizon control on numpy, no torch.
+
+:func:`load_bundle` verifies the bundle (:func:`~robot_learning.runtime.bundle.read_bundle`),
+loads its graph with the chosen runtime, compares the graph's inputs with ``policy.json`` and
+runs one inference on a neutral observation, so every kind of broken bundle fails here rather
+than at the first control step on a robot.
+
+:class:`BundlePolicy` offers what ``Policy`` offers (``predict_chunk``, ``reset``,
+``select_action``) and is an :class:`~robot_learning.evaluation.ActionSource`, so
+``robot-learning eval bundle=...`` and the ROS 2 policy node use it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_learning.features import ACTION, FeatureMismatchError
+from robot_learning.runtime.base import resolve_runtime
+from robot_learning.runtime.bundle import NOISE, BundleError, check_signature, read_bundle
+
+
+class ObservationError(ValueError):
+    """An observation is missing a key or has the wrong shape, dtype or non-finite values."""
+
+
+class BundlePolicy:
+    """An exported policy served by one runtime (see the module docstring)."""
+
+    def __init__(self, bundle_dir: str | Path, runtime: str = "auto", threads: int | None = None, seed: int = 0) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.spec = read_bundle(self.bundle_dir)
+        spec = self.spec
+        self.features = spec["features"]
+        self.name: str = spec["policy"]
+        self.input_keys: list[str] = list(spec["input_keys"])
+        self.n_obs_steps: int = int(spec["n_obs_steps"])
+        self.horizon: int = int(spec["horizon"])
+        self.n_action_steps: int = int(spec["n_action_steps"])
+        self.control_rate_hz: float = float(spec["control_rate_hz"])
+        self.action_shape = tuple(self.features[ACTION].shape)
+        self.action_low, self.action_high = _bounds(self.features[ACTION], self.action_shape)
+        self._dtypes = {d["name"]: np.dtype(d["dtype"]) for d in spec["inputs"]}
+        self.uses_noise = NOISE in self._dtypes
+        self.backend = resolve_runtime(runtime, self.bundle_dir, spec)(self.bundle_dir, spec, threads=threads)
+        self.runtime: str = self.backend.name
+        check_signature(spec, self.backend.input_signature(), self.runtime)
+        self.rng = np.random.default_rng(seed)
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.n_obs_steps)
+        self._queue: deque[np.ndarray] = deque()
+        self._smoke_test()
+
+    # ------------------------------------------------------------------ chunk inference
+    def check_inputs(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Observations ``[B, n_obs_steps, *shape]`` -> arrays of the graph's dtypes; :class:`ObservationError` if bad."""
+        missing = [k for k in self.input_keys if k not in batch]
+        if missing:
+            raise ObservationError(f"Observation is missing {missing}; the bundle's inputs are {self.input_keys}")
+        out, size = {}, None
+        for key in self.input_keys:
+            value = np.asarray(batch[key])
+            expected = (self.n_obs_steps, *self.features[key].shape)
+            if value.ndim != len(expected) + 1 or value.shape[1:] != expected:
+                raise ObservationError(f"{key!r}: expected shape [B, {', '.join(map(str, expected))}], got {list(value.shape)}")
+            if size is not None and value.shape[0] != size:
+                raise ObservationError(f"{key!r} has batch size {value.shape[0]}, other inputs {size}")
+            size = value.shape[0]
+            dtype = self._dtypes[key]
+            if dtype == np.uint8 and value.dtype != np.uint8:
+                raise ObservationError(f"{key!r} is an image and must be uint8 (got {value.dtype})")
+            if dtype != np.uint8:
+                value = value.astype(dtype, copy=False)
+                if not np.all(np.isfinite(value)):
+                    raise ObservationError(f"{key!r} contains NaN or Inf")
+            out[key] = np.ascontiguousarray(value)
+        return out
+
+    def predict_chunk(self, batch: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
+        """Observations ``[B, n_obs_steps, *shape]`` -> raw action chunk ``[B, horizon, *action_shape]``.
+
+        ``noise`` (standard normal, ``[B, horizon, *action_shape]``) makes the result a pure
+        function of the inputs; None draws it from this policy's seeded generator.
+        """
+        inputs = self.check_inputs(batch)
+        size = next(iter(inputs.values())).shape[0]
+        shape = (size, self.horizon, *self.action_shape)
+        if noise is None:
+            noise = self.rng.standard_normal(shape, dtype=np.float32)
+        noise = np.ascontiguousarray(noise, dtype=np.float32)
+        if noise.shape != shape:
+            raise ValueError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
+        if self.uses_noise:
+            inputs[NOISE] = noise
+        return self.backend.run(inputs)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler-noise generator from ``seed``."""
+        self.rng = np.random.default_rng(seed)
+
+    # ------------------------------------------------------------------ single-step control
+    def reset(self) -> None:
+        """Forget the observation history and queued actions (call at episode start)."""
+        self._history.clear()
+        self._queue.clear()
+
+    def select_action(self, obs: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
+        """One control step, as ``Policy.select_action``: one frame per key (no batch/time dims) -> raw action."""
+        frame = {}
+        for key in self.input_keys:
+            if key not in obs:
+                raise ObservationError(f"Observation is missing {key!r}; the bundle's inputs are {self.input_keys}")
+            frame[key] = np.asarray(obs[key])
+        if not self._history:
+            self._history.extend([frame] * self.n_obs_steps)
+        else:
+            self._history.append(frame)
+        if not self._queue:
+            batch = {k: np.stack([f[k] for f in self._history])[None] for k in self.input_keys}
+            chunk = self.predict_chunk(batch, noise=None if noise is None else noise[None])[0]
+            start = self.n_obs_steps - 1
+            self._queue.extend(chunk[start : start + self.n_action_steps])
+        return self._queue.popleft().astype(np.float32)
+
+    @property
+    def queue_depth(self) -> int:
+        """Actions left in the current chunk."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------------ load-time check
+    def neutral_observation(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """A valid input batch: zero images, states at the middle of their normalisation range."""
+        stats = self.spec["normalization"]["stats"]
+        out = {}
+        for key in self.input_keys:
+            shape = (batch, self.n_obs_steps, *self.features[key].shape)
+            s = stats.get(key, {})
+            if "min" in s and "max" in s:
+                mid = (np.asarray(s["min"], np.float32) + np.asarray(s["max"], np.float32)) / 2
+                out[key] = np.broadcast_to(mid, shape).astype(self._dtypes[key])
+            elif "mean" in s:
+                out[key] = np.broadcast_to(np.asarray(s["mean"], np.float32), shape).astype(self._dtypes[key])
+            else:
+                out[key] = np.zeros(shape, self._dtypes[key])
+        return out
+
+    def _smoke_test(self) -> None:
+        started = time.perf_counter()
+        noise = np.zeros((1, self.horizon, *self.action_shape), np.float32)
+        try:
+            chunk = self.predict_chunk(self.neutral_observation(), noise=noise)
+        except (ObservationError, FeatureMismatchError, BundleError):
+            raise
+        except Exception as exc:  # an engine error on valid inputs means the graph is broken
+            raise BundleError(f"{self.bundle_dir}: the {self.runtime} runtime failed on a valid observation: {exc}") from exc
+        expected = (1, self.horizon, *self.action_shape)
+        if chunk.shape != expected or not np.all(np.isfinite(chunk)):
+            raise BundleError(
+                f"{self.bundle_dir}: the graph returned shape {list(chunk.shape)} (finite: {bool(np.all(np.isfinite(chunk)))}) "
+                f"for a valid observation; expected finite {list(expected)}. Re-export the bundle."
+            )
+        self.load_check_ms = (time.perf_counter() - started) * 1e3
+
+
+def load_bundle(bundle_dir: str | Path, runtime: str = "auto", threads: int | None = None, seed: int = 0) -> BundlePolicy:
+    """Load and verify an exported bundle with ``runtime`` (``auto``, ``onnxruntime``, ``tensorrt``, ``torch``)."""
+    return BundlePolicy(bundle_dir, runtime=runtime, threads=threads, seed=seed)
+
+
+def _bounds(feature, shape: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    low = None if feature.low is None else np.broadcast_to(np.asarray(feature.low, np.float32), shape).copy()
+    high = None if feature.high is None else np.broadcast_to(np.asarray(feature.high, np.float32), shape).copy()
+    return low, high
