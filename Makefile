@@ -26,7 +26,7 @@ $(SYS_STAMP): | $(BIN)/python
 system-deps: $(SYS_STAMP)
 
 $(STAMP): pyproject.toml | $(SYS_STAMP)
-	$(BIN)/pip install -q -e ".[dev,external]"
+	$(BIN)/pip install -q -e ".[dev,external,ros]"
 	touch $@
 
 install: $(STAMP)
@@ -54,6 +54,11 @@ demo: install
 		c = json.load(open('$(DEMO_DIR)/flow_lift/final/eval.json')); b = json.load(open('$(DEMO_DIR)/flow_lift_bundle/eval.json')); \
 		print(f\"demo: flow policy on lift, success rate {c['success_rate']:.0%} over {c['episodes']} episodes (95% CI {c['success_ci95'][0]:.0%}-{c['success_ci95'][1]:.0%}) with torch; \
 		exported bundle {b['success_rate']:.0%} with {b['runtime']} at {b['inference_ms_per_call']:.1f} ms per chunk (torch {c['inference_ms_per_call']:.1f} ms)\")"
+	# deploy the bundle over ROS 2: sim_robot_node + policy_node as separate processes, episodes over DDS
+	$(BIN)/robot-learning deploy bundle=$(DEMO_DIR)/flow_lift_bundle robot=sim task=lift episodes=5 out=$(DEMO_DIR)/deploy
+	@$(BIN)/python -c "import json; d = json.load(open('$(DEMO_DIR)/deploy/deploy.json')); \
+		print('$(DEMO_DIR)/deploy/deploy.json:'); \
+		[print(f'  {k}: {json.dumps(v)}') for k, v in d.items() if k not in ('per_episode', 'config', 'policy_node')]"
 
 bench: install
 	$(BIN)/robot-learning bench sim out=runs/bench_sim

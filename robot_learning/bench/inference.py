@@ -78,7 +78,7 @@ class InferenceBenchConfig:
             raise ValueError(f"steps has unknown policies {bad_family}; zoo policies: {POLICIES.names()}")
         for name, counts in self.steps.items():
             _check_steps(counts or [], f"steps.{name}")
-        self.cases = [_check_case(case, i) for i, case in enumerate(self.cases)]
+        self.cases = [check_case(case, i) for i, case in enumerate(self.cases)]
         if not self.cases and not self.checkpoints:
             raise ValueError("nothing to benchmark: give checkpoints=[DIR,...] and/or cases")
 
@@ -132,7 +132,7 @@ def _run(cfg: InferenceBenchConfig, report, progress: bool) -> dict[str, Any]:
                TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
         task_id = bar.add_task("preparing models", total=None)
-        models = [_synthetic_model(c, out / "checkpoints", cfg.seed) for c in cfg.cases if c["name"] in wanted]
+        models = [synthetic_model(c, out / "checkpoints", cfg.seed) for c in cfg.cases if c["name"] in wanted]
         models += [_checkpoint_model(Path(c), n, cfg.steps) for c, n in zip(cfg.checkpoints, checkpoint_names,
                                                                              strict=True) if n in wanted]
         bar.update(task_id, total=sum(len(m.steps) for m in models), completed=0)
@@ -140,7 +140,7 @@ def _run(cfg: InferenceBenchConfig, report, progress: bool) -> dict[str, Any]:
             for steps in model.steps:
                 label = f"{model.name} @ {steps} steps"
                 bar.update(task_id, description=f"export {label}")
-                bundle_dir, record = _ensure_bundle(model, steps, out / "bundles")
+                bundle_dir, record = ensure_bundle(model, steps, out / "bundles")
                 bundles.append(record)
                 for runtime in runtimes:
                     bar.update(task_id, description=f"{runtime} {label}")
@@ -165,7 +165,7 @@ def _check_steps(counts: list, where: str) -> None:
         raise ValueError(f"{where}={counts!r} must be a list of positive step counts")
 
 
-def _check_case(case: dict[str, Any], index: int) -> dict[str, Any]:
+def check_case(case: dict[str, Any], index: int) -> dict[str, Any]:
     """A case dict with defaults filled in; ValueError naming the bad key otherwise."""
     case = dict(case)
     unknown = sorted(set(case) - set(CASE_KEYS))
@@ -220,7 +220,7 @@ def synthetic_stats(features: FeatureSpec) -> dict[str, dict[str, list[float]]]:
     return stats
 
 
-def _synthetic_model(case: dict[str, Any], root: Path, seed: int) -> Model:
+def synthetic_model(case: dict[str, Any], root: Path, seed: int) -> Model:
     """Build (or reuse) the randomly initialised checkpoint of one synthetic case."""
     task = TaskConfig(name=case["task"], obs=case["obs"], image_size=case["image_size"],
                       cameras=tuple(case["cameras"]) or None)
@@ -282,7 +282,7 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- bundles and timing
-def _ensure_bundle(model: Model, steps: int, root: Path) -> tuple[Path, dict[str, Any]]:
+def ensure_bundle(model: Model, steps: int, root: Path) -> tuple[Path, dict[str, Any]]:
     """Export ``model`` at ``steps`` unless a matching bundle is already there."""
     directory = root / f"{model.name.replace('/', '_')}_s{steps}"
     record = {"case": model.name, "steps": steps, "bundle": str(directory)}

@@ -25,6 +25,7 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
     discover=(
         "robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench",
         "robot_learning.cli.train", "robot_learning.cli.eval", "robot_learning.cli.export",
+        "robot_learning.cli.deploy",
     ),
 )
 
@@ -36,9 +37,11 @@ commands:
   train    policy=<zoo name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true] [policy.<field>=...]
   eval     checkpoint=DIR|bundle=DIR [task=<name>] episodes=N [runtime=auto|onnxruntime|tensorrt|torch] [video=true] [out=DIR]
   export   checkpoint=DIR out=DIR [format=onnx|tensorrt] [fp16=true] [steps=K] [sampler=ddim]
+  deploy   bundle=DIR robot=sim [task=<name>] episodes=N [runtime=...] [seed=100000] [out=DIR] [control_rate_hz=HZ]
   bench    sim [tasks=[lift,pusht]] [out=DIR]
   bench    train preset=lift_state|pusht_state|lift_pixels policy=<zoo name> [minutes=M | steps=N]
   bench    inference [checkpoints=[DIR,...]] [runtimes=[torch,onnxruntime]] [calls=200] [out=DIR]
+  bench    ros [steps=1000] [control_rate_hz=20] [out=DIR]
 
 Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, task.image_size=64.
 """

@@ -11,7 +11,7 @@ from robot_learning.cli import COMMANDS
 from robot_learning.collect import write_json
 from robot_learning.config import ConfigError, load_config, to_container
 
-BENCHES = ("sim", "train", "inference")
+BENCHES = ("sim", "train", "inference", "ros")
 
 
 @COMMANDS.register("bench")
@@ -27,6 +27,10 @@ def bench_command(args: list[str]) -> int:
         from robot_learning.cli.bench_inference import bench_inference
 
         return bench_inference(args[1:])
+    if args[0] == "ros":
+        from robot_learning.cli.bench_ros import bench_ros
+
+        return bench_ros(args[1:])
     return _bench_sim(args[1:])
 
 

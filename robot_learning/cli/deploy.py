@@ -1,0 +1,64 @@
+"""``robot-learning deploy``: run a bundle against a (simulated) robot as ROS 2 nodes, write deploy.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from robot_learning.cli import COMMANDS, err_console
+from robot_learning.config import ConfigError, load_config, task_config, to_container
+
+DEPLOY_KEYS = ("episodes", "robot", "runtime", "threads", "seed", "control_rate_hz", "lockstep", "realtime",
+               "stale_after_s", "domain_id", "startup_timeout_s", "episode_timeout_s", "grace_s")
+
+
+@COMMANDS.register("deploy")
+def deploy_command(args: list[str]) -> int:
+    """Deploy ``bundle=DIR`` on ``robot=sim task=<name>`` for ``episodes=N``; prints deploy.json's numbers."""
+    from robot_learning.cli.eval import _recorded_task
+    from robot_learning.cli.train import resolve_task
+    from robot_learning.collect import write_json
+    from robot_learning.runtime.bundle import read_bundle
+
+    try:
+        from ros_nodes.deploy import DeployConfig, DeployError, run_deploy
+    except ImportError as exc:
+        raise ConfigError(f"deploy needs ROS 2 (rclpy and message packages): pip install -e '.[ros]' ({exc})") from exc
+    cfg = load_config("deploy", args)
+    data = to_container(cfg)
+    bundle = Path(data["bundle"])
+    spec = read_bundle(bundle)
+    if "task" in data:
+        task = resolve_task(task_config(cfg), spec["features"], args)
+    else:
+        task = resolve_task(_recorded_task(spec.get("task"), bundle, data), spec["features"], args)
+    if data["max_episode_steps"] is not None:
+        task.max_episode_steps = int(data["max_episode_steps"])
+    out = Path(data["out"]) if data["out"] is not None else bundle / "deploy"
+    try:
+        run = DeployConfig(bundle=str(bundle), task=task, out=str(out), **{k: data[k] for k in DEPLOY_KEYS})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid deploy settings: {exc}") from exc
+    console = Console()
+    columns = [TextColumn("[bold]deploy[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("success {task.fields[rate]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as bar:
+        bar_id = bar.add_task(f"{spec['policy']} on {task.name} over ROS 2", total=run.episodes, rate="-")
+        try:
+            report = run_deploy(run, progress=lambda done, total, rate: bar.update(bar_id, completed=done,
+                                                                                   rate=f"{rate:.0%}"))
+        except DeployError as exc:
+            err_console.print("[red]error:[/] ", end="")
+            err_console.print(str(exc), markup=False, highlight=False)
+            return 1
+    write_json(out / "deploy.json", report)
+    low, high = report["success_ci95"]
+    console.print(
+        f"[bold]deploy[/] {report['policy']} on {task.name} ({run.robot}, {'lockstep' if run.lockstep else 'free-running'}): "
+        f"success {report['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) over {report['episodes']} episodes; "
+        f"observation->command latency p50 {report['latency_ms_p50']} ms, p99 {report['latency_ms_p99']} ms; "
+        f"{report['control_rate_hz']:.1f} Hz achieved, {report['missed_deadlines']} missed deadlines; wrote {out / 'deploy.json'}"
+    )
+    return 0

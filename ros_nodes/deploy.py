@@ -1,0 +1,275 @@
+"""``robot-learning deploy``: a bundle and a robot as separate ROS 2 processes, N episodes over DDS.
+
+:func:`run_deploy` starts ``sim_robot_node`` and ``policy_node`` as child processes
+(:mod:`ros_nodes.processes`) on a fresh random ``ROS_DOMAIN_ID`` (unless the config or the
+environment sets one) with localhost-only discovery, then an in-process orchestrator node runs
+each episode through the nodes' own interfaces: ``/policy/reset``, ``/robot/reset``, then waits
+for the episode summary on ``/robot/episode``. A node that dies is reported by name with the
+tail of its log. The nodes are always stopped (SIGINT, then SIGKILL after a grace period), also
+on Ctrl-C.
+
+``deploy.json`` stable keys: ``episodes``, ``success_rate``, ``success_ci95``,
+``latency_ms_p50`` / ``latency_ms_p99`` (observation stamp -> command received by the robot,
+over every step), ``control_rate_hz`` (achieved: steps / episode time), ``missed_deadlines``
+(the policy node's count); the rest (per-episode results, the policy node's counters, config)
+is informational.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from robot_learning.envs import TaskConfig
+from robot_learning.evaluation import EVAL_SEED_OFFSET, wilson_interval
+from robot_learning.runtime.bundle import read_bundle
+from ros_nodes.processes import NodeProcess, ros_environment, stop_all
+
+log = logging.getLogger(__name__)
+ROBOTS = ("sim",)
+
+
+class DeployError(RuntimeError):
+    """A node died, did not come up or did not answer in time; the message names it."""
+
+
+@dataclass
+class DeployConfig:
+    """Settings of one deployment (``configs/deploy.yaml``)."""
+
+    bundle: str
+    """Exported bundle folder."""
+    task: TaskConfig
+    """The task the simulated robot runs."""
+    out: str
+    """Folder for deploy.json and the nodes' logs."""
+    episodes: int = 10
+    """Episodes to run."""
+    robot: str = "sim"
+    """``sim`` (the task as a robot); real robots arrive with ``hardware/``."""
+    runtime: str = "auto"
+    """Runtime of the policy node."""
+    threads: int = 1
+    """CPU threads of the runtime."""
+    seed: int = EVAL_SEED_OFFSET
+    """Episode ``i`` resets with ``seed + i``; also the policy's sampler seed (as ``eval``)."""
+    control_rate_hz: float | None = None
+    """Control rate of policy and robot; None: the bundle's."""
+    lockstep: bool = True
+    """The robot waits for the command answering each observation (reproduces ``eval``)."""
+    realtime: bool = True
+    """With lockstep: pace at the control rate; false runs as fast as the loop allows."""
+    stale_after_s: float | None = None
+    """Policy watchdog; None: the node's default (3 control periods)."""
+    domain_id: int | None = None
+    """ROS_DOMAIN_ID; None: $ROS_DOMAIN_ID if set, else a random one (isolation from other runs)."""
+    startup_timeout_s: float = 60.0
+    """How long the nodes may take to come up."""
+    episode_timeout_s: float = 300.0
+    """How long one episode may take."""
+    grace_s: float = 5.0
+    """Time between SIGINT and SIGKILL at shutdown."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More parameters per node: ``{"policy_node": {...}, "sim_robot_node": {...}}``."""
+
+    def __post_init__(self) -> None:
+        if self.robot not in ROBOTS:
+            raise ValueError(f"robot={self.robot!r} is not available; robots: {ROBOTS} (real robots arrive with hardware/)")
+        if self.episodes < 1:
+            raise ValueError(f"episodes={self.episodes} must be >= 1")
+        if self.control_rate_hz is not None and self.control_rate_hz <= 0:
+            raise ValueError(f"control_rate_hz={self.control_rate_hz} must be positive")
+        if self.domain_id is not None and not 0 <= self.domain_id <= 232:
+            raise ValueError(f"domain_id={self.domain_id} must be in 0..232")
+        unknown = sorted(set(self.extra) - {"policy_node", "sim_robot_node"})
+        if unknown:
+            raise ValueError(f"extra has unknown nodes {unknown}; use policy_node / sim_robot_node")
+
+
+def pick_domain_id(configured: int | None) -> int:
+    """The configured domain, else $ROS_DOMAIN_ID, else a random one away from the default 0."""
+    if configured is not None:
+        return configured
+    if os.environ.get("ROS_DOMAIN_ID", "").strip():
+        return int(os.environ["ROS_DOMAIN_ID"])
+    return random.SystemRandom().randint(10, 200)
+
+
+def node_processes(cfg: DeployConfig, rate_hz: float, log_dir: Path, env: dict[str, str]) -> list[NodeProcess]:
+    """The robot and policy node processes of a deployment (not started)."""
+    task = cfg.task
+    sim = {"task": task.name, "backend": task.backend, "obs": task.obs, "cameras": list(task.cameras or []),
+           "image_size": task.image_size, "max_episode_steps": task.max_episode_steps or 0, "reward": task.reward,
+           "seed": cfg.seed, "rate_hz": float(rate_hz), "lockstep": cfg.lockstep, "realtime": cfg.realtime,
+           **cfg.extra.get("sim_robot_node", {})}
+    policy = {"bundle": str(Path(cfg.bundle).resolve()), "runtime": cfg.runtime, "threads": cfg.threads,
+              "seed": cfg.seed, "control_rate_hz": float(rate_hz), "stale_after_s": cfg.stale_after_s,
+              **cfg.extra.get("policy_node", {})}
+    return [NodeProcess("sim_robot_node", "ros_nodes.sim_robot_node", sim, log_dir, env),
+            NodeProcess("policy_node", "ros_nodes.policy_node", policy, log_dir, env)]
+
+
+class Orchestrator:
+    """An in-process node that drives episodes through the nodes' services and topics."""
+
+    def __init__(self, domain_id: int, processes: list[NodeProcess]) -> None:
+        self.processes = processes
+        self.context = rclpy.Context()
+        # no rclpy signal handlers here: Ctrl-C must raise KeyboardInterrupt so deploy cleans up
+        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("deploy_orchestrator", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.summaries: dict[int, dict] = {}
+        self.node.create_subscription(String, "/robot/episode", self._on_summary, 10)
+        self.clients = {name: self.node.create_client(Trigger, name)
+                        for name in ("/policy/reset", "/robot/reset", "/policy/emergency_stop")}
+
+    def close(self) -> None:
+        """Destroy the node and shut its context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def _on_summary(self, msg: String) -> None:
+        summary = json.loads(msg.data)
+        self.summaries[int(summary["episode"])] = summary
+
+    def _check_alive(self) -> None:
+        for p in self.processes:
+            if not p.alive:
+                raise DeployError(p.describe_exit())
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until both nodes serve their reset services."""
+        deadline = time.monotonic() + timeout_s
+        for name in ("/policy/reset", "/robot/reset"):
+            while not self.clients[name].wait_for_service(timeout_sec=0.2):
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    owner = "policy_node" if name.startswith("/policy") else "sim_robot_node"
+                    raise DeployError(f"{owner} did not offer {name} within {timeout_s:.0f} s; its log: "
+                                      f"{next(p for p in self.processes if p.name == owner).tail()}")
+
+    def call(self, name: str, timeout_s: float = 30.0) -> str:
+        """Call a Trigger service; returns its response message."""
+        future = self.clients[name].call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            self.executor.spin_once(timeout_sec=0.05)
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise DeployError(f"{name} did not answer within {timeout_s:.0f} s")
+        response = future.result()
+        if not response.success:
+            raise DeployError(f"{name} failed: {response.message}")
+        return response.message
+
+    def wait_episode(self, index: int, timeout_s: float) -> dict:
+        """The summary of episode ``index`` from ``/robot/episode``."""
+        deadline = time.monotonic() + timeout_s
+        while index not in self.summaries:
+            self.executor.spin_once(timeout_sec=0.05)
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise DeployError(f"episode {index} did not end within {timeout_s:.0f} s (raise episode_timeout_s?); "
+                                  + " | ".join(f"{p.name}: {p.tail(3)}" for p in self.processes))
+        return self.summaries[index]
+
+
+def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
+    """Run ``cfg.episodes`` episodes through real ROS 2 nodes; returns the deploy.json payload.
+
+    ``progress(done, total, success_rate)`` hears about every finished episode.
+    """
+    spec = read_bundle(cfg.bundle)
+    rate = cfg.control_rate_hz or float(spec["control_rate_hz"])
+    domain = pick_domain_id(cfg.domain_id)
+    out = Path(cfg.out)
+    processes = node_processes(cfg, rate, out / "logs", ros_environment(domain))
+    previous_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    started = time.monotonic()
+    episodes, counters = [], []
+    orchestrator = None
+    try:
+        for p in processes:
+            p.start()
+        orchestrator = Orchestrator(domain, processes)
+        orchestrator.wait_ready(cfg.startup_timeout_s)
+        for i in range(cfg.episodes):
+            counters.append(json.loads(orchestrator.call("/policy/reset")))
+            orchestrator.call("/robot/reset")
+            episodes.append(orchestrator.wait_episode(i, cfg.episode_timeout_s))
+            if progress is not None:
+                progress(i + 1, cfg.episodes, float(np.mean([e["success"] for e in episodes])))
+        counters.append(json.loads(orchestrator.call("/policy/reset")))
+    finally:
+        if orchestrator is not None:
+            orchestrator.close()
+        stop_all(processes, cfg.grace_s)
+        if previous_range is None:
+            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    return deploy_report(cfg, episodes, counters, rate, domain, time.monotonic() - started, spec)
+
+
+def deploy_report(cfg: DeployConfig, episodes: list[dict], counters: list[dict], rate: float, domain: int,
+                  seconds: float, spec: dict) -> dict[str, Any]:
+    """The deploy.json payload from the episode summaries and the policy node's counters."""
+    latencies = np.concatenate([np.asarray(e["latencies_ms"], float) for e in episodes]) if episodes else np.zeros(0)
+    steps = int(sum(e["length"] for e in episodes))
+    duration = float(sum(e["duration_s"] for e in episodes))
+    successes = [bool(e["success"]) for e in episodes]
+    final = counters[-1] if counters else {}
+    per_episode = []
+    for i, e in enumerate(episodes):
+        lat = np.asarray(e["latencies_ms"], float)
+        missed = counters[i + 1]["missed_deadlines"] - counters[i]["missed_deadlines"] if i + 1 < len(counters) else None
+        per_episode.append({
+            "seed": e["seed"], "success": e["success"], "length": e["length"], "max_reward": e["max_reward"],
+            "duration_s": e["duration_s"], "control_rate_hz": round(e["length"] / e["duration_s"], 2) if e["duration_s"] else 0.0,
+            "latency_ms_p50": _percentile(lat, 50), "latency_ms_p99": _percentile(lat, 99), "missed_deadlines": missed,
+        })
+    return {
+        "episodes": len(episodes),
+        "success_rate": float(np.mean(successes)) if successes else 0.0,
+        "success_ci95": list(wilson_interval(int(sum(successes)), len(successes))),
+        "latency_ms_p50": _percentile(latencies, 50),
+        "latency_ms_p99": _percentile(latencies, 99),
+        "control_rate_hz": round(steps / duration, 3) if duration else 0.0,
+        "missed_deadlines": int(final.get("missed_deadlines", 0)),
+        "latency_ms_max": round(float(latencies.max()), 3) if latencies.size else None,
+        "latency_samples": int(latencies.size),
+        "steps": steps,
+        "target_control_rate_hz": rate,
+        "mean_episode_length": float(np.mean([e["length"] for e in episodes])) if episodes else 0.0,
+        "mean_max_reward": float(np.mean([e["max_reward"] for e in episodes])) if episodes else 0.0,
+        "seeds": [e["seed"] for e in episodes],
+        "successes": successes,
+        "episode_lengths": [e["length"] for e in episodes],
+        "max_rewards": [e["max_reward"] for e in episodes],
+        "per_episode": per_episode,
+        "policy_node": final,
+        "policy": spec["policy"],
+        "bundle": str(Path(cfg.bundle).resolve()),
+        "domain_id": domain,
+        "seconds": round(seconds, 3),
+        "config": {**asdict(cfg), "task": asdict(cfg.task)},
+    }
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values.size else None

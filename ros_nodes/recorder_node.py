@@ -1,0 +1,175 @@
+"""``recorder_node``: record observation and command topics into a LeRobotDataset v3.0, episode by episode.
+
+Run: ``python -m ros_nodes.recorder_node --ros-args -p out:=DIR -p task:=lift [-p name:=value ...]``
+(parameters: :class:`RecorderConfig`). The task gives the feature spec (its observation keys and
+``action``); ``keys`` picks which observation keys to record and ``topics`` overrides their
+topics (defaults as everywhere: :mod:`ros_nodes.topics`). Services (``std_srvs/Trigger``):
+``/recorder/start`` begins an episode, ``/recorder/stop`` commits it atomically through
+:class:`~robot_learning.datasets.LeRobotDatasetWriter` (response: JSON with the episode index and
+frame count). A crash mid-episode loses that episode only; committed ones are never touched.
+
+A frame is written per command on the ``action`` topic (``points[0]``, the executed action),
+with the observations it answered: those with the command's ``header.stamp``, else the newest
+of each key. Re-sent commands (same stamp) are written once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_learning.datasets import LeRobotDatasetWriter
+from robot_learning.envs import make_env
+from robot_learning.features import ACTION
+from ros_nodes.base import TaskParams, read_config, run_node
+from ros_nodes.conversions import (
+    ConversionError,
+    element_names,
+    joint_state_to_state,
+    msg_to_image,
+    stamp_to_ns,
+    trajectory_to_chunk,
+)
+from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TopicMap
+
+#: observation stamps remembered for matching commands to the observations they answered
+MATCH_WINDOW = 64
+
+
+@dataclass
+class RecorderConfig(TaskParams):
+    """Parameters of ``recorder_node`` (``-p name:=value``): the task's features plus where to write."""
+
+    out: str = ""
+    """Dataset folder (created; with ``resume:=true`` an existing dataset is appended to)."""
+    keys: list[str] = field(default_factory=list)
+    """Observation keys to record; empty: all of the task's."""
+    topics: list[str] = field(default_factory=list)
+    """``key=topic`` overrides of the observation topics."""
+    action: str = COMMAND_TOPIC
+    """Command topic recorded as ``action``."""
+    fps: int = 0
+    """Frames per second written to the dataset; 0 = the task's control rate."""
+    resume: bool = False
+    """Append to an existing dataset at ``out``."""
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise ValueError("recorder_node needs -p out:=/path/to/dataset")
+
+
+class RecorderNode(Node):
+    """The recorder (see the module docstring); it opens the dataset and subscribes in :meth:`activate`."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("recorder_node", **node_kwargs)
+        self.config = cfg = read_config(self, RecorderConfig)
+        env = make_env(cfg.task_config())
+        try:
+            keys = cfg.keys or env.features.observation_keys
+            self.features = env.features.select([*keys, ACTION])
+            self.fps = cfg.fps or int(env.fps)
+            self.robot_type, self.task_description = env.unwrapped.robot_type, env.task_description
+        finally:
+            env.close()
+        self.keys = list(keys)
+        self.topics = TopicMap.build(self.features, self.keys, cfg.topics)
+        self.action_names = element_names(ACTION, self.features[ACTION])
+        self.writer: LeRobotDatasetWriter | None = None
+        self.recording = False
+        self.frames = 0
+        self._by_stamp: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._latest: dict[str, np.ndarray] = {}
+        self._last_stamp: int | None = None
+
+    def activate(self) -> None:
+        """Open the dataset writer, subscribe to the topics, offer the services."""
+        cfg = self.config
+        self.writer = LeRobotDatasetWriter.create(cfg.out, self.features, fps=self.fps, robot_type=self.robot_type,
+                                                  resume=cfg.resume)
+        qos = QoSProfile(depth=50)  # reliable and deep: a recording should not lose frames
+        for b in self.topics.bindings.values():
+            self.create_subscription(Image if b.kind == IMAGE else JointState, b.topic,
+                                     lambda msg, b=b: self._on_observation(msg, b), qos)
+        self.create_subscription(JointTrajectory, cfg.action, self._on_command, qos)
+        self.create_service(Trigger, "/recorder/start", self._on_start)
+        self.create_service(Trigger, "/recorder/stop", self._on_stop)
+        self.get_logger().info(f"recording {self.keys} + action from {cfg.action} into {cfg.out} at {self.fps} fps: "
+                               + "; ".join(self.topics.describe()))
+
+    def destroy_node(self) -> None:
+        """Close the writer: an unsaved episode is discarded, committed ones stay."""
+        if self.writer is not None:
+            self.writer.close()
+        super().destroy_node()
+
+    def _on_observation(self, msg, binding) -> None:
+        try:
+            value = msg_to_image(msg, binding.channels) if binding.kind == IMAGE else joint_state_to_state(msg, binding.names)
+        except ConversionError as exc:
+            self.get_logger().warning(f"ignored {binding.topic}: {exc}", throttle_duration_sec=1.0)
+            return
+        self._latest[binding.key] = value
+        self._by_stamp.setdefault(stamp_to_ns(msg.header.stamp), {})[binding.key] = value
+        while len(self._by_stamp) > MATCH_WINDOW:
+            self._by_stamp.popitem(last=False)
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        stamp = stamp_to_ns(msg.header.stamp)
+        if not self.recording or stamp == self._last_stamp:
+            return
+        try:
+            action = trajectory_to_chunk(msg, self.action_names)[0]
+        except ConversionError as exc:
+            self.get_logger().warning(f"ignored command: {exc}", throttle_duration_sec=1.0)
+            return
+        matched = self._by_stamp.get(stamp, {})
+        obs = {k: matched.get(k, self._latest.get(k)) for k in self.keys}
+        missing = [k for k, v in obs.items() if v is None]
+        if missing:
+            self.get_logger().warning(f"command without observations of {missing}; frame skipped",
+                                      throttle_duration_sec=1.0)
+            return
+        self.writer.add_frame({**obs, ACTION: action}, task=self.task_description)
+        self._last_stamp = stamp
+        self.frames += 1
+
+    def _on_start(self, request, response):
+        if self.recording:
+            response.success, response.message = False, "already recording; call /recorder/stop first"
+            return response
+        self.writer.discard_episode()
+        self.recording, self.frames, self._last_stamp = True, 0, None
+        response.success, response.message = True, json.dumps({"episode": self.writer.num_episodes})
+        return response
+
+    def _on_stop(self, request, response):
+        if not self.recording:
+            response.success, response.message = False, "not recording; call /recorder/start first"
+            return response
+        self.recording = False
+        if self.frames == 0:
+            self.writer.discard_episode()
+            response.success, response.message = False, "no frames were recorded; nothing saved"
+            return response
+        index = self.writer.save_episode()
+        self.get_logger().info(f"saved episode {index} ({self.frames} frames)")
+        response.success, response.message = True, json.dumps({"episode": index, "frames": self.frames})
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: ``python -m ros_nodes.recorder_node --ros-args -p out:=DIR -p task:=lift ...``."""
+    return run_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
