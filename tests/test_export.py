@@ -228,3 +228,15 @@ def test_export_never_clobbers_or_leaves_partial_bundles(state_bundle, tmp_path,
     with pytest.raises(ExportError, match="simulated"):
         export_checkpoint(ExportConfig(checkpoint=str(source), out=str(tmp_path / "b"), steps=1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "notes"]
+
+
+def test_tensorrt_format_without_tensorrt_fails_fast_with_the_reason(state_bundle, tmp_path):
+    from robot_learning.runtime.base import RUNTIMES
+
+    reason = RUNTIMES.get("tensorrt").unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT is available here; the GPU tests in test_tensorrt.py cover format=tensorrt")
+    source = save_checkpoint(state_bundle[0], tmp_path / "ckpt")
+    with pytest.raises(RuntimeUnavailable, match="format=tensorrt needs TensorRT") as err:
+        export_checkpoint(ExportConfig(checkpoint=str(source), out=str(tmp_path / "trt"), format="tensorrt"))
+    assert reason in str(err.value) and not (tmp_path / "trt").exists()

@@ -25,7 +25,7 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
     discover=(
         "robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench",
         "robot_learning.cli.train", "robot_learning.cli.eval", "robot_learning.cli.export",
-        "robot_learning.cli.deploy",
+        "robot_learning.cli.deploy", "robot_learning.cli.finetune",
     ),
 )
 
@@ -36,6 +36,7 @@ commands:
   dataset  info|validate|visualize DIR [out=FILE.png|FILE.mp4] [episode=N]
   train    policy=<zoo name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true] [policy.<field>=...]
   eval     checkpoint=DIR|bundle=DIR [task=<name>] episodes=N [runtime=auto|onnxruntime|tensorrt|torch] [video=true] [out=DIR]
+  finetune algo=sac|td3 task=<name> out=DIR [env_steps=N] [resume=true] [demos=DIR] [algo.<field>=...]
   export   checkpoint=DIR out=DIR [format=onnx|tensorrt] [fp16=true] [steps=K] [sampler=ddim]
   deploy   bundle=DIR robot=sim [task=<name>] episodes=N [runtime=...] [seed=100000] [out=DIR] [control_rate_hz=HZ]
   bench    sim [tasks=[lift,pusht]] [out=DIR]

@@ -1,0 +1,43 @@
+"""``robot-learning finetune``: off-policy RL (``algo=sac|td3``) on a task's state observations."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from robot_learning.cli import COMMANDS
+from robot_learning.config import ConfigError, load_config, task_config, to_container
+
+#: keys of configs/finetune.yaml that are not FinetuneConfig fields
+_CLI_ONLY = ("backend", "obs", "task", "algo")
+
+
+@COMMANDS.register("finetune")
+def finetune_command(args: list[str]) -> int:
+    """Parse overrides, run or resume the learner, print a summary."""
+    from robot_learning.rl import FinetuneConfig, finetune
+
+    cfg = load_config("finetune", args)
+    data = to_container(cfg)
+    algo = dict(data["algo"])
+    name = algo.pop("name", None)
+    if not name:
+        raise ConfigError("configs/algo/<name>.yaml must set 'name:' to the registered algorithm name")
+    task = task_config(cfg)
+    for key in _CLI_ONLY:
+        data.pop(key, None)
+    try:
+        run = FinetuneConfig(task=task, algo=name, algo_overrides=algo, **data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid finetune settings: {exc}") from exc
+    console = Console()
+    console.print(f"[bold]finetune[/] {name} on {task.name} -> {run.out} ({run.env_steps} env steps, "
+                  f"{run.num_envs} envs, utd {run.utd_ratio})")
+    result = finetune(run)
+    first, last = result.evals[0], result.evals[-1]
+    console.print(
+        f"{result.env_steps} env steps, {result.updates} updates in {result.seconds:.1f} s this process; "
+        f"eval return {first['return']:.3f} -> {last['return']:.3f}, "
+        f"success {first['success_rate']:.0%} -> {last['success_rate']:.0%}; "
+        f"curve in {run.out}/learning_curve.png"
+    )
+    return 0

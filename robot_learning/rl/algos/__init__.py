@@ -1,0 +1,88 @@
+"""Off-policy algorithms behind one small interface, registered by name (``algo=sac``).
+
+An algorithm module reads top to bottom: a config dataclass (every field documented), the
+networks it builds, ``update`` (losses and optimiser steps on one batch) and ``act``. Everything
+around it (environments, buffers, n-step targets, the UTD ratio, evaluation, checkpoints) lives
+in :mod:`robot_learning.rl.loop` and is shared. A batch's ``reward`` is already the n-step return
+and ``discount`` already ``gamma**m`` (0 after a termination), so a TD target is always
+``reward + discount * V(next_obs)``.
+
+Adding one (``dsac_t``, ``rlpd``, ``residual`` next): write ``algos/<name>.py`` with a class
+decorated ``@register_algo("<name>")`` that has a ``Config`` dataclass attribute and the methods
+of :class:`Algorithm`, add its module to ``ALGOS``' discover list and ``configs/algo/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from robot_learning.features import Feature
+from robot_learning.registry import Registry
+
+
+@dataclass
+class Batch:
+    """One training batch as tensors (shapes with ``B`` = batch size, ``D`` = obs dim)."""
+
+    obs: torch.Tensor
+    """``[B, D]`` flattened state observations."""
+    action: torch.Tensor
+    """``[B, A]`` actions taken, in environment units."""
+    reward: torch.Tensor
+    """``[B]`` n-step discounted return."""
+    discount: torch.Tensor
+    """``[B]`` bootstrap factor ``gamma**m`` (0 after a termination)."""
+    next_obs: torch.Tensor
+    """``[B, D]`` observation to bootstrap from."""
+    is_demo: torch.Tensor
+    """``[B]`` True for transitions from demonstrations."""
+
+    @classmethod
+    def from_numpy(cls, sample: dict[str, Any], obs: np.ndarray, next_obs: np.ndarray,
+                   device: torch.device | str = "cpu") -> Batch:
+        """Build from a sampler batch plus its already flattened observations."""
+        def t(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x, device=device)
+
+        is_demo = sample.get("is_demo", np.zeros(len(obs), bool))
+        return cls(t(obs), t(sample["action"]), t(sample["reward"]), t(sample["discount"]), t(next_obs), t(is_demo))
+
+
+class Algorithm(Protocol):
+    """What the training loop needs from an algorithm."""
+
+    Config: ClassVar[type]
+    updates: int
+    """Gradient updates done so far (the loop schedules updates from it; part of the state)."""
+
+    def __init__(self, cfg: Any, obs_dim: int, action: Feature) -> None: ...
+
+    def act(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
+        """``[B, D]`` -> actions ``[B, A]`` in environment units (exploration noise when ``explore``)."""
+        ...
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient update on ``batch``; returns scalar metrics for logging."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, target networks, optimisers and counters (tensors and JSON scalars only)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        ...
+
+
+ALGOS: Registry[type[Algorithm]] = Registry(
+    "algorithm", discover=("robot_learning.rl.algos.sac", "robot_learning.rl.algos.td3")
+)
+
+
+def register_algo(name: str):
+    """Class decorator registering an :class:`Algorithm` as ``algo=<name>``."""
+    return ALGOS.register(name)

@@ -1,0 +1,86 @@
+"""The settings of one RL fine-tuning run (``configs/finetune.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from robot_learning.envs import TaskConfig
+
+#: fields that may differ when resuming (everything else must match the checkpoint)
+RESUMABLE_CHANGES = ("env_steps", "resume", "eval_every", "eval_episodes", "save_every",
+                     "keep_checkpoints", "log_every", "threads", "device")
+
+
+@dataclass
+class FinetuneConfig:
+    """One off-policy run: task, algorithm, data flow, evaluation and checkpoints."""
+
+    task: TaskConfig
+    """Task to learn on (state observations)."""
+    out: str
+    """Run folder: ``checkpoints/``, ``tb/``, ``learning_curve.png``, ``finetune.json``."""
+    algo: str = "sac"
+    """Registered algorithm name (``robot_learning.rl.algos.ALGOS``)."""
+    algo_overrides: dict[str, Any] = field(default_factory=dict)
+    """Fields of the algorithm's ``Config`` dataclass."""
+    env_steps: int = 100_000
+    """Total environment steps (summed over the parallel environments)."""
+    num_envs: int = 1
+    """Environments stepped in lockstep by the collector."""
+    warmup_steps: int = 5_000
+    """Uniform random actions for this many environment steps; updates start after them."""
+    utd_ratio: float = 1.0
+    """Gradient updates per environment step (update-to-data ratio)."""
+    batch_size: int = 256
+    """Transitions per update (half from demonstrations when ``demos`` is set)."""
+    buffer_size: int = 1_000_000
+    """Online replay capacity in rows (transitions plus one final observation per episode)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    n_step: int = 1
+    """Steps in the n-step return (computed at sample time, cut at episode ends)."""
+    demos: str | None = None
+    """LeRobotDataset of demonstrations for symmetric 50/50 batches; None: online data only."""
+    demo_done_means: str = "success"
+    """How a demo episode's final ``next.done`` ends it: ``success``, ``terminated`` or ``truncated``."""
+    eval_every: int = 10_000
+    """Evaluate the deterministic policy every this many environment steps (0: only at start and end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (seeds from 100000 up, disjoint from training seeds)."""
+    save_every: int = 10_000
+    """Checkpoint every this many environment steps (0: only at the end)."""
+    keep_checkpoints: int | None = 2
+    """Step checkpoints kept (None: all)."""
+    log_every: int = 1_000
+    """Log losses to TensorBoard every this many environment steps."""
+    seed: int = 0
+    """Seeds networks, exploration and training episodes (episode ``k`` resets with ``seed + k``)."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    device: str = "cpu"
+    """torch device."""
+    resume: bool = False
+    """Continue the run in ``out`` from ``checkpoints/last``."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task, dict):
+            self.task = TaskConfig.from_dict(self.task)
+        positive = ("env_steps", "num_envs", "batch_size", "buffer_size", "n_step", "eval_episodes")
+        bad = [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+        bad += [f"{name}={getattr(self, name)}" for name in ("warmup_steps", "eval_every", "save_every", "log_every")
+                if getattr(self, name) < 0]
+        if bad:
+            raise ValueError(f"finetune settings must be positive (warm-up/intervals >= 0): {', '.join(bad)}")
+        if self.utd_ratio <= 0:
+            raise ValueError(f"finetune utd_ratio={self.utd_ratio} must be > 0")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"finetune gamma={self.gamma} must be in (0, 1]")
+        if self.buffer_size < 2 * self.num_envs:
+            raise ValueError(f"finetune buffer_size={self.buffer_size} must be >= 2 * num_envs={2 * self.num_envs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready resolved config."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["task"] = asdict(self.task)
+        return out

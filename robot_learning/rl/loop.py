@@ -1,0 +1,193 @@
+"""The off-policy training loop shared by every algorithm (``robot-learning finetune``).
+
+Reads top to bottom: setup (seeding, environments, algorithm, buffers, resume) -> loop (act:
+random during warm-up, else the algorithm's exploring policy -> step all environments into the
+buffer -> ``utd_ratio`` updates per environment step on symmetric demo/online batches -> log,
+evaluate, checkpoint) -> final evaluation, checkpoint, curve and ``finetune.json``.
+
+Reproducibility: with the same config and seed a CPU run is a pure function of its seeds. All
+randomness comes from the seeded torch global RNG (initialisation, policy sampling, noise), one
+``numpy.random.Generator`` (warm-up actions, batch indices) and the environments' seeded resets;
+evaluation draws none of it. A checkpoint stores all of them, the buffers and the running
+episodes (see :mod:`.collector`), so ``resume=true`` continues exactly as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_learning.collect import write_json
+from robot_learning.envs import make_env
+from robot_learning.evaluation import EVAL_SEED_OFFSET
+from robot_learning.rl import learner_state
+from robot_learning.rl.algos import ALGOS, Algorithm, Batch
+from robot_learning.rl.collector import Collector, run_episodes
+from robot_learning.rl.config import RESUMABLE_CHANGES, FinetuneConfig
+from robot_learning.rl.curves import LearningCurves
+from robot_learning.rl.demos import load_demos
+from robot_learning.rl.networks import action_feature, obs_dim, obs_vector, state_keys
+from robot_learning.rl.replay import ReplayBuffer
+from robot_learning.rl.sampling import SymmetricSampler
+from robot_learning.training.loop import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did (this process and the whole run)."""
+
+    start_step: int = 0
+    env_steps: int = 0
+    updates: int = 0
+    seconds: float = 0.0
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    """Every evaluation of the run: ``env_steps``, ``return``, ``success_rate``, ``length``."""
+
+
+def build_algo(cfg: FinetuneConfig, dim: int, action: Any) -> Algorithm:
+    """The registered algorithm with its config built from ``cfg.algo_overrides``."""
+    cls = ALGOS.get(cfg.algo)
+    known = {f.name for f in fields(cls.Config)}
+    unknown = sorted(set(cfg.algo_overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {cfg.algo} settings {unknown}; valid: {sorted(known)}")
+    return cls(cls.Config(**cfg.algo_overrides), dim, action)
+
+
+def finetune(cfg: FinetuneConfig) -> FinetuneResult:
+    """Run (or resume) ``cfg``; see the module docstring."""
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _finetune(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _finetune(cfg: FinetuneConfig) -> FinetuneResult:
+    # ---------------------------------------------------------------- setup
+    out, device = Path(cfg.out), torch.device(cfg.device)
+    ckpt_root = out / "checkpoints"
+    saved = learner_state.load_learner(ckpt_root) if cfg.resume else None
+    if not cfg.resume and ckpt_root.exists() and any(ckpt_root.iterdir()):
+        raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
+    eval_env = make_env(cfg.task)
+    spec = envs[0].features
+    keys, action = state_keys(spec), action_feature(spec)
+    algo = build_algo(cfg, obs_dim(spec, keys), action)
+    buffer = ReplayBuffer(spec.select([*keys, "action"]), cfg.buffer_size, streams=cfg.num_envs)
+    demos = load_demos(cfg.demos, buffer.spec, cfg.demo_done_means) if cfg.demos else None
+    sampler = SymmetricSampler(buffer, demos)
+    collector = Collector(envs, buffer, seed=cfg.seed)
+    low, high = collector.low, collector.high
+    env_steps = 0
+    if saved is not None:
+        env_steps = _restore(saved, cfg, algo, buffer, collector, rng)
+    else:
+        collector.start()
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops what a killed run logged after its last checkpoint
+    curves = LearningCurves(SummaryWriter(str(out / "tb"), purge_step=env_steps or None))
+    if saved is not None:
+        curves.load_state_dict(saved.state["curves"])
+    write_json(out / "finetune_config.json", cfg.to_dict())
+
+    def to_obs(obs: dict[str, np.ndarray]) -> torch.Tensor:
+        return torch.as_tensor(obs_vector(obs, keys), device=device)
+
+    def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return algo.act(to_obs(obs), explore=False).cpu().numpy()
+
+    def evaluate() -> None:
+        seeds = [EVAL_SEED_OFFSET + i for i in range(cfg.eval_episodes)]
+        summary = curves.evaluation(env_steps, run_episodes(eval_env, policy, seeds))
+        log.info("eval at %d env steps: return %.3f success %.0f%%", env_steps, summary["return"],
+                 100 * summary["success_rate"])
+
+    def save() -> None:
+        state = {"algo": algo.state_dict(), "collector": collector.state_dict(), "curves": curves.state_dict(),
+                 "rng": learner_state.capture_rng(rng), "env_steps": env_steps}
+        meta = {"config": cfg.to_dict(), "env_steps": env_steps, "updates": algo.updates}
+        learner_state.save_learner(ckpt_root, env_steps, state, buffer.state_dict(), meta, cfg.keep_checkpoints)
+        curves.plot(out / "learning_curve.png", f"{cfg.algo} on {cfg.task.name}")
+
+    if saved is None:
+        evaluate()  # the initial policy: the curve's first point
+    result = FinetuneResult(start_step=env_steps)
+    start, metrics = time.perf_counter(), {}
+    # ---------------------------------------------------------------- loop
+    while env_steps < cfg.env_steps:
+        if env_steps < cfg.warmup_steps:
+            actions = rng.uniform(low, high, size=(cfg.num_envs, *low.shape)).astype(np.float32)
+        else:
+            actions = algo.act(to_obs(collector.obs), explore=True).cpu().numpy()
+        previous, env_steps = env_steps, env_steps + cfg.num_envs
+        for episode in collector.step(actions):
+            curves.episode(env_steps, episode)
+        due = int(max(0, env_steps - cfg.warmup_steps) * cfg.utd_ratio)
+        while algo.updates < due:
+            sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
+            batch = Batch.from_numpy(sample, obs_vector(sample["obs"], keys),
+                                     obs_vector(sample["next_obs"], keys), device)
+            metrics = algo.update(batch)
+        if metrics and _crossed(previous, env_steps, cfg.log_every):
+            curves.scalars(env_steps, metrics)
+        if _crossed(previous, env_steps, cfg.eval_every) and env_steps < cfg.env_steps:
+            evaluate()
+        if _crossed(previous, env_steps, cfg.save_every) and env_steps < cfg.env_steps:
+            save()
+    # ---------------------------------------------------------------- end
+    if not curves.evals or curves.evals[-1][0] != env_steps:
+        evaluate()
+    save()
+    curves.writer.close()
+    result.env_steps, result.updates = env_steps, algo.updates
+    result.seconds = time.perf_counter() - start
+    result.evals = [{"env_steps": s, "return": r, "success_rate": ok} for s, r, ok in curves.evals]
+    summary = {
+        "algo": cfg.algo, "task": cfg.task.name, "env_steps": env_steps, "updates": algo.updates,
+        "seconds_this_process": round(result.seconds, 3),
+        "env_steps_per_s": round((env_steps - result.start_step) / result.seconds, 2) if result.seconds else 0.0,
+        "initial_eval": result.evals[0], "final_eval": result.evals[-1], "evals": result.evals,
+        "train_episodes": len(curves.train),
+    }
+    write_json(out / "finetune.json", summary)
+    for env in [*envs, eval_env]:
+        env.close()
+    return result
+
+
+def _crossed(previous: int, now: int, every: int) -> bool:
+    """True when a multiple of ``every`` lies in ``(previous, now]`` (never for ``every == 0``)."""
+    return every > 0 and now // every > previous // every
+
+
+def _restore(saved: learner_state.LearnerCheckpoint, cfg: FinetuneConfig, algo: Algorithm,
+             buffer: ReplayBuffer, collector: Collector, rng: np.random.Generator) -> int:
+    """Load a checkpoint into the freshly built learner; returns its environment step count."""
+    before = saved.meta["config"]
+    now = json.loads(json.dumps(cfg.to_dict()))  # same JSON types as the saved copy
+    changed = [k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
+    if changed:
+        detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {saved.path}: settings differ from the checkpoint ({detail})")
+    algo.load_state_dict(saved.state["algo"])
+    buffer.load_state_dict(saved.replay)
+    collector.load_state_dict(saved.state["collector"])
+    learner_state.restore_rng(saved.state["rng"], rng)
+    log.info("resumed %s at %d environment steps", saved.path, saved.state["env_steps"])
+    return int(saved.state["env_steps"])
