@@ -1,12 +1,14 @@
 """RL fine-tuning: replay buffer, demos, symmetric sampling, algorithms that learn, exact resume.
 
-The learning tests run ``sac`` and ``td3`` on gymnasium's ``Pendulum-v1`` through the adapter
-(a dense-reward task both solve in a few thousand steps; runs are seeded and single-threaded,
-so each is deterministic on a given machine).
+The learning tests run every registered algorithm on gymnasium's ``Pendulum-v1`` through the
+adapter (a dense-reward task they solve in a few thousand steps; runs are seeded and
+single-threaded, so each is deterministic on a given machine).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,9 @@ from robot_learning.datasets import LeRobotDataset, LeRobotDatasetWriter
 from robot_learning.envs import TaskConfig
 from robot_learning.features import Feature, FeatureSpec
 from robot_learning.rl import FinetuneConfig, finetune
-from robot_learning.rl.algos import ALGOS
+from robot_learning.rl.algos import ALGOS, Batch
+from robot_learning.rl.algos.dsac_t import DSACT, DSACTConfig, clip_target
+from robot_learning.rl.algos.rlpd import RLPD, RLPDConfig
 from robot_learning.rl.demos import load_demos
 from robot_learning.rl.learner_state import LEARNER_FILE, REPLAY_FILE
 from robot_learning.rl.networks import state_keys
@@ -171,16 +175,30 @@ def test_pixel_tasks_are_refused_with_a_pointer_to_the_later_work():
 
 
 # --------------------------------------------------------------------------- algorithms
+#: test-sized algorithm settings beyond the shared ones (a small ensemble keeps rlpd's runs short)
+SMALL = {"rlpd": {"num_q": 4, "utd_ratio": 2}}
+#: loop settings of the learning test: rlpd's loop runs at its algo.utd_ratio (2), so fewer env steps suffice
+LEARN = {"rlpd": {"env_steps": 2000}}
+ACTION = Feature("float32", (1,), low=[-1], high=[1])
+
+
 def _config(out: Path, algo: str, **kw) -> FinetuneConfig:
     base = dict(task=PENDULUM, out=str(out), algo=algo, env_steps=4000, warmup_steps=400, batch_size=64,
                 buffer_size=10_000, eval_every=0, eval_episodes=3, save_every=0, threads=1, n_step=3,
-                algo_overrides={"hidden": [64, 64], "actor_lr": 1e-3, "critic_lr": 1e-3})
+                algo_overrides={"hidden": [64, 64], "actor_lr": 1e-3, "critic_lr": 1e-3, **SMALL.get(algo, {})})
     return FinetuneConfig(**{**base, **kw})
+
+
+def _batch(n: int, is_demo: bool = False) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    return Batch(obs=torch.randn(n, 3, generator=g), action=torch.rand(n, 1, generator=g) * 2 - 1,
+                 reward=torch.zeros(n), discount=torch.ones(n), next_obs=torch.randn(n, 3, generator=g),
+                 is_demo=torch.full((n,), is_demo))
 
 
 @pytest.mark.parametrize("algo", ALGOS.names())
 def test_algorithm_improves_pendulum_return(tmp_path, algo):
-    result = finetune(_config(tmp_path / algo, algo))
+    result = finetune(_config(tmp_path / algo, algo, **LEARN.get(algo, {})))
     first, last = result.evals[0]["return"], result.evals[-1]["return"]
     # random/initial policies score about -1300 over 200 steps; a swing-up policy about -150
     assert last > first + 400, (algo, result.evals)
@@ -204,9 +222,59 @@ def test_resume_continues_bit_identically(tmp_path, algo):
         assert torch.equal(tensor, state_b["algo"]["actor"][name]), name
     for name, tensor in state_a["algo"]["critic"].items():
         assert torch.equal(tensor, state_b["algo"]["critic"][name]), name
-    assert state_a["algo"]["updates"] == state_b["algo"]["updates"] == 400
+    utd = SMALL.get(algo, {}).get("utd_ratio", 1)  # the loop defaults to the algorithm's own UTD ratio
+    assert state_a["algo"]["updates"] == state_b["algo"]["updates"] == 400 * utd
     assert torch.equal(state_a["rng"]["global"]["torch"], state_b["rng"]["global"]["torch"])
     assert state_a["rng"]["generator"] == state_b["rng"]["generator"]
+
+
+def test_rlpd_target_is_the_min_over_a_random_subset_of_num_min_q_target_critics():
+    algo = RLPD(RLPDConfig(hidden=(8,), num_q=6, num_min_q=2, backup_entropy=False), 3, ACTION)
+    with torch.no_grad():
+        for i, q in enumerate(algo.critic_target.qs):  # target critic i predicts the constant 10 * i
+            q[-1].weight.zero_()
+            q[-1].bias.fill_(10.0 * i)
+    batch, pairs = _batch(5), set()
+    for _ in range(300):
+        target, subset = algo.td_target(batch)
+        assert len(set(subset.tolist())) == 2
+        torch.testing.assert_close(target, torch.full((5,), 10.0 * int(subset.min())))
+        pairs.add(tuple(sorted(subset.tolist())))
+    assert len(pairs) == math.comb(6, 2)  # every pair gets drawn: the subset really is random
+    algo.cfg.num_min_q = 6
+    torch.testing.assert_close(algo.td_target(batch)[0], torch.zeros(5))  # the whole ensemble: global min
+
+
+def test_rlpd_warns_once_without_demonstrations(caplog):
+    with caplog.at_level(logging.WARNING, logger="robot_learning.rl.algos.rlpd"):
+        algo = RLPD(RLPDConfig(hidden=(8,), num_q=2), 3, ACTION)
+        algo.update(_batch(8))
+        algo.update(_batch(8))
+        RLPD(RLPDConfig(hidden=(8,), num_q=2), 3, ACTION).update(_batch(8, is_demo=True))
+    assert sum("without demonstrations" in r.message for r in caplog.records) == 1
+
+
+def test_dsac_t_targets_use_the_smaller_mean_twin_and_clip_to_mean_pm_xi_std():
+    algo = DSACT(DSACTConfig(hidden=(8,)), 3, ACTION)
+    with torch.no_grad():
+        algo.log_alpha.fill_(-30.0)  # no entropy term: targets are pure (distributional) returns
+        for q, (mean, std) in zip(algo.critic_target.qs, [(5.0, 1.0), (3.0, 50.0)], strict=True):
+            q[-1].weight.zero_()
+            q[-1].bias.copy_(torch.tensor([mean, math.log(math.expm1(std))]))  # softplus^-1(std)
+    batch = _batch(4096)
+    y_q, y_z = algo.targets(batch)
+    torch.testing.assert_close(y_q, torch.full_like(y_q, 3.0))  # expected value of the smaller-mean twin
+    assert 40 < float((y_z - 3).std()) < 60 and float((y_z - 3).abs().max()) <= 3 * 50 + 1e-3  # its samples
+    mean, b = torch.randn(2, 4096) * 100, torch.tensor([5.0, 20.0])
+    clipped = clip_target(y_z, mean, algo.cfg.clip_xi * b)
+    assert ((clipped - mean).abs() <= algo.cfg.clip_xi * b[:, None] * (1 + 1e-6)).all()
+    inside = (y_z - mean).abs() < algo.cfg.clip_xi * b[:, None]
+    assert inside.any() and (~inside).any()
+    torch.testing.assert_close(clipped[inside], y_z.expand(2, -1)[inside])
+    # the bound's b is the running mean of each critic's std, starting at the first batch's mean
+    std = algo.critic(batch.obs, batch.action)[1].detach()
+    algo.update(batch)
+    torch.testing.assert_close(algo.std_mean, std.mean(1))
 
 
 def test_finetune_cli_runs_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys, reach_demos):

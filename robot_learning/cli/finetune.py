@@ -1,4 +1,4 @@
-"""``robot-learning finetune``: off-policy RL (``algo=sac|td3``) on a task's state observations."""
+"""``robot-learning finetune``: off-policy RL (``algo=sac|td3|rlpd|dsac_t``) on a task's state observations."""
 
 from __future__ import annotations
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from robot_learning.envs import TaskConfig
+
+log = logging.getLogger(__name__)
 
 #: fields that may differ when resuming (everything else must match the checkpoint)
 RESUMABLE_CHANGES = ("env_steps", "resume", "eval_every", "eval_episodes", "save_every",
@@ -30,8 +33,9 @@ class FinetuneConfig:
     """Environments stepped in lockstep by the collector."""
     warmup_steps: int = 5_000
     """Uniform random actions for this many environment steps; updates start after them."""
-    utd_ratio: float = 1.0
-    """Gradient updates per environment step (update-to-data ratio)."""
+    utd_ratio: float | None = None
+    """Gradient updates per environment step (update-to-data ratio); None: the algorithm's own
+    ``utd_ratio`` when its config has one (rlpd: its critic steps per actor step), else 1."""
     batch_size: int = 256
     """Transitions per update (half from demonstrations when ``demos`` is set)."""
     buffer_size: int = 1_000_000
@@ -72,6 +76,12 @@ class FinetuneConfig:
                 if getattr(self, name) < 0]
         if bad:
             raise ValueError(f"finetune settings must be positive (warm-up/intervals >= 0): {', '.join(bad)}")
+        algo_utd = self.algo_overrides.get("utd_ratio")
+        if self.utd_ratio is None:
+            self.utd_ratio = float(algo_utd) if algo_utd is not None else 1.0
+        elif algo_utd is not None and float(algo_utd) != float(self.utd_ratio):
+            log.warning("finetune utd_ratio=%s differs from algo.utd_ratio=%s: the actor will not step once per "
+                        "environment step", self.utd_ratio, algo_utd)
         if self.utd_ratio <= 0:
             raise ValueError(f"finetune utd_ratio={self.utd_ratio} must be > 0")
         if not 0 < self.gamma <= 1:

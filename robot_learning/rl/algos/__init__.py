@@ -7,7 +7,7 @@ in :mod:`robot_learning.rl.loop` and is shared. A batch's ``reward`` is already 
 and ``discount`` already ``gamma**m`` (0 after a termination), so a TD target is always
 ``reward + discount * V(next_obs)``.
 
-Adding one (``dsac_t``, ``rlpd``, ``residual`` next): write ``algos/<name>.py`` with a class
+Adding one (``residual`` next): write ``algos/<name>.py`` with a class
 decorated ``@register_algo("<name>")`` that has a ``Config`` dataclass attribute and the methods
 of :class:`Algorithm`, add its module to ``ALGOS``' discover list and ``configs/algo/<name>.yaml``.
 """
@@ -79,7 +79,9 @@ class Algorithm(Protocol):
 
 
 ALGOS: Registry[type[Algorithm]] = Registry(
-    "algorithm", discover=("robot_learning.rl.algos.sac", "robot_learning.rl.algos.td3")
+    "algorithm",
+    discover=("robot_learning.rl.algos.sac", "robot_learning.rl.algos.td3", "robot_learning.rl.algos.rlpd",
+              "robot_learning.rl.algos.dsac_t"),
 )
 
 
