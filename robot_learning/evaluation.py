@@ -64,6 +64,10 @@ class ActionSource(Protocol):
         """Restart the source of sampler noise (evaluations are reproducible per seed)."""
         ...
 
+    def refine(self, obs: dict[str, np.ndarray], action: np.ndarray) -> np.ndarray:
+        """The action to execute given the current frame and the chunk's action (residual policies)."""
+        ...
+
 
 class TorchPolicySource:
     """A torch :class:`~robot_learning.policy.Policy` as an :class:`ActionSource`.
@@ -91,6 +95,10 @@ class TorchPolicySource:
     def reseed(self, seed: int) -> None:
         """Restart the sampler-noise generator from ``seed``."""
         self.generator.manual_seed(seed)
+
+    def refine(self, obs: dict[str, np.ndarray], action: np.ndarray) -> np.ndarray:
+        """The chunk's action unchanged (zoo policies have no per-step stage)."""
+        return action
 
     def predict_chunk(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Batched inference on the policy's device; noise drawn from the private generator."""
@@ -308,7 +316,7 @@ def _rollout(source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path 
                     for s, chunk in zip(empty, chunks, strict=True):
                         s.queue.extend(chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32))
                 for s in list(active):
-                    if not s.step(s.queue.popleft()):
+                    if not s.step(source.refine(s.history[-1], s.queue.popleft())):
                         continue
                     if s.video is not None:
                         s.video.close()

@@ -204,7 +204,8 @@ class PolicyController:
             self.last_inference_ms, inferred = inference_ms, True
             self.counters.inferences += 1
             self._queue.extend(chunk[self._start : self._start + self.policy.n_action_steps].astype(np.float32))
-        actions = np.stack([self._queue.popleft(), *self._queue])  # [k, A]: now, then the rest of the chunk
+        now = self.policy.refine(frame, self._queue.popleft())  # residual policies act per step here
+        actions = np.stack([now, *self._queue])  # [k, A]: now, then the rest of the chunk
         if not np.all(np.isfinite(actions[0])):
             self.counters.nonfinite_actions += 1
             self._forget()

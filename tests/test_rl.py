@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import toy_policy
 from safetensors.numpy import load_file, save_file
 
 from robot_learning.cli import main
 from robot_learning.collect import CollectConfig, collect
 from robot_learning.datasets import LeRobotDataset, LeRobotDatasetWriter
-from robot_learning.envs import TaskConfig
+from robot_learning.envs import TaskConfig, make_env
 from robot_learning.features import Feature, FeatureSpec
 from robot_learning.rl import FinetuneConfig, finetune
 from robot_learning.rl.algos import ALGOS, Batch
@@ -182,6 +183,19 @@ LEARN = {"rlpd": {"env_steps": 2000}}
 ACTION = Feature("float32", (1,), low=[-1], high=[1])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _residual_base(tmp_path_factory):
+    """``residual`` needs a frozen base: an untrained toy MLP on Pendulum (weak, so there is room to improve)."""
+    with toy_policy.registered():
+        env = make_env(PENDULUM)
+        spec = env.features.select([*env.features.observation_keys, "action"])
+        base = toy_policy.untrained_checkpoint(spec, tmp_path_factory.mktemp("base") / "pendulum", horizon=4,
+                                               n_action_steps=2, hidden=16)
+        SMALL["residual"] = {"base": str(base), "scale": 0.5, "critic_warmup": 200}
+        yield base
+        SMALL.pop("residual")
+
+
 def _config(out: Path, algo: str, **kw) -> FinetuneConfig:
     base = dict(task=PENDULUM, out=str(out), algo=algo, env_steps=4000, warmup_steps=400, batch_size=64,
                 buffer_size=10_000, eval_every=0, eval_episodes=3, save_every=0, threads=1, n_step=3,
@@ -289,3 +303,10 @@ def test_finetune_cli_runs_writes_outputs_and_refuses_to_overwrite(tmp_path, cap
     assert main(args) == 2  # existing run without resume=true
     assert main([*args, "resume=true", "env_steps=80"]) == 0
     assert main([*args[:4], f"out={tmp_path / 'other'}", "algo.bogus=1"]) == 2
+
+
+def test_demonstrations_with_another_reward_mode_are_refused(tmp_path, reach_demos):
+    cfg = FinetuneConfig(task=TaskConfig(name="reach", reward="sparse"), out=str(tmp_path / "run"), algo="td3",
+                         demos=str(reach_demos), env_steps=10)
+    with pytest.raises(ValueError, match="collected with task.reward=dense but the task uses reward=sparse"):
+        finetune(cfg)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -90,3 +91,20 @@ def registered_one_thread() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(threads)
+
+
+def untrained_checkpoint(spec, out, seed: int = 0, fps: int = 20, **config) -> Path:
+    """A randomly initialised ``toy_mlp`` checkpoint for ``spec`` (a weak base policy for residual RL tests).
+
+    Normalisation statistics come from the features' bounds (``[-1, 1]`` where unbounded).
+    """
+    import numpy as np
+
+    stats = {}
+    for key, feat in spec.items():
+        low = np.broadcast_to(np.asarray(feat.low if feat.low is not None else -1.0, np.float32), feat.shape)
+        high = np.broadcast_to(np.asarray(feat.high if feat.high is not None else 1.0, np.float32), feat.shape)
+        stats[key] = {"min": low, "max": high, "mean": (low + high) / 2, "std": (high - low) / 2}
+    torch.manual_seed(seed)
+    policy = ToyMLPPolicy(ToyMLPConfig(**{"dropout": 0.0, **config}), spec, stats)
+    return policy.save(out, extra={"train_config": {"fps": fps}})

@@ -1,4 +1,4 @@
-"""``robot-learning export``: checkpoint -> verified bundle (ONNX graph + policy.json [+ TensorRT engine])."""
+"""``robot-learning export``: checkpoint or finetune run -> verified bundle (ONNX graph + policy.json [+ TensorRT engine])."""
 
 from __future__ import annotations
 
@@ -15,17 +15,20 @@ def export_command(args: list[str]) -> int:
     """Export ``checkpoint=DIR`` to ``out=DIR``; prints the bundle's summary."""
     from robot_learning.cli.eval import checkpoint_dir
     from robot_learning.export import ExportConfig, export_checkpoint
+    from robot_learning.export.finetuned import export_finetuned, is_finetune_run
     from robot_learning.runtime.bundle import BUNDLE_FILE
 
     data = to_container(load_config("export", args))
-    data["checkpoint"] = str(checkpoint_dir(data["checkpoint"]))
+    finetuned = is_finetune_run(data["checkpoint"])
+    if not finetuned:
+        data["checkpoint"] = str(checkpoint_dir(data["checkpoint"]))
     try:
         cfg = ExportConfig(**data)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid export settings: {exc}") from exc
     console = Console()
     with console.status("exporting") as status:
-        out = export_checkpoint(cfg, report=lambda message: status.update(message) or console.print(f"  {message}"))
+        out = (export_finetuned if finetuned else export_checkpoint)(cfg, report=lambda message: status.update(message) or console.print(f"  {message}"))
     spec = json.loads((out / BUNDLE_FILE).read_text())
     size = sum(f["bytes"] for f in spec["files"].values()) / 1e6
     console.print(

@@ -1,4 +1,4 @@
-"""``robot-learning finetune``: off-policy RL (``algo=sac|td3|rlpd|dsac_t``) on a task's state observations."""
+"""``robot-learning finetune``: off-policy RL (``algo=sac|td3|rlpd|dsac_t|residual``) on a task's state observations."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def finetune_command(args: list[str]) -> int:
     console = Console()
     console.print(f"[bold]finetune[/] {name} on {task.name} -> {run.out} ({run.env_steps} env steps, "
                   f"{run.num_envs} envs, utd {run.utd_ratio})")
-    result = finetune(run)
+    def on_eval(steps: int, summary: dict) -> None:
+        console.print(f"eval at {steps} env steps: return {summary['return']:.3f}, "
+                      f"success {summary['success_rate']:.0%} ({run.eval_episodes} episodes)")
+
+    result = finetune(run, progress=True, on_eval=on_eval)
     first, last = result.evals[0], result.evals[-1]
     console.print(
         f"{result.env_steps} env steps, {result.updates} updates in {result.seconds:.1f} s this process; "
@@ -40,4 +44,7 @@ def finetune_command(args: list[str]) -> int:
         f"success {first['success_rate']:.0%} -> {last['success_rate']:.0%}; "
         f"curve in {run.out}/learning_curve.png"
     )
+    if result.stopped != "completed":
+        console.print(f"stopped early ({result.stopped}) at {result.env_steps} env steps; checkpoint saved, "
+                      "continue with resume=true")
     return 0

@@ -83,11 +83,7 @@ def export_checkpoint(cfg: ExportConfig, report=None) -> Path:
 
     report = report or (lambda message: None)
     source, out = Path(cfg.checkpoint), Path(cfg.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / BUNDLE_FILE).is_file():
-            raise FileExistsError(f"{out} exists and is not a bundle; choose another out= (nothing was written)")
-        if not cfg.overwrite:
-            raise FileExistsError(f"{out} already holds a bundle; pass overwrite=true to replace it")
+    check_out(out, cfg.overwrite)
     if cfg.format == "tensorrt":
         _require_tensorrt()
     meta = json.loads((source / CONFIG_FILE).read_text()) if (source / CONFIG_FILE).is_file() else None
@@ -116,7 +112,7 @@ def export_checkpoint(cfg: ExportConfig, report=None) -> Path:
             report("building the TensorRT engine")
             ensure_engine(staging, read_bundle(staging))
         read_bundle(staging)  # the bundle we hand out must pass the checks its users run
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -196,7 +192,16 @@ def _require_tensorrt() -> None:
                                  "(the TensorRT engine is then built on the robot at first load).")
 
 
-def _swap_into_place(staging: Path, out: Path) -> None:
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write over anything but an existing bundle, and over one only with ``overwrite``."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / BUNDLE_FILE).is_file():
+            raise FileExistsError(f"{out} exists and is not a bundle; choose another out= (nothing was written)")
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a bundle; pass overwrite=true to replace it")
+
+
+def swap_into_place(staging: Path, out: Path) -> None:
     """Rename the finished staging folder to ``out`` (an old bundle is removed only afterwards)."""
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"

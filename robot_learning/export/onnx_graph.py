@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,33 +77,54 @@ def export_onnx(policy: Policy, path: str | Path, simplify: bool = True, opset: 
     with the torch policy on random inputs at batch 1 and 3; with ``simplify`` the graph is
     also simplified with onnxslim and kept only if it still matches.
     """
-    path = Path(path)
     policy = policy.eval()
-    names = [*policy.input_keys, NOISE]
-    example = example_inputs(policy, batch=2)
+
+    def reference(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        obs = {k: torch.from_numpy(inputs[k]) for k in policy.input_keys}
+        return policy.predict_chunk(obs, noise=torch.from_numpy(inputs[NOISE])).numpy()
+
+    return export_graph(PolicyGraph(policy), [*policy.input_keys, NOISE], lambda b, s: example_inputs(policy, b, s),
+                        reference, path, simplify=simplify, opset=opset, what=f"policy {policy.name!r}")
+
+
+def export_graph(module: nn.Module, names: list[str], make_inputs: Callable[[int, int], dict[str, np.ndarray]],
+                 reference: Callable[[dict[str, np.ndarray]], np.ndarray], path: str | Path, simplify: bool = True,
+                 opset: int = OPSET, what: str = "module") -> dict[str, Any]:
+    """Export ``module`` (positional inputs ``names``, batch dimension dynamic) to ``path`` and verify it.
+
+    ``make_inputs(batch, seed)`` gives valid random inputs by name; ``reference(inputs)`` the torch
+    result the graph must reproduce within :data:`PARITY_TOL`. Checks as :func:`export_onnx`.
+    """
+    path = Path(path)
+    module = module.eval()
+    example = make_inputs(2, 0)
     args = tuple(torch.from_numpy(example[n]) for n in names)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter
         try:
             program = torch.onnx.export(
-                PolicyGraph(policy), args, dynamo=True, input_names=names, output_names=[OUTPUT],
+                module, args, dynamo=True, input_names=names, output_names=[OUTPUT],
                 dynamic_shapes=(tuple({0: batch} for _ in names),), opset_version=opset, external_data=False, verbose=False,
             )  # fmt: skip
         except Exception as exc:  # the exporter raises many internal types; say what failed
-            raise ExportError(f"torch.onnx.export failed for policy {policy.name!r}: {type(exc).__name__}: {exc}") from exc
+            raise ExportError(f"torch.onnx.export failed for {what}: {type(exc).__name__}: {exc}") from exc
     model = program.model_proto
-    _check(model, policy.name)
+    _check(model, what)
+
+    def max_error(candidate: onnx.ModelProto) -> float:
+        return _max_error(candidate, make_inputs, reference)
+
     tried_simplify = False
     if simplify:
         slim = _simplified(model)
-        if slim is not None and _max_error(policy, slim) <= PARITY_TOL:
+        if slim is not None and max_error(slim) <= PARITY_TOL:
             model, tried_simplify = slim, True
         else:
             log.warning("onnxslim's graph did not pass the parity check; keeping the unsimplified graph")
-    error = _max_error(policy, model)
+    error = max_error(model)
     if not error <= PARITY_TOL:
-        raise ExportError(f"The exported graph differs from the torch policy by {error:.2e} (> {PARITY_TOL}); not writing it")
+        raise ExportError(f"The exported graph differs from the torch {what} by {error:.2e} (> {PARITY_TOL}); not writing it")
     tmp = path.with_name(f".{path.name}.tmp")
     onnx.save_model(model, str(tmp))
     tmp.replace(path)
@@ -112,11 +134,11 @@ def export_onnx(policy: Policy, path: str | Path, simplify: bool = True, opset: 
     }  # fmt: skip
 
 
-def _check(model: onnx.ModelProto, name: str) -> None:
+def _check(model: onnx.ModelProto, what: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejected the graph of policy {name!r}: {exc}") from exc
+        raise ExportError(f"onnx.checker rejected the graph of {what}: {exc}") from exc
 
 
 def _simplified(model: onnx.ModelProto) -> onnx.ModelProto | None:
@@ -131,7 +153,8 @@ def _simplified(model: onnx.ModelProto) -> onnx.ModelProto | None:
         return None
 
 
-def _max_error(policy: Policy, model: onnx.ModelProto) -> float:
+def _max_error(model: onnx.ModelProto, make_inputs: Callable[[int, int], dict[str, np.ndarray]],
+               reference: Callable[[dict[str, np.ndarray]], np.ndarray]) -> float:
     """Largest |onnxruntime - torch| over random inputs at batch 1 and 3 (same noise)."""
     import onnxruntime as ort
 
@@ -139,11 +162,10 @@ def _max_error(policy: Policy, model: onnx.ModelProto) -> float:
     names = {i.name for i in session.get_inputs()}  # a policy that ignores noise has no noise input
     worst = 0.0
     for batch, seed in ((1, 1), (3, 2)):
-        inputs = example_inputs(policy, batch, seed)
+        inputs = make_inputs(batch, seed)
         got = session.run(None, {k: v for k, v in inputs.items() if k in names})[0]
         with torch.no_grad():
-            obs = {k: torch.from_numpy(inputs[k]) for k in policy.input_keys}
-            want = policy.predict_chunk(obs, noise=torch.from_numpy(inputs[NOISE])).numpy()
+            want = np.asarray(reference(inputs))
         if got.shape != want.shape:
             return float("inf")
         worst = max(worst, float(np.abs(got - want).max()))

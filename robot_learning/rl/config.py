@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 #: fields that may differ when resuming (everything else must match the checkpoint)
 RESUMABLE_CHANGES = ("env_steps", "resume", "eval_every", "eval_episodes", "save_every",
-                     "keep_checkpoints", "log_every", "threads", "device")
+                     "keep_checkpoints", "log_every", "threads", "device", "max_minutes")
 
 
 @dataclass
@@ -64,6 +64,8 @@ class FinetuneConfig:
     """torch CPU threads (None: torch's default)."""
     device: str = "cpu"
     """torch device."""
+    max_minutes: float | None = None
+    """Wall-clock budget: evaluate, checkpoint and stop cleanly after this many minutes (None: no limit)."""
     resume: bool = False
     """Continue the run in ``out`` from ``checkpoints/last``."""
 

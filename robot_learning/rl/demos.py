@@ -16,6 +16,7 @@ last frame is used:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,27 @@ REQUIRED_COLUMNS = ("next.reward", "next.done")
 DONE_MEANINGS = ("success", "terminated", "truncated")
 
 
-def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success") -> ReplayBuffer:
+def check_demo_reward(root: str | Path, reward: str) -> None:
+    """Refuse demonstrations recorded with another reward mode than the task's (``collect.json``).
+
+    Mixed scales (dense demo rewards next to sparse online ones) silently break the critic. Datasets
+    without ``collect.json`` (teleoperation) are not checked.
+    """
+    import json
+
+    record = Path(root) / "collect.json"
+    if not record.is_file():
+        return
+    recorded = ((json.loads(record.read_text()).get("config") or {}).get("task") or {}).get("reward")
+    if recorded is not None and recorded != reward:
+        raise ValueError(
+            f"demonstrations {root} were collected with task.reward={recorded} but the task uses reward={reward}; "
+            f"collect them again with task.reward={reward} (same seeds give the same trajectories)"
+        )
+
+
+def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success",
+               derive: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None) -> ReplayBuffer:
     """A :class:`ReplayBuffer` holding every episode of the dataset at ``root``.
 
     Args:
@@ -36,6 +57,8 @@ def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success")
         spec: the learner's observation features plus ``action``; the dataset must match them.
         done_means: how a ``done`` last frame ends the episode: ``success`` (terminated when
             ``next.success`` is set, else truncated), ``terminated`` or ``truncated``.
+        derive: ``f(episode_index, {key: [T, ...]}) -> {key: [T, ...]}`` computing observation
+            keys of ``spec`` the dataset does not hold (e.g. residual RL's base actions).
     """
     from robot_learning.datasets import LeRobotDataset
 
@@ -49,7 +72,8 @@ def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success")
             "Datasets written by `robot-learning collect` have them; record rewards and dones as "
             "'next.reward' (float32, shape [1]) and 'next.done' (bool, shape [1])."
         )
-    keys = [*spec.observation_keys, ACTION]
+    recorded = [k for k in spec.observation_keys if derive is None or k in ds.features]
+    keys = [*recorded, ACTION]
     spec.select(keys).check_matches(ds.features, what=f"demonstrations {root}", keys=keys)
     buffer = ReplayBuffer(spec, capacity=ds.num_frames + ds.num_episodes)
     for i in range(ds.num_episodes):
@@ -61,7 +85,10 @@ def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success")
                              f"(frame {int(np.argmax(done))} of {len(done)})")
         success = bool(ep["next.success"].reshape(-1)[-1]) if "next.success" in ep else False
         terminated = bool(done[-1]) and (done_means == "terminated" or (done_means == "success" and success))
-        obs = {k: ep[k] for k in spec.observation_keys}
+        obs = {k: ep[k] for k in recorded}
+        if derive is not None:
+            obs.update(derive(i, obs))
+        obs = {k: obs[k] for k in spec.observation_keys}
         if terminated:
             obs = {k: np.concatenate([v, v[-1:]]) for k, v in obs.items()}
             buffer.add_episode(obs, ep[ACTION], reward, terminated=True)

@@ -1,7 +1,7 @@
 """The off-policy training loop shared by every algorithm (``robot-learning finetune``).
 
 Reads top to bottom: setup (seeding, environments, algorithm, buffers, resume) -> loop (act:
-random during warm-up, else the algorithm's exploring policy -> step all environments into the
+random during warm-up unless the algorithm opts out, else the algorithm's exploring policy -> step all environments into the
 buffer -> ``utd_ratio`` updates per environment step on symmetric demo/online batches -> log,
 evaluate, checkpoint) -> final evaluation, checkpoint, curve and ``finetune.json``.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,12 @@ from robot_learning.rl.algos import ALGOS, Algorithm, Batch
 from robot_learning.rl.collector import Collector, run_episodes
 from robot_learning.rl.config import RESUMABLE_CHANGES, FinetuneConfig
 from robot_learning.rl.curves import LearningCurves
-from robot_learning.rl.demos import load_demos
+from robot_learning.rl.demos import check_demo_reward, load_demos
 from robot_learning.rl.networks import action_feature, obs_dim, obs_vector, state_keys
 from robot_learning.rl.replay import ReplayBuffer
 from robot_learning.rl.sampling import SymmetricSampler
 from robot_learning.training.loop import seed_everything
+from robot_learning.training.progress import GracefulStop, TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +51,50 @@ class FinetuneResult:
     env_steps: int = 0
     updates: int = 0
     seconds: float = 0.0
+    stopped: str = "completed"
+    """``completed``, ``time_budget`` (``max_minutes``) or ``interrupted`` (SIGINT/SIGTERM; checkpoint saved)."""
     evals: list[dict[str, Any]] = field(default_factory=list)
     """Every evaluation of the run: ``env_steps``, ``return``, ``success_rate``, ``length``."""
 
 
-def build_algo(cfg: FinetuneConfig, dim: int, action: Any) -> Algorithm:
-    """The registered algorithm with its config built from ``cfg.algo_overrides``."""
+def algo_config(cfg: FinetuneConfig) -> Any:
+    """The registered algorithm's ``Config`` built from ``cfg.algo_overrides`` (unknown fields are an error)."""
     cls = ALGOS.get(cfg.algo)
     known = {f.name for f in fields(cls.Config)}
     unknown = sorted(set(cfg.algo_overrides) - known)
     if unknown:
         raise ValueError(f"unknown {cfg.algo} settings {unknown}; valid: {sorted(known)}")
-    return cls(cls.Config(**cfg.algo_overrides), dim, action)
+    return cls.Config(**cfg.algo_overrides)
 
 
-def finetune(cfg: FinetuneConfig) -> FinetuneResult:
-    """Run (or resume) ``cfg``; see the module docstring."""
+def make_learner_env(cfg: FinetuneConfig, algo_cfg: Any) -> Any:
+    """The task's environment, wrapped by the algorithm's ``wrap_env`` hook when it has one."""
+    env = make_env(cfg.task)
+    wrap = getattr(ALGOS.get(cfg.algo), "wrap_env", None)
+    return env if wrap is None else wrap(env, algo_cfg)
+
+
+def build_algo(cfg: FinetuneConfig, dim: int, action: Any, algo_cfg: Any = None) -> Algorithm:
+    """The registered algorithm with its config built from ``cfg.algo_overrides``."""
+    return ALGOS.get(cfg.algo)(algo_cfg if algo_cfg is not None else algo_config(cfg), dim, action)
+
+
+def finetune(cfg: FinetuneConfig, progress: bool = False,
+             on_eval: Callable[[int, dict[str, float]], None] | None = None) -> FinetuneResult:
+    """Run (or resume) ``cfg``; see the module docstring.
+
+    ``progress`` shows a progress bar; ``on_eval(env_steps, summary)`` hears every evaluation.
+    """
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _finetune(cfg)
+        return _finetune(cfg, progress, on_eval or (lambda steps, summary: None))
     finally:
         torch.set_num_threads(threads)
 
 
-def _finetune(cfg: FinetuneConfig) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[str, float]], None]) -> FinetuneResult:
     # ---------------------------------------------------------------- setup
     out, device = Path(cfg.out), torch.device(cfg.device)
     ckpt_root = out / "checkpoints"
@@ -83,13 +103,19 @@ def _finetune(cfg: FinetuneConfig) -> FinetuneResult:
         raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
-    eval_env = make_env(cfg.task)
+    algo_cls, algo_cfg = ALGOS.get(cfg.algo), algo_config(cfg)
+    envs = [make_learner_env(cfg, algo_cfg) for _ in range(cfg.num_envs)]
+    eval_env = make_learner_env(cfg, algo_cfg)
     spec = envs[0].features
     keys, action = state_keys(spec), action_feature(spec)
-    algo = build_algo(cfg, obs_dim(spec, keys), action)
+    algo = build_algo(cfg, obs_dim(spec, keys), action, algo_cfg)
     buffer = ReplayBuffer(spec.select([*keys, "action"]), cfg.buffer_size, streams=cfg.num_envs)
-    demos = load_demos(cfg.demos, buffer.spec, cfg.demo_done_means) if cfg.demos else None
+    demos = None
+    if cfg.demos:
+        check_demo_reward(cfg.demos, cfg.task.reward)
+        labeler = getattr(algo_cls, "demo_labeler", None)
+        demos = load_demos(cfg.demos, buffer.spec, cfg.demo_done_means, derive=labeler and labeler(algo_cfg))
+    uniform_warmup = getattr(algo_cls, "uniform_warmup", True)
     sampler = SymmetricSampler(buffer, demos)
     collector = Collector(envs, buffer, seed=cfg.seed)
     low, high = collector.low, collector.high
@@ -117,6 +143,7 @@ def _finetune(cfg: FinetuneConfig) -> FinetuneResult:
         summary = curves.evaluation(env_steps, run_episodes(eval_env, policy, seeds))
         log.info("eval at %d env steps: return %.3f success %.0f%%", env_steps, summary["return"],
                  100 * summary["success_rate"])
+        on_eval(env_steps, summary)
 
     def save() -> None:
         state = {"algo": algo.state_dict(), "collector": collector.state_dict(), "curves": curves.state_dict(),
@@ -129,27 +156,37 @@ def _finetune(cfg: FinetuneConfig) -> FinetuneResult:
         evaluate()  # the initial policy: the curve's first point
     result = FinetuneResult(start_step=env_steps)
     start, metrics = time.perf_counter(), {}
+    deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
+    bar = TrainProgress(cfg.env_steps, env_steps, enabled=progress, label=cfg.algo)
     # ---------------------------------------------------------------- loop
-    while env_steps < cfg.env_steps:
-        if env_steps < cfg.warmup_steps:
-            actions = rng.uniform(low, high, size=(cfg.num_envs, *low.shape)).astype(np.float32)
-        else:
-            actions = algo.act(to_obs(collector.obs), explore=True).cpu().numpy()
-        previous, env_steps = env_steps, env_steps + cfg.num_envs
-        for episode in collector.step(actions):
-            curves.episode(env_steps, episode)
-        due = int(max(0, env_steps - cfg.warmup_steps) * cfg.utd_ratio)
-        while algo.updates < due:
-            sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
-            batch = Batch.from_numpy(sample, obs_vector(sample["obs"], keys),
-                                     obs_vector(sample["next_obs"], keys), device)
-            metrics = algo.update(batch)
-        if metrics and _crossed(previous, env_steps, cfg.log_every):
-            curves.scalars(env_steps, metrics)
-        if _crossed(previous, env_steps, cfg.eval_every) and env_steps < cfg.env_steps:
-            evaluate()
-        if _crossed(previous, env_steps, cfg.save_every) and env_steps < cfg.env_steps:
-            save()
+    with bar, GracefulStop() as stop:
+        while env_steps < cfg.env_steps:
+            if env_steps < cfg.warmup_steps and uniform_warmup:
+                actions = rng.uniform(low, high, size=(cfg.num_envs, *low.shape)).astype(np.float32)
+            else:
+                actions = algo.act(to_obs(collector.obs), explore=True).cpu().numpy()
+            previous, env_steps = env_steps, env_steps + cfg.num_envs
+            for episode in collector.step(actions):
+                curves.episode(env_steps, episode)
+            due = int(max(0, env_steps - cfg.warmup_steps) * cfg.utd_ratio)
+            while algo.updates < due:
+                sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
+                batch = Batch.from_numpy(sample, obs_vector(sample["obs"], keys),
+                                         obs_vector(sample["next_obs"], keys), device)
+                metrics = algo.update(batch)
+            if metrics and _crossed(previous, env_steps, cfg.log_every):
+                curves.scalars(env_steps, metrics)
+            if _crossed(previous, env_steps, cfg.eval_every) and env_steps < cfg.env_steps:
+                evaluate()
+            if _crossed(previous, env_steps, cfg.save_every) and env_steps < cfg.env_steps:
+                save()
+            if metrics:
+                bar.update(env_steps, metrics["critic_loss"])
+            if stop.requested or (deadline is not None and time.perf_counter() > deadline):
+                log.warning("stopping at %d env steps (%s); resume with resume=true", env_steps,
+                            "signal" if stop.requested else f"max_minutes={cfg.max_minutes}")
+                result.stopped = "interrupted" if stop.requested else "time_budget"
+                break
     # ---------------------------------------------------------------- end
     if not curves.evals or curves.evals[-1][0] != env_steps:
         evaluate()
@@ -161,6 +198,7 @@ def _finetune(cfg: FinetuneConfig) -> FinetuneResult:
     summary = {
         "algo": cfg.algo, "task": cfg.task.name, "env_steps": env_steps, "updates": algo.updates,
         "seconds_this_process": round(result.seconds, 3),
+        "stopped": result.stopped,
         "env_steps_per_s": round((env_steps - result.start_step) / result.seconds, 2) if result.seconds else 0.0,
         "initial_eval": result.evals[0], "final_eval": result.evals[-1], "evals": result.evals,
         "train_episodes": len(curves.train),

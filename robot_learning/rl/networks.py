@@ -95,6 +95,18 @@ class DeterministicActor(_Bounded):
         return torch.tanh(self.net(obs)) * self.scale + self.bias
 
 
+class GreedyPolicy(nn.Module):
+    """A trained actor's deterministic action ``[B, D] -> [B, A]`` (what gets exported)."""
+
+    def __init__(self, actor: nn.Module) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(obs, deterministic=True) if isinstance(self.actor, TanhGaussianActor) else self.actor(obs)
+        return out[0] if isinstance(out, tuple) else out
+
+
 class QEnsemble(nn.Module):
     """``num_q`` independent Q-networks on ``concat(obs, action)`` (twin Q for SAC/TD3)."""
 

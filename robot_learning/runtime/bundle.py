@@ -7,6 +7,8 @@ A bundle is a folder written by ``robot-learning export``::
     torch/                   the source checkpoint (config.json + model.safetensors), for the
                              torch reference runtime; optional
     tensorrt/*.engine        TensorRT engines built from model.onnx (cache; rebuilt when stale)
+    residual.onnx            residual RL bundles only: per-step ``[obs, base action] -> action``
+                             on top of the base graph (``policy.json`` ``residual`` section)
 
 ``policy.json`` holds the feature spec, the normalisation statistics (applied inside the graph;
 kept here so a reader can see them), the horizons, the control rate, the sampler and its step
@@ -30,6 +32,9 @@ BUNDLE_FORMAT = "robot-learning-bundle"
 BUNDLE_VERSION = 1
 GRAPH_FILE = "model.onnx"
 TORCH_DIR = "torch"
+RESIDUAL_GRAPH = "residual.onnx"
+#: residual graphs' input carrying the base policy's action for the current step
+BASE_ACTION = "observation.base_action"
 NOISE = "noise"
 OUTPUT = ACTION
 #: symbolic batch dimension in declared shapes
@@ -151,12 +156,41 @@ def _spec_problems(spec: dict) -> list[str]:
             f"n_obs_steps={spec['n_obs_steps']} and n_action_steps={spec['n_action_steps']} do not fit in "
             f"horizon={spec['horizon']}"
         )
+    problems += _residual_problems(spec)
     with_noise = any(isinstance(d, dict) and d.get("name") == NOISE for d in spec["inputs"])
     expected_in = declared_inputs(features, keys, spec["n_obs_steps"], spec["horizon"], noise=with_noise)
     expected_out = declared_outputs(features, spec["horizon"])
     for what, got, want in (("inputs", spec["inputs"], expected_in), ("outputs", spec["outputs"], expected_out)):
         if got != want:
             problems.append(f"declared graph {what} {_brief(got)} do not follow from the feature spec: expected {_brief(want)}")
+    return problems
+
+
+def residual_inputs(features: FeatureSpec, keys: list[str]) -> list[dict]:
+    """Declared inputs of a residual graph: each key ``[batch, 1, *shape]`` float32."""
+    return [{"name": k, "dtype": "float32", "shape": [BATCH, 1, *features[k].shape]} for k in keys]
+
+
+def _residual_problems(spec: dict) -> list[str]:
+    section = spec.get("residual")
+    if section is None:
+        return []
+    try:
+        features = FeatureSpec.from_dict(section["features"])
+        keys, graph = list(section["input_keys"]), section["graph"]
+        scale = float(section["scale"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"the residual section of policy.json is incomplete ({exc}); re-export the bundle"]
+    problems = []
+    if graph not in spec["files"]:
+        problems.append(f"the residual graph {graph} is not listed in files")
+    outside = [k for k in keys if k != BASE_ACTION and k not in spec["input_keys"]]
+    if outside:
+        problems.append(f"residual inputs {outside} are not observations the bundle receives ({spec['input_keys']})")
+    if BASE_ACTION not in keys or not 0 < scale <= 1:
+        problems.append(f"residual inputs must include {BASE_ACTION!r} and scale={scale} be in (0, 1]")
+    if not problems and section.get("inputs") != residual_inputs(features, keys):
+        problems.append(f"declared residual inputs {_brief(section.get('inputs'))} do not follow from its features")
     return problems
 
 

@@ -21,7 +21,13 @@ import numpy as np
 
 from robot_learning.features import ACTION, FeatureMismatchError
 from robot_learning.runtime.base import resolve_runtime
-from robot_learning.runtime.bundle import NOISE, BundleError, check_signature, read_bundle
+from robot_learning.runtime.bundle import (
+    BASE_ACTION,
+    NOISE,
+    BundleError,
+    check_signature,
+    read_bundle,
+)
 
 
 class ObservationError(ValueError):
@@ -49,6 +55,7 @@ class BundlePolicy:
         self.backend = resolve_runtime(runtime, self.bundle_dir, spec)(self.bundle_dir, spec, threads=threads)
         self.runtime: str = self.backend.name
         check_signature(spec, self.backend.input_signature(), self.runtime)
+        self.residual = ResidualGraph(self.bundle_dir, spec, threads) if spec.get("residual") else None
         self.rng = np.random.default_rng(seed)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.n_obs_steps)
         self._queue: deque[np.ndarray] = deque()
@@ -123,7 +130,16 @@ class BundlePolicy:
             chunk = self.predict_chunk(batch, noise=None if noise is None else noise[None])[0]
             start = self.n_obs_steps - 1
             self._queue.extend(chunk[start : start + self.n_action_steps])
-        return self._queue.popleft().astype(np.float32)
+        return self.refine(frame, self._queue.popleft().astype(np.float32))
+
+    def refine(self, obs: dict[str, Any], action: np.ndarray) -> np.ndarray:
+        """The action to execute now, given the current frame and the chunk's action for this step.
+
+        The identity for ordinary bundles; residual RL bundles add their residual here (see
+        :class:`ResidualGraph`). Every per-step consumer (``select_action``, evaluation, the ROS
+        2 policy node) calls it on the action it pops from the chunk.
+        """
+        return action if self.residual is None else self.residual(obs, action)
 
     @property
     def queue_depth(self) -> int:
@@ -163,6 +179,38 @@ class BundlePolicy:
                 f"for a valid observation; expected finite {list(expected)}. Re-export the bundle."
             )
         self.load_check_ms = (time.perf_counter() - started) * 1e3
+
+
+class ResidualGraph:
+    """A residual RL bundle's ``residual.onnx``: ``(current observation, base action) -> executed action``.
+
+    It runs on onnxruntime whatever runtime serves the base graph (a small MLP; the CPU
+    provider is fastest for it).
+    """
+
+    def __init__(self, bundle_dir: Path, spec: dict, threads: int | None = None) -> None:
+        from robot_learning.features import FeatureSpec
+        from robot_learning.runtime.backends.ort import OnnxRuntime
+
+        section = spec["residual"]
+        self.keys: list[str] = list(section["input_keys"])
+        self.features = FeatureSpec.from_dict(section["features"])
+        self.scale = float(section["scale"])
+        self.backend = OnnxRuntime(bundle_dir, spec, threads=threads, graph=section["graph"])
+        check_signature({"inputs": section["inputs"]}, self.backend.input_signature(), "onnxruntime (residual graph)")
+
+    def __call__(self, obs: dict[str, Any], base_action: np.ndarray) -> np.ndarray:
+        """One step: ``obs`` holds one frame per key (no batch/time dims)."""
+        inputs = {}
+        for key in self.keys:
+            value = base_action if key == BASE_ACTION else obs.get(key)
+            if value is None:
+                raise ObservationError(f"Observation is missing {key!r}, an input of the residual policy")
+            value = np.asarray(value, np.float32).reshape(1, 1, *self.features[key].shape)
+            if not np.all(np.isfinite(value)):
+                raise ObservationError(f"{key!r} contains NaN or Inf")
+            inputs[key] = value
+        return self.backend.run(inputs)[0, 0].astype(np.float32)
 
 
 def load_bundle(bundle_dir: str | Path, runtime: str = "auto", threads: int | None = None, seed: int = 0) -> BundlePolicy:

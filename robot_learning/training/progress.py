@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 class TrainProgress:
     """``train ━━━━ 1200/20000 loss 0.0312 41.3 steps/s 0:00:29 0:07:35`` (disabled -> no output)."""
 
-    def __init__(self, total: int, start: int, enabled: bool = True) -> None:
+    def __init__(self, total: int, start: int, enabled: bool = True, label: str = "train") -> None:
         self._bar = Progress(
-            TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
         )

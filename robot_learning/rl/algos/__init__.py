@@ -7,7 +7,13 @@ in :mod:`robot_learning.rl.loop` and is shared. A batch's ``reward`` is already 
 and ``discount`` already ``gamma**m`` (0 after a termination), so a TD target is always
 ``reward + discount * V(next_obs)``.
 
-Adding one (``residual`` next): write ``algos/<name>.py`` with a class
+Optional class-level hooks (``residual`` uses them; the loop falls back to plain behaviour):
+``wrap_env(env, cfg)`` wraps every environment (e.g. to add observation keys),
+``demo_labeler(cfg)`` returns ``f(episode_index, obs) -> extra observation arrays`` for the keys
+the wrapper adds, and ``uniform_warmup = False`` makes the warm-up act with the exploring policy
+instead of uniform random actions.
+
+Adding one: write ``algos/<name>.py`` with a class
 decorated ``@register_algo("<name>")`` that has a ``Config`` dataclass attribute and the methods
 of :class:`Algorithm`, add its module to ``ALGOS``' discover list and ``configs/algo/<name>.yaml``.
 """
@@ -69,6 +75,10 @@ class Algorithm(Protocol):
         """One gradient update on ``batch``; returns scalar metrics for logging."""
         ...
 
+    def policy_module(self) -> torch.nn.Module:
+        """The deterministic policy as a module ``[B, D] -> [B, A]`` in environment units (for export)."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """Networks, target networks, optimisers and counters (tensors and JSON scalars only)."""
         ...
@@ -81,7 +91,7 @@ class Algorithm(Protocol):
 ALGOS: Registry[type[Algorithm]] = Registry(
     "algorithm",
     discover=("robot_learning.rl.algos.sac", "robot_learning.rl.algos.td3", "robot_learning.rl.algos.rlpd",
-              "robot_learning.rl.algos.dsac_t"),
+              "robot_learning.rl.algos.dsac_t", "robot_learning.rl.algos.residual"),
 )
 
 

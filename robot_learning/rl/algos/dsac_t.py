@@ -42,7 +42,7 @@ from torch import nn
 
 from robot_learning.features import Feature
 from robot_learning.rl.algos import Batch, register_algo
-from robot_learning.rl.networks import TanhGaussianActor, mlp, soft_update
+from robot_learning.rl.networks import GreedyPolicy, TanhGaussianActor, mlp, soft_update
 
 #: the target return sample uses standard-normal noise clipped to +-3 (reference ``__q_evaluate``)
 NOISE_CLIP = 3.0
@@ -197,6 +197,10 @@ class DSACT:
     def act(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
         """Sampled action when exploring, the squashed mean otherwise."""
         return self.actor(obs, deterministic=not explore)[0]
+
+    def policy_module(self) -> torch.nn.Module:
+        """The deterministic policy as a module ``[B, D] -> [B, A]`` (exported by ``robot-learning export``)."""
+        return GreedyPolicy(self.actor)
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers, temperature, the std running mean and the update counter."""

@@ -33,7 +33,7 @@ import torch
 
 from robot_learning.features import Feature
 from robot_learning.rl.algos import Batch, register_algo
-from robot_learning.rl.networks import QEnsemble, TanhGaussianActor, soft_update
+from robot_learning.rl.networks import GreedyPolicy, QEnsemble, TanhGaussianActor, soft_update
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,10 @@ class RLPD:
     def act(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
         """Sampled action when exploring, the squashed mean otherwise."""
         return self.actor(obs, deterministic=not explore)[0]
+
+    def policy_module(self) -> torch.nn.Module:
+        """The deterministic policy as a module ``[B, D] -> [B, A]`` (exported by ``robot-learning export``)."""
+        return GreedyPolicy(self.actor)
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, temperature and the update counter."""

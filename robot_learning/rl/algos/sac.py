@@ -11,7 +11,7 @@ import torch
 
 from robot_learning.features import Feature
 from robot_learning.rl.algos import Batch, register_algo
-from robot_learning.rl.networks import QEnsemble, TanhGaussianActor, soft_update
+from robot_learning.rl.networks import GreedyPolicy, QEnsemble, TanhGaussianActor, soft_update
 
 
 @dataclass
@@ -108,6 +108,10 @@ class SAC:
     def act(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
         """Sampled action when exploring, the squashed mean otherwise."""
         return self.actor(obs, deterministic=not explore)[0]
+
+    def policy_module(self) -> torch.nn.Module:
+        """The deterministic policy as a module ``[B, D] -> [B, A]`` (exported by ``robot-learning export``)."""
+        return GreedyPolicy(self.actor)
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, temperature and the update counter."""

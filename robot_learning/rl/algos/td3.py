@@ -11,7 +11,7 @@ import torch
 
 from robot_learning.features import Feature
 from robot_learning.rl.algos import Batch, register_algo
-from robot_learning.rl.networks import DeterministicActor, QEnsemble, soft_update
+from robot_learning.rl.networks import DeterministicActor, GreedyPolicy, QEnsemble, soft_update
 
 
 @dataclass
@@ -96,6 +96,10 @@ class TD3:
         if explore:
             action = action + torch.randn_like(action) * self.cfg.exploration_noise * self.actor.scale
         return action.clamp(self.low, self.high)
+
+    def policy_module(self) -> torch.nn.Module:
+        """The deterministic policy as a module ``[B, D] -> [B, A]`` (exported by ``robot-learning export``)."""
+        return GreedyPolicy(self.actor)
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers and the update counter."""

@@ -34,7 +34,8 @@ class OnnxRuntime(Runtime):
     def missing_from(cls, bundle_dir: Path, spec: dict) -> str | None:
         return None if GRAPH_FILE in spec["files"] else f"the bundle has no {GRAPH_FILE}"
 
-    def __init__(self, bundle_dir: Path, spec: dict, threads: int | None = None) -> None:
+    def __init__(self, bundle_dir: Path, spec: dict, threads: int | None = None, graph: str = GRAPH_FILE) -> None:
+        """Load ``graph`` (default ``model.onnx``; residual bundles also load ``residual.onnx``)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -58,9 +59,9 @@ class OnnxRuntime(Runtime):
             else:
                 providers.append(name)
         try:
-            self.session = ort.InferenceSession(str(Path(bundle_dir) / GRAPH_FILE), options, providers=providers)
+            self.session = ort.InferenceSession(str(Path(bundle_dir) / graph), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-            raise BundleError(f"onnxruntime cannot load {Path(bundle_dir) / GRAPH_FILE}: {exc}. Re-export the bundle.") from exc
+            raise BundleError(f"onnxruntime cannot load {Path(bundle_dir) / graph}: {exc}. Re-export the bundle.") from exc
         self.output_name = self.session.get_outputs()[0].name
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
