@@ -11,7 +11,6 @@ import torch
 import toy_policy
 
 from robot_learning.cli import main
-from robot_learning.collect import CollectConfig, collect
 from robot_learning.datasets import LeRobotDataset
 from robot_learning.datasets.video import probe_video
 from robot_learning.envs import TaskConfig, make_env
@@ -25,7 +24,7 @@ from robot_learning.evaluation import (
 )
 from robot_learning.features import FeatureMismatchError
 from robot_learning.policy import POLICIES, Policy
-from robot_learning.training import TrainConfig, build_policy_config, train
+from robot_learning.training import build_policy_config
 
 STABLE_KEYS = {"episodes", "success_rate", "success_ci95", "mean_max_reward", "mean_episode_length", "runtime"}
 
@@ -40,12 +39,7 @@ def _toy_mlp_one_thread():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A toy policy trained briefly on reach (with task=reach recorded in its checkpoint)."""
-    root = tmp_path_factory.mktemp("eval")
-    collect(CollectConfig(task=TaskConfig(name="reach"), out=str(root / "demos"), episodes=20), progress=False)
-    train(TrainConfig(policy="toy_mlp", dataset=str(root / "demos"), out=str(root / "run"), steps=200, batch_size=32,
-                      lr=3e-3, warmup_steps=10, save_every=200, threads=1, task=TaskConfig(name="reach"), eval_every=0,
-                      policy_overrides={"dropout": 0.0}), progress=False)
-    return root / "run" / "final"
+    return toy_policy.train_reach(tmp_path_factory.mktemp("eval"))
 
 
 def test_wilson_interval():

@@ -31,12 +31,10 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from robot_learning.cli import main  # noqa: E402
-from robot_learning.collect import CollectConfig, collect  # noqa: E402
 from robot_learning.datasets import LeRobotDataset, validate_dataset  # noqa: E402
 from robot_learning.envs import TaskConfig  # noqa: E402
 from robot_learning.evaluation import EvalConfig, evaluate  # noqa: E402
 from robot_learning.runtime import load_bundle  # noqa: E402
-from robot_learning.training import TrainConfig, train  # noqa: E402
 from ros_nodes.conversions import (  # noqa: E402
     ConversionError,
     chunk_to_trajectory,
@@ -68,12 +66,7 @@ def _toy_mlp_one_thread():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """The toy reach policy of tests/test_evaluation.py (solves most reach episodes)."""
-    root = tmp_path_factory.mktemp("ros")
-    collect(CollectConfig(task=TaskConfig(name="reach"), out=str(root / "demos"), episodes=20), progress=False)
-    train(TrainConfig(policy="toy_mlp", dataset=str(root / "demos"), out=str(root / "run"), steps=200, batch_size=32,
-                      lr=3e-3, warmup_steps=10, save_every=200, threads=1, task=TaskConfig(name="reach"), eval_every=0,
-                      policy_overrides={"dropout": 0.0}), progress=False)
-    return root / "run" / "final"
+    return toy_policy.train_reach(tmp_path_factory.mktemp("ros"))
 
 
 @pytest.fixture(scope="module")

@@ -108,3 +108,20 @@ def untrained_checkpoint(spec, out, seed: int = 0, fps: int = 20, **config) -> P
     torch.manual_seed(seed)
     policy = ToyMLPPolicy(ToyMLPConfig(**{"dropout": 0.0, **config}), spec, stats)
     return policy.save(out, extra={"train_config": {"fps": fps}})
+
+
+def train_reach(root: Path) -> Path:
+    """20 scripted reach demos + 200 steps of ``toy_mlp`` (solves most reach episodes); returns ``final/``.
+
+    ``toy_mlp`` must be registered (:func:`registered`). The checkpoint records ``task=reach``.
+    """
+    from robot_learning.collect import CollectConfig, collect
+    from robot_learning.envs import TaskConfig
+    from robot_learning.training import TrainConfig, train
+
+    root = Path(root)
+    collect(CollectConfig(task=TaskConfig(name="reach"), out=str(root / "demos"), episodes=20), progress=False)
+    train(TrainConfig(policy="toy_mlp", dataset=str(root / "demos"), out=str(root / "run"), steps=200, batch_size=32,
+                      lr=3e-3, warmup_steps=10, save_every=200, threads=1, task=TaskConfig(name="reach"), eval_every=0,
+                      policy_overrides={"dropout": 0.0}), progress=False)
+    return root / "run" / "final"
