@@ -1,9 +1,10 @@
 """The off-policy training loop shared by every algorithm (``robot-learning finetune``).
 
-Reads top to bottom: setup (seeding, environments, algorithm, buffers, resume) -> loop (act:
-random during warm-up unless the algorithm opts out, else the algorithm's exploring policy -> step all environments into the
-buffer -> ``utd_ratio`` updates per environment step on symmetric demo/online batches -> log,
-evaluate, checkpoint) -> final evaluation, checkpoint, curve and ``finetune.json``.
+Reads top to bottom: setup (seeding, environments wrapped by the algorithm's hook, algorithm,
+buffers, resume) -> loop (act: random during warm-up unless the algorithm opts out, else its
+exploring policy -> step all environments into the buffer -> ``utd_ratio`` updates per
+environment step on symmetric demo/online batches -> log, evaluate, checkpoint; stop early on
+``max_minutes`` or SIGINT/SIGTERM) -> final evaluation, checkpoint, curve and ``finetune.json``.
 
 Reproducibility: with the same config and seed a CPU run is a pure function of its seeds. All
 randomness comes from the seeded torch global RNG (initialisation, policy sampling, noise), one
