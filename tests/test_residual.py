@@ -228,3 +228,21 @@ def test_residual_bundle_runs_in_the_ros2_policy_node_unchanged(residual_run, tm
     result = evaluate(policy, EvalConfig(task=REACH, episodes=2, num_envs=1))
     assert report["episode_lengths"] == result.lengths
     assert report["max_rewards"] == pytest.approx(result.max_rewards, abs=1e-6)
+
+
+def test_residual_runs_on_a_camera_task_reading_only_its_states(tmp_path):
+    """The base may read cameras; the residual learns on the state keys and the buffer holds no images."""
+    pixels = TaskConfig(name="reach", obs="pixels", image_size=32, max_episode_steps=15)
+    features = make_env(pixels).features
+    assert features.image_keys
+    base = toy_policy.untrained_checkpoint(features.select(["observation.state", "action"]), tmp_path / "base")
+    out = tmp_path / "run"
+    result = finetune(FinetuneConfig(task=pixels, out=str(out), algo="residual", env_steps=30, warmup_steps=10,
+                                     batch_size=8, buffer_size=200, eval_every=0, eval_episodes=1, save_every=0,
+                                     threads=1, algo_overrides={"base": str(base), "hidden": [8], "critic_warmup": 0}))
+    assert result.env_steps == 30 and result.updates == 20
+    from robot_learning.rl.learner_state import load_learner
+
+    replay = load_learner(out / "checkpoints").replay
+    assert not any("images" in key for key in replay)
+    assert any(BASE_ACTION in key for key in replay)

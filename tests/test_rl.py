@@ -169,10 +169,11 @@ def test_demo_buffer_without_rewards_is_a_clear_error(tmp_path):
         load_demos(tmp_path / "d", SPEC)
 
 
-def test_pixel_tasks_are_refused_with_a_pointer_to_the_later_work():
+def test_pixel_tasks_are_refused_unless_the_learner_reads_only_their_states():
     spec = SPEC.merge({"observation.images.front": Feature("video", (8, 8, 3))})
-    with pytest.raises(ValueError, match="residual/rlpd"):
+    with pytest.raises(ValueError, match="algo=residual"):
         state_keys(spec)
+    assert state_keys(spec, skip_images=True) == ["observation.state"]
 
 
 # --------------------------------------------------------------------------- algorithms

@@ -70,7 +70,7 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     """Write the bundle of the finetune run ``cfg.checkpoint`` (its last checkpoint) to ``cfg.out``."""
     from robot_learning.rl.config import FinetuneConfig
     from robot_learning.rl.learner_state import load_learner
-    from robot_learning.rl.loop import algo_config, build_algo, make_learner_env
+    from robot_learning.rl.loop import algo_config, build_algo, learner_skips_images, make_learner_env
     from robot_learning.rl.networks import action_feature, obs_dim, state_keys
 
     report = report or (lambda message: None)
@@ -88,7 +88,7 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     env.close()
     if not rate:
         raise ValueError(f"task {run_cfg.task.name!r} does not declare a control rate; pass control_rate_hz=<Hz>")
-    keys, action = state_keys(spec), action_feature(spec)
+    keys, action = state_keys(spec, skip_images=learner_skips_images(run_cfg.algo)), action_feature(spec)
     algo = build_algo(run_cfg, obs_dim(spec, keys), action, algo_cfg)
     algo.load_state_dict(saved.state["algo"])
     graph = ActorGraph(algo.policy_module()).eval()

@@ -75,6 +75,11 @@ def make_learner_env(cfg: FinetuneConfig, algo_cfg: Any) -> Any:
     return env if wrap is None else wrap(env, algo_cfg)
 
 
+def learner_skips_images(algo: str) -> bool:
+    """True when the algorithm reads only state keys of a camera task (its ``state_only`` hook)."""
+    return bool(getattr(ALGOS.get(algo), "state_only", False))
+
+
 def build_algo(cfg: FinetuneConfig, dim: int, action: Any, algo_cfg: Any = None) -> Algorithm:
     """The registered algorithm with its config built from ``cfg.algo_overrides``."""
     return ALGOS.get(cfg.algo)(algo_cfg if algo_cfg is not None else algo_config(cfg), dim, action)
@@ -108,7 +113,7 @@ def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[
     envs = [make_learner_env(cfg, algo_cfg) for _ in range(cfg.num_envs)]
     eval_env = make_learner_env(cfg, algo_cfg)
     spec = envs[0].features
-    keys, action = state_keys(spec), action_feature(spec)
+    keys, action = state_keys(spec, skip_images=learner_skips_images(cfg.algo)), action_feature(spec)
     algo = build_algo(cfg, obs_dim(spec, keys), action, algo_cfg)
     buffer = ReplayBuffer(spec.select([*keys, "action"]), cfg.buffer_size, streams=cfg.num_envs)
     demos = None

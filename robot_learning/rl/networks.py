@@ -18,16 +18,20 @@ from robot_learning.features import ACTION, Feature, FeatureSpec
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL / SpinningUp range for the Gaussian's log-std
 
 
-def state_keys(spec: FeatureSpec) -> list[str]:
-    """The observation keys an MLP learner reads (feature order); camera keys are an error for now."""
-    if spec.image_keys:
+def state_keys(spec: FeatureSpec, skip_images: bool = False) -> list[str]:
+    """The observation keys an MLP learner reads (feature order).
+
+    Camera keys are an error, unless ``skip_images`` (``residual``: the frozen base sees the
+    cameras, the residual reads the state keys).
+    """
+    if spec.image_keys and not skip_images:
         raise ValueError(
             f"RL fine-tuning takes state observations only for now; the task has cameras {spec.image_keys}. "
-            "Use obs=state (pixel observations arrive with the residual/rlpd work)."
+            "Use obs=state, or algo=residual, whose base policy may read the cameras."
         )
-    keys = spec.observation_keys
+    keys = [k for k in spec.observation_keys if k not in spec.image_keys]
     if not keys:
-        raise ValueError(f"the task declares no observation.* features: {sorted(spec)}")
+        raise ValueError(f"the task declares no state observation.* features: {sorted(spec)}")
     return keys
 
 

@@ -10,8 +10,9 @@ and ``discount`` already ``gamma**m`` (0 after a termination), so a TD target is
 Optional class-level hooks (``residual`` uses them; the loop falls back to plain behaviour):
 ``wrap_env(env, cfg)`` wraps every environment (e.g. to add observation keys),
 ``demo_labeler(cfg)`` returns ``f(episode_index, obs) -> extra observation arrays`` for the keys
-the wrapper adds, and ``uniform_warmup = False`` makes the warm-up act with the exploring policy
-instead of uniform random actions.
+the wrapper adds, ``uniform_warmup = False`` makes the warm-up act with the exploring policy
+instead of uniform random actions, and ``state_only = True`` accepts camera tasks and learns on
+their state keys (the images reach only what ``wrap_env`` adds, e.g. a pixel base policy).
 
 Adding one: write ``algos/<name>.py`` with a class
 decorated ``@register_algo("<name>")`` that has a ``Config`` dataclass attribute and the methods

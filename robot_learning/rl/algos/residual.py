@@ -121,6 +121,7 @@ class Residual:
 
     Config = ResidualConfig
     uniform_warmup: ClassVar[bool] = False  # warm up with base + exploration noise, not random actions
+    state_only: ClassVar[bool] = True  # on camera tasks the base sees the images, the residual the states
 
     def __init__(self, cfg: ResidualConfig, obs_dim: int, action: Feature) -> None:
         self.cfg = cfg
