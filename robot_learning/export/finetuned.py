@@ -70,7 +70,12 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     """Write the bundle of the finetune run ``cfg.checkpoint`` (its last checkpoint) to ``cfg.out``."""
     from robot_learning.rl.config import FinetuneConfig
     from robot_learning.rl.learner_state import load_learner
-    from robot_learning.rl.loop import algo_config, build_algo, learner_skips_images, make_learner_env
+    from robot_learning.rl.loop import (
+        algo_config,
+        build_algo,
+        learner_skips_images,
+        make_learner_env,
+    )
     from robot_learning.rl.networks import action_feature, obs_dim, state_keys
 
     report = report or (lambda message: None)
