@@ -9,7 +9,7 @@ export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test bench bench-inference lint system-deps install clean
+.PHONY: demo test bench bench-inference bench-rl lint system-deps install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench: install
 # exported-bundle latency (torch vs onnxruntime, batch 1) of the imitation benchmark's model sizes
 bench-inference: install
 	$(BIN)/robot-learning bench inference out=runs/bench_inference
+
+# issue-6 RL benchmarks: residual on lift, rlpd from scratch, sac/dsac_t on Hopper (CPU-hours; scripts/bench_rl.sh)
+bench-rl: install
+	RL=$(BIN)/robot-learning scripts/bench_rl.sh residual runs/bench_rl
+	RL=$(BIN)/robot-learning scripts/bench_rl.sh rlpd runs/bench_rl
+	RL=$(BIN)/robot-learning scripts/bench_rl.sh hopper runs/bench_rl
 
 lint: install
 	$(BIN)/ruff check .
