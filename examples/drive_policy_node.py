@@ -62,24 +62,34 @@ class Driver(Node):
         self.commands.append(msg)
         now = self.get_clock().now().nanoseconds
         sent = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        action = ", ".join(f"{name}={value:+.3f}" for name, value in zip(msg.joint_names, msg.points[0].positions,
-                                                                      strict=True))
-        print(f"command {len(self.commands)}: {action} ({len(msg.points)} points, "
-              f"{(now - sent) / 1e6:.2f} ms after the observation)", flush=True)
+        action = ", ".join(
+            f"{name}={value:+.3f}"
+            for name, value in zip(msg.joint_names, msg.points[0].positions, strict=True)
+        )
+        print(
+            f"command {len(self.commands)}: {action} ({len(msg.points)} points, "
+            f"{(now - sent) / 1e6:.2f} ms after the observation)",
+            flush=True,
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=20, help="stop after this many commands")
     parser.add_argument("--rate", type=float, default=10.0, help="observation rate in Hz")
-    parser.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="give up after this many seconds"
+    )
     args = parser.parse_args()
     rclpy.init()
     node = Driver(args.rate)
     try:
         reset = node.create_client(Trigger, "/policy/reset")
         if not reset.wait_for_service(timeout_sec=args.timeout):
-            print("no /policy/reset service: is policy_node running (same ROS_DOMAIN_ID)?", file=sys.stderr)
+            print(
+                "no /policy/reset service: is policy_node running (same ROS_DOMAIN_ID)?",
+                file=sys.stderr,
+            )
             return 1
         future = reset.call_async(Trigger.Request())
         rclpy.spin_until_future_complete(node, future, timeout_sec=args.timeout)
@@ -87,7 +97,10 @@ def main() -> int:
         while len(node.commands) < args.ticks and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
         if len(node.commands) < args.ticks:
-            print(f"only {len(node.commands)} of {args.ticks} commands within {args.timeout} s", file=sys.stderr)
+            print(
+                f"only {len(node.commands)} of {args.ticks} commands within {args.timeout} s",
+                file=sys.stderr,
+            )
             return 1
         return 0
     finally:

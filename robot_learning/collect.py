@@ -68,7 +68,9 @@ class CollectConfig:
         if self.max_attempts is None:
             self.max_attempts = 3 * self.episodes if self.only_success else self.episodes
         if self.max_attempts < self.episodes:
-            raise ValueError(f"max_attempts={self.max_attempts} must be >= episodes={self.episodes}")
+            raise ValueError(
+                f"max_attempts={self.max_attempts} must be >= episodes={self.episodes}"
+            )
 
 
 @dataclass
@@ -153,11 +155,16 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     ]
     try:
         with writer, Progress(*columns, disable=not progress, transient=False) as bar:
-            task_id = bar.add_task(f"{cfg.task.name}/{cfg.task.backend}/{cfg.task.obs}", total=cfg.episodes, rate="-")
+            task_id = bar.add_task(
+                f"{cfg.task.name}/{cfg.task.backend}/{cfg.task.obs}", total=cfg.episodes, rate="-"
+            )
             while result.episodes < cfg.episodes and result.attempts < cfg.max_attempts:
                 seed = first_seed + result.attempts
                 success, n = run_episode(
-                    env, expert, seed, on_frame=lambda f: writer.add_frame(f, task=env.task_description)
+                    env,
+                    expert,
+                    seed,
+                    on_frame=lambda f: writer.add_frame(f, task=env.task_description),
                 )
                 result.attempts += 1
                 result.attempt_successes += int(success)
@@ -179,7 +186,10 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
         write_json(Path(cfg.out) / "collect.json", result.to_json(cfg))
     if result.episodes < cfg.episodes and not result.interrupted:
         log.warning(
-            "only %d of %d requested episodes saved after %d attempts", result.episodes, cfg.episodes, result.attempts
+            "only %d of %d requested episodes saved after %d attempts",
+            result.episodes,
+            cfg.episodes,
+            result.attempts,
         )
     return result
 

@@ -28,4 +28,6 @@ def guard_triton() -> None:
         return
     if os.environ.get("MUJOCO_GL") == "osmesa" or os.environ.get("PYOPENGL_PLATFORM") == "osmesa":
         sys.modules["triton"] = None  # type: ignore[assignment]  # import triton -> ImportError
-        log.info("MuJoCo/OSMesa already loaded: triton disabled for this process (it would segfault)")
+        log.info(
+            "MuJoCo/OSMesa already loaded: triton disabled for this process (it would segfault)"
+        )

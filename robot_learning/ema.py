@@ -53,7 +53,9 @@ class EMA:
         update_after_step: int = 0,
     ) -> None:
         if not 0.0 <= min_decay <= decay < 1.0:
-            raise ValueError(f"need 0 <= min_decay <= decay < 1; got min_decay={min_decay}, decay={decay}")
+            raise ValueError(
+                f"need 0 <= min_decay <= decay < 1; got min_decay={min_decay}, decay={decay}"
+            )
         self.max_decay = decay
         self.power = power
         self.inv_gamma = inv_gamma
@@ -115,7 +117,9 @@ class EMA:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Flat tensors (``step`` + ``shadow.<name>``), ready for safetensors."""
         out = {STEP_KEY: torch.tensor(self.step, dtype=torch.int64)}
-        out.update({SHADOW_PREFIX + name: t.detach().cpu().contiguous() for name, t in self.shadow.items()})
+        out.update(
+            {SHADOW_PREFIX + name: t.detach().cpu().contiguous() for name, t in self.shadow.items()}
+        )
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -140,7 +144,9 @@ class EMA:
         try:
             shadow = self.shadow[name]
         except KeyError:
-            raise KeyError(f"EMA has no shadow for {name!r}: was it built from this model?") from None
+            raise KeyError(
+                f"EMA has no shadow for {name!r}: was it built from this model?"
+            ) from None
         if shadow.device != value.device:  # follow the model if it moved (e.g. .to('cuda'))
             shadow = self.shadow[name] = shadow.to(value.device)
         return shadow

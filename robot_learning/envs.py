@@ -47,7 +47,9 @@ class RandomizationConfig:
             if value is not None:
                 lo, hi = (float(v) for v in value)
                 if not 0 < lo <= hi:
-                    raise ValueError(f"randomization.{name} must be a range 0 < low <= high, got {value}")
+                    raise ValueError(
+                        f"randomization.{name} must be a range 0 < low <= high, got {value}"
+                    )
                 setattr(self, name, (lo, hi))
         for name in ("camera_pose", "lighting"):
             value = getattr(self, name)
@@ -125,7 +127,9 @@ class TaskEnv(gym.Env):
 
     def _init_spaces(self) -> None:
         """Derive gymnasium spaces from ``self.features``."""
-        self.observation_space = spaces_from_spec(self.features.select(self.features.observation_keys))
+        self.observation_space = spaces_from_spec(
+            self.features.select(self.features.observation_keys)
+        )
         act = self.features.action
         self.action_space = gym.spaces.Box(
             low=np.asarray(act.low, dtype=np.float32).reshape(act.shape),
@@ -147,7 +151,9 @@ class TaskEnv(gym.Env):
         action = np.asarray(action, dtype=np.float32)
         expected = self.features[ACTION].shape
         if action.shape != expected:
-            raise ValueError(f"{self.cfg.name}: action must have shape {expected}, got {action.shape}")
+            raise ValueError(
+                f"{self.cfg.name}: action must have shape {expected}, got {action.shape}"
+            )
         if not np.all(np.isfinite(action)):
             raise ValueError(f"{self.cfg.name}: action contains NaN/Inf: {action}")
         return np.clip(action, self.action_space.low, self.action_space.high)
@@ -219,7 +225,9 @@ def register_expert(task: str):
 def task_names(backend: str | None = None) -> list[str]:
     """Registered task names, optionally for one backend only."""
     keys = TASKS.names()
-    return sorted({k.split("/", 1)[1] for k in keys if backend is None or k.startswith(backend + "/")})
+    return sorted(
+        {k.split("/", 1)[1] for k in keys if backend is None or k.startswith(backend + "/")}
+    )
 
 
 def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
@@ -227,11 +235,15 @@ def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
     if isinstance(cfg, str):
         cfg = TaskConfig(name=cfg, **overrides)
     elif overrides:
-        cfg = TaskConfig.from_dict({**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides})
+        cfg = TaskConfig.from_dict(
+            {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides}
+        )
     key = "gymnasium/adapter" if cfg.backend == "gymnasium" else f"{cfg.backend}/{cfg.name}"
     if key not in TASKS:
         available = [k for k in TASKS.names() if k.endswith("/" + cfg.name)]
-        hint = f" It exists for backends {[k.split('/')[0] for k in available]}." if available else ""
+        hint = (
+            f" It exists for backends {[k.split('/')[0] for k in available]}." if available else ""
+        )
         raise ValueError(
             f"No task {cfg.name!r} for backend {cfg.backend!r}.{hint} Known tasks: {TASKS.names()}"
         )
@@ -246,5 +258,7 @@ def make_expert(env: TaskEnv) -> Expert:
     """The scripted expert registered for ``env``'s task."""
     name = env.unwrapped.cfg.name
     if name not in EXPERTS:
-        raise ValueError(f"No scripted expert for task {name!r}; experts exist for {EXPERTS.names()}")
+        raise ValueError(
+            f"No scripted expert for task {name!r}; experts exist for {EXPERTS.names()}"
+        )
     return EXPERTS.get(name)(env)

@@ -107,7 +107,9 @@ class TorchPolicySource:
         tensors = {}
         for k, v in batch.items():
             v = np.asarray(v)
-            tensors[k] = torch.from_numpy(v if v.dtype == np.uint8 else v.astype(np.float32)).to(device)
+            tensors[k] = torch.from_numpy(v if v.dtype == np.uint8 else v.astype(np.float32)).to(
+                device
+            )
         size = next(iter(batch.values())).shape[0]
         noise = torch.randn((size, self.horizon, *self.action_shape), generator=self.generator)
         with torch.no_grad():
@@ -159,7 +161,9 @@ class EvalResult:
         """Fraction of successful episodes."""
         return float(np.mean(self.successes)) if self.successes else 0.0
 
-    def to_json(self, source: ActionSource, cfg: EvalConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def to_json(
+        self, source: ActionSource, cfg: EvalConfig, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The eval.json payload (stable keys first)."""
         n = len(self.successes)
         env_steps = int(sum(self.lengths))
@@ -177,14 +181,18 @@ class EvalResult:
             "successes": self.successes,
             "max_rewards": self.max_rewards,
             "episode_lengths": self.lengths,
-            "flag_rates": {k: float(np.mean([f.get(k, False) for f in self.flags])) for k in flag_names},
+            "flag_rates": {
+                k: float(np.mean([f.get(k, False) for f in self.flags])) for k in flag_names
+            },
             "num_envs": cfg.num_envs,
             "n_obs_steps": source.n_obs_steps,
             "n_action_steps": source.n_action_steps,
             "seconds": round(self.seconds, 3),
             "env_steps_per_s": round(env_steps / self.seconds, 2) if self.seconds else 0.0,
             "inference_calls": self.inference_calls,
-            "inference_ms_per_call": round(1000 * self.inference_seconds / max(self.inference_calls, 1), 3),
+            "inference_ms_per_call": round(
+                1000 * self.inference_seconds / max(self.inference_calls, 1), 3
+            ),
             "videos": self.videos,
             **(extra or {}),
         }
@@ -203,13 +211,19 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 def task_overrides_for(features: FeatureSpec) -> dict[str, Any]:
     """Task settings implied by a policy's/dataset's features: pixels mode, image size, cameras."""
-    cameras = [k[len(IMAGE_PREFIX):] for k in features.image_keys]
+    cameras = [k[len(IMAGE_PREFIX) :] for k in features.image_keys]
     if not cameras:
         return {"obs": "state"}
-    return {"obs": "pixels", "image_size": int(features[features.image_keys[0]].shape[0]), "cameras": tuple(cameras)}
+    return {
+        "obs": "pixels",
+        "image_size": int(features[features.image_keys[0]].shape[0]),
+        "cameras": tuple(cameras),
+    }
 
 
-def check_task_features(features: FeatureSpec, keys: list[str], env_features: FeatureSpec, what: str) -> None:
+def check_task_features(
+    features: FeatureSpec, keys: list[str], env_features: FeatureSpec, what: str
+) -> None:
     """Raise :class:`FeatureMismatchError` naming every key of ``keys`` that the env does not match."""
     features.check_matches(env_features, what=what, keys=[*keys, ACTION])
 
@@ -251,24 +265,34 @@ class _Slot:
         return bool(terminated or truncated)
 
 
-def evaluate(source: ActionSource, cfg: EvalConfig, video_dir: str | Path | None = None,
-             progress: bool = False) -> EvalResult:
+def evaluate(
+    source: ActionSource,
+    cfg: EvalConfig,
+    video_dir: str | Path | None = None,
+    progress: bool = False,
+) -> EvalResult:
     """Roll out ``cfg.episodes`` episodes of ``source`` on ``cfg.task``; see the module docstring."""
     if cfg.video_episodes and video_dir is None:
         raise ValueError("video_episodes > 0 needs a video_dir (the evaluation output folder)")
     envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
     try:
         check_task_features(
-            source.features, source.input_keys, envs[0].features,
+            source.features,
+            source.input_keys,
+            envs[0].features,
             what=f"task {cfg.task.name!r} ({cfg.task.backend}, obs={cfg.task.obs}) env spec vs policy {source.name!r}",
         )
-        return _rollout(source, cfg, envs, Path(video_dir) if video_dir is not None else None, progress)
+        return _rollout(
+            source, cfg, envs, Path(video_dir) if video_dir is not None else None, progress
+        )
     finally:
         for env in envs:
             env.close()
 
 
-def _rollout(source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path | None, progress: bool) -> EvalResult:
+def _rollout(
+    source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path | None, progress: bool
+) -> EvalResult:
     from robot_learning.datasets.video import VideoEncoder
 
     result = EvalResult()
@@ -298,8 +322,13 @@ def _rollout(source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path 
         next_episode += 1
         return True
 
-    columns = [TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("success {task.fields[rate]}"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]eval[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("success {task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
     try:
         with Progress(*columns, disable=not progress) as bar:
             bar_id = bar.add_task(f"{source.name} on {cfg.task.name}", total=cfg.episodes, rate="-")
@@ -307,14 +336,19 @@ def _rollout(source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path 
             while active:
                 empty = [s for s in active if not s.queue]
                 if empty:
-                    batch = {k: np.stack([np.stack([h[k] for h in s.history]) for s in empty]) for k in source.input_keys}
+                    batch = {
+                        k: np.stack([np.stack([h[k] for h in s.history]) for s in empty])
+                        for k in source.input_keys
+                    }
                     t_inf = time.perf_counter()
                     chunks = np.asarray(source.predict_chunk(batch))  # [B, horizon, A]
                     result.inference_seconds += time.perf_counter() - t_inf
                     result.inference_calls += 1
                     _check_chunks(chunks, len(empty), start_idx + source.n_action_steps)
                     for s, chunk in zip(empty, chunks, strict=True):
-                        s.queue.extend(chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32))
+                        s.queue.extend(
+                            chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32)
+                        )
                 for s in list(active):
                     if not s.step(source.refine(s.history[-1], s.queue.popleft())):
                         continue
@@ -340,8 +374,14 @@ def _rollout(source: ActionSource, cfg: EvalConfig, envs: list, video_dir: Path 
         result.max_rewards.append(max_reward)
         result.lengths.append(length)
         result.flags.append(flags)
-    log.info("eval %s on %s: success %.3f over %d episodes in %.1fs", source.name, cfg.task.name,
-             result.success_rate, len(outcomes), result.seconds)
+    log.info(
+        "eval %s on %s: success %.3f over %d episodes in %.1fs",
+        source.name,
+        cfg.task.name,
+        result.success_rate,
+        len(outcomes),
+        result.seconds,
+    )
     return result
 
 

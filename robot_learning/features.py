@@ -70,14 +70,18 @@ class Feature:
             object.__setattr__(self, bound, value)
         if (self.low is None) != (self.high is None):
             raise ValueError("Feature bounds need both 'low' and 'high', or neither")
-        if self.low is not None and any(lo > hi for lo, hi in zip(self.low, self.high, strict=True)):
+        if self.low is not None and any(
+            lo > hi for lo, hi in zip(self.low, self.high, strict=True)
+        ):
             raise ValueError(f"Feature bounds have low > high: low={self.low} high={self.high}")
         if self.control_mode is not None and self.control_mode not in CONTROL_MODES:
             raise ValueError(
                 f"Feature control_mode {self.control_mode!r} is not one of {CONTROL_MODES}"
             )
         if self.is_image and (len(self.shape) != 3 or self.shape[2] not in (1, 3)):
-            raise ValueError(f"Image features must have shape (H, W, C) with C in (1, 3), got {self.shape}")
+            raise ValueError(
+                f"Image features must have shape (H, W, C) with C in (1, 3), got {self.shape}"
+            )
 
     @property
     def is_image(self) -> bool:
@@ -123,7 +127,9 @@ class Feature:
         """Raise :class:`FeatureMismatchError` if ``value`` is not one frame of this feature."""
         arr = np.asarray(value)
         if tuple(arr.shape) != self.shape:
-            raise FeatureMismatchError(f"{key!r}: expected shape {self.shape}, got {tuple(arr.shape)}")
+            raise FeatureMismatchError(
+                f"{key!r}: expected shape {self.shape}, got {tuple(arr.shape)}"
+            )
         if self.is_image and arr.dtype != np.uint8:
             raise FeatureMismatchError(f"{key!r}: image frames must be uint8, got {arr.dtype}")
 
@@ -138,7 +144,9 @@ class FeatureSpec(Mapping[str, Feature]):
         object.__setattr__(self, "features", dict(self.features))
         for key, feat in self.features.items():
             if not isinstance(feat, Feature):
-                raise TypeError(f"FeatureSpec[{key!r}] must be a Feature, got {type(feat).__name__}")
+                raise TypeError(
+                    f"FeatureSpec[{key!r}] must be a Feature, got {type(feat).__name__}"
+                )
 
     # Mapping protocol
     def __getitem__(self, key: str) -> Feature:
@@ -171,14 +179,18 @@ class FeatureSpec(Mapping[str, Feature]):
     def action(self) -> Feature:
         """The ``action`` feature; errors clearly if absent."""
         if ACTION not in self.features:
-            raise FeatureMismatchError(f"Spec has no {ACTION!r} feature; keys: {sorted(self.features)}")
+            raise FeatureMismatchError(
+                f"Spec has no {ACTION!r} feature; keys: {sorted(self.features)}"
+            )
         return self.features[ACTION]
 
     def select(self, keys: list[str] | tuple[str, ...]) -> FeatureSpec:
         """Sub-spec with exactly ``keys`` (in that order); errors name any missing key."""
         missing = [k for k in keys if k not in self.features]
         if missing:
-            raise FeatureMismatchError(f"Missing features {missing}; available: {sorted(self.features)}")
+            raise FeatureMismatchError(
+                f"Missing features {missing}; available: {sorted(self.features)}"
+            )
         return FeatureSpec({k: self.features[k] for k in keys})
 
     def merge(self, other: Mapping[str, Feature]) -> FeatureSpec:
@@ -241,13 +253,17 @@ class FeatureSpec(Mapping[str, Feature]):
         """Raise :class:`FeatureMismatchError` naming every differing key (``video`` == ``image``)."""
         problems = self.diff(other, keys)
         if problems:
-            raise FeatureMismatchError(f"{what} does not match the expected features: " + "; ".join(problems))
+            raise FeatureMismatchError(
+                f"{what} does not match the expected features: " + "; ".join(problems)
+            )
 
     def check_sample(self, sample: Mapping[str, Any], keys: list[str] | None = None) -> None:
         """Check that ``sample`` holds one well-shaped frame for each key (default: all keys)."""
         keys = list(self.features) if keys is None else keys
         missing = [k for k in keys if k not in sample]
         if missing:
-            raise FeatureMismatchError(f"Sample is missing features {missing}; got {sorted(sample)}")
+            raise FeatureMismatchError(
+                f"Sample is missing features {missing}; got {sorted(sample)}"
+            )
         for k in keys:
             self.features[k].check_sample(k, sample[k])

@@ -30,7 +30,9 @@ class NormalizationError(KeyError):
         return str(self.args[0])
 
 
-def default_modes(spec: FeatureSpec, state: str = "min_max", action: str = "min_max") -> dict[str, str]:
+def default_modes(
+    spec: FeatureSpec, state: str = "min_max", action: str = "min_max"
+) -> dict[str, str]:
     """Mode per feature: images scaled to [0, 1], other observations ``state``, actions ``action``."""
     modes = {}
     for key, feat in spec.items():
@@ -66,7 +68,9 @@ class Normalizer(nn.Module):
             raise ValueError(f"Unknown normalisation modes {bad}; use one of {MODES}")
         unknown = sorted(set(self.modes) - set(spec))
         if unknown:
-            raise NormalizationError(f"Normalisation modes given for features {unknown} not in the spec")
+            raise NormalizationError(
+                f"Normalisation modes given for features {unknown} not in the spec"
+            )
         problems = []
         for key, mode in self.modes.items():
             shape = spec[key].shape
@@ -75,7 +79,9 @@ class Normalizer(nn.Module):
                 if stats is not None and value is None:
                     problems.append(f"{key!r} has no {stat!r}")
                     continue
-                arr = np.zeros(shape, np.float32) if value is None else np.asarray(value, np.float32)
+                arr = (
+                    np.zeros(shape, np.float32) if value is None else np.asarray(value, np.float32)
+                )
                 try:
                     arr = np.broadcast_to(arr.reshape(arr.shape), shape).copy()
                 except ValueError:
@@ -87,7 +93,8 @@ class Normalizer(nn.Module):
                 self.register_buffer(_buf(key, stat), torch.from_numpy(arr))
         if problems:
             raise NormalizationError(
-                "Missing or invalid normalisation statistics: " + "; ".join(problems)
+                "Missing or invalid normalisation statistics: "
+                + "; ".join(problems)
                 + ". Recompute the dataset stats (meta/stats.json) or change the feature's mode."
             )
 

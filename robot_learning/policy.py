@@ -104,7 +104,9 @@ class Policy(nn.Module):
         self._action_queue: deque[torch.Tensor] = deque()
 
     # ------------------------------------------------------------------ to implement
-    def predict_chunk(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
+    def predict_chunk(
+        self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Batched inference: observations [B, n_obs_steps, ...] -> raw actions [B, horizon, A].
 
         ``noise`` ([B, horizon, A], standard normal) makes generative samplers deterministic;
@@ -124,7 +126,9 @@ class Policy(nn.Module):
     def set_inference(self, sampler: str | None = None, steps: int | None = None) -> None:
         """Change the sampler and/or its step count used by :meth:`predict_chunk` and export."""
         if sampler is not None or steps is not None:
-            raise ValueError(f"policy {self.name!r} has no configurable sampler (got sampler={sampler}, steps={steps})")
+            raise ValueError(
+                f"policy {self.name!r} has no configurable sampler (got sampler={sampler}, steps={steps})"
+            )
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
@@ -154,7 +158,9 @@ class Policy(nn.Module):
         """
         missing = [k for k in self.input_keys if k not in obs]
         if missing:
-            raise FeatureMismatchError(f"Observation is missing {missing}; policy inputs are {self.input_keys}")
+            raise FeatureMismatchError(
+                f"Observation is missing {missing}; policy inputs are {self.input_keys}"
+            )
         frame = {k: torch.as_tensor(np.asarray(obs[k])) for k in self.input_keys}
         if not self._obs_history:  # pad the history with the first frame of the episode
             self._obs_history.extend([frame] * self.config.n_obs_steps)
@@ -162,7 +168,10 @@ class Policy(nn.Module):
             self._obs_history.append(frame)
         if not self._action_queue:
             device = self.device
-            batch = {k: torch.stack([f[k] for f in self._obs_history])[None].to(device) for k in self.input_keys}
+            batch = {
+                k: torch.stack([f[k] for f in self._obs_history])[None].to(device)
+                for k in self.input_keys
+            }
             chunk = self.predict_chunk(batch, noise=None if noise is None else noise.to(device))[0]
             start = self.config.n_obs_steps - 1  # chunk index of the current step
             self._action_queue.extend(chunk[start : start + self.config.n_action_steps])
@@ -188,7 +197,10 @@ class Policy(nn.Module):
             "policy": self.name,
             "config": dataclasses.asdict(self.config),
             "features": self.features.to_dict(),
-            "normalization": {"modes": self.normalizer.modes, "stats": self.normalizer.stats_dict()},
+            "normalization": {
+                "modes": self.normalizer.modes,
+                "stats": self.normalizer.stats_dict(),
+            },
             **(extra or {}),
         }
         tmp = directory / f".{CONFIG_FILE}.tmp"
@@ -202,7 +214,9 @@ class Policy(nn.Module):
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} is not a policy checkpoint: {name} is missing")
+                raise FileNotFoundError(
+                    f"{directory} is not a policy checkpoint: {name} is missing"
+                )
         meta = json.loads((directory / CONFIG_FILE).read_text())
         cls = POLICIES.get(meta["policy"])
         config = cls.config_class(**meta["config"])

@@ -42,8 +42,11 @@ def read_config(node: Node, cls: type[C]) -> C:
     values: dict[str, Any] = {}
     for f in fields(cls):
         kind = hints[f.name]
-        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING
-                                                              else None)
+        default = (
+            f.default
+            if f.default is not MISSING
+            else (f.default_factory() if f.default_factory is not MISSING else None)
+        )
         description = ParameterDescriptor(description=f.name, dynamic_typing=kind is float)
         if kind in (list[str], tuple[str, ...]):
             node.declare_parameter(f.name, Parameter.Type.STRING_ARRAY, description)
@@ -87,9 +90,15 @@ class TaskParams:
 
         if not self.task:
             raise ValueError("needs -p task:=<name> (a registered task, e.g. lift)")
-        return TaskConfig(name=self.task, backend=self.backend, obs=self.obs, image_size=self.image_size,
-                          cameras=tuple(self.cameras) or None, max_episode_steps=self.max_episode_steps or None,
-                          reward=self.reward)
+        return TaskConfig(
+            name=self.task,
+            backend=self.backend,
+            obs=self.obs,
+            image_size=self.image_size,
+            cameras=tuple(self.cameras) or None,
+            max_episode_steps=self.max_episode_steps or None,
+            reward=self.reward,
+        )
 
 
 def run_node(build: Callable[[], Node], args: list[str] | None = None) -> int:
@@ -99,7 +108,11 @@ def run_node(build: Callable[[], Node], args: list[str] | None = None) -> int:
     try:
         node = build()
         node.activate()  # type: ignore[attr-defined]
-        executor = EventsExecutor() if os.environ.get(EXECUTOR_ENV) == "events" else SingleThreadedExecutor()
+        executor = (
+            EventsExecutor()
+            if os.environ.get(EXECUTOR_ENV) == "events"
+            else SingleThreadedExecutor()
+        )
         executor.add_node(node)
         parent = os.environ.get(PARENT_ENV)
         while rclpy.ok():
@@ -110,9 +123,16 @@ def run_node(build: Callable[[], Node], args: list[str] | None = None) -> int:
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:  # configuration problems: one clear line
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        RuntimeError,
+    ) as exc:  # configuration problems: one clear line
         message = f"{type(exc).__name__}: {exc}"
-        (node.get_logger() if node is not None else rclpy.logging.get_logger("ros_nodes")).fatal(message)
+        (node.get_logger() if node is not None else rclpy.logging.get_logger("ros_nodes")).fatal(
+            message
+        )
         return 2
     finally:
         if node is not None:

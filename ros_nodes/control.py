@@ -87,7 +87,9 @@ def check_observation(key: str, feature: Feature, value: np.ndarray) -> str | No
     if tuple(value.shape) != tuple(feature.shape):
         return f"{key!r} has shape {list(value.shape)}, the bundle expects {list(feature.shape)}"
     if feature.is_image:
-        return None if value.dtype == np.uint8 else f"{key!r} must be a uint8 image, got {value.dtype}"
+        return (
+            None if value.dtype == np.uint8 else f"{key!r} must be a uint8 image, got {value.dtype}"
+        )
     if not np.all(np.isfinite(value)):
         bad = np.flatnonzero(~np.isfinite(value)).tolist()
         return f"{key!r} contains NaN/Inf at elements {bad}"
@@ -105,7 +107,9 @@ class PolicyController:
 
     def __init__(self, policy: Any, period_s: float, stale_after_s: float) -> None:
         if period_s <= 0 or stale_after_s <= 0:
-            raise ValueError(f"period_s={period_s} and stale_after_s={stale_after_s} must be positive")
+            raise ValueError(
+                f"period_s={period_s} and stale_after_s={stale_after_s} must be positive"
+            )
         self.policy = policy
         self.keys: list[str] = list(policy.input_keys)
         self.period_s = period_s
@@ -161,7 +165,11 @@ class PolicyController:
         """Keys with no fresh observation (empty while nothing has arrived since the last reset)."""
         if not self.latest:
             return []
-        return [k for k in self.keys if k not in self.latest or now_s - self.latest[k].received_s > self.stale_after_s]
+        return [
+            k
+            for k in self.keys
+            if k not in self.latest or now_s - self.latest[k].received_s > self.stale_after_s
+        ]
 
     def watchdog(self, now_s: float) -> list[str]:
         """Called every control period: hold (and count it) while any key is stale; returns them."""
@@ -192,7 +200,9 @@ class PolicyController:
         stamp = max(self.latest[k].stamp_ns for k in self.keys)
         self._last_stamp = stamp
         if not self._history:
-            self._history.extend([frame] * self._history.maxlen)  # pad with the first frame, as evaluation does
+            self._history.extend(
+                [frame] * self._history.maxlen
+            )  # pad with the first frame, as evaluation does
         else:
             self._history.append(frame)
         inferred, inference_ms = False, 0.0
@@ -203,8 +213,12 @@ class PolicyController:
             inference_ms = (time.perf_counter() - t0) * 1e3
             self.last_inference_ms, inferred = inference_ms, True
             self.counters.inferences += 1
-            self._queue.extend(chunk[self._start : self._start + self.policy.n_action_steps].astype(np.float32))
-        now = self.policy.refine(frame, self._queue.popleft())  # residual policies act per step here
+            self._queue.extend(
+                chunk[self._start : self._start + self.policy.n_action_steps].astype(np.float32)
+            )
+        now = self.policy.refine(
+            frame, self._queue.popleft()
+        )  # residual policies act per step here
         actions = np.stack([now, *self._queue])  # [k, A]: now, then the rest of the chunk
         if not np.all(np.isfinite(actions[0])):
             self.counters.nonfinite_actions += 1
@@ -225,7 +239,10 @@ class PolicyController:
     def finish_step(self, started_s: float, published_s: float) -> bool:
         """Deadline accounting for a step that started at ``started_s``; True if it missed."""
         missed = published_s - started_s > self.period_s
-        if self._last_start is not None and started_s - self._last_start > (1 + LATE_TOLERANCE) * self.period_s:
+        if (
+            self._last_start is not None
+            and started_s - self._last_start > (1 + LATE_TOLERANCE) * self.period_s
+        ):
             missed = True
         self._last_start = started_s
         self.counters.steps += 1

@@ -87,7 +87,9 @@ class DeployConfig:
 
     def __post_init__(self) -> None:
         if self.robot not in ROBOTS:
-            raise ValueError(f"robot={self.robot!r} is not available; robots: {ROBOTS} (real robots arrive with hardware/)")
+            raise ValueError(
+                f"robot={self.robot!r} is not available; robots: {ROBOTS} (real robots arrive with hardware/)"
+            )
         if self.episodes < 1:
             raise ValueError(f"episodes={self.episodes} must be >= 1")
         if self.control_rate_hz is not None and self.control_rate_hz <= 0:
@@ -108,18 +110,38 @@ def pick_domain_id(configured: int | None) -> int:
     return random.SystemRandom().randint(10, 200)
 
 
-def node_processes(cfg: DeployConfig, rate_hz: float, log_dir: Path, env: dict[str, str]) -> list[NodeProcess]:
+def node_processes(
+    cfg: DeployConfig, rate_hz: float, log_dir: Path, env: dict[str, str]
+) -> list[NodeProcess]:
     """The robot and policy node processes of a deployment (not started)."""
     task = cfg.task
-    sim = {"task": task.name, "backend": task.backend, "obs": task.obs, "cameras": list(task.cameras or []),
-           "image_size": task.image_size, "max_episode_steps": task.max_episode_steps or 0, "reward": task.reward,
-           "seed": cfg.seed, "rate_hz": float(rate_hz), "lockstep": cfg.lockstep, "realtime": cfg.realtime,
-           **cfg.extra.get("sim_robot_node", {})}
-    policy = {"bundle": str(Path(cfg.bundle).resolve()), "runtime": cfg.runtime, "threads": cfg.threads,
-              "seed": cfg.seed, "control_rate_hz": float(rate_hz), "stale_after_s": cfg.stale_after_s,
-              **cfg.extra.get("policy_node", {})}
-    return [NodeProcess("sim_robot_node", "ros_nodes.sim_robot_node", sim, log_dir, env),
-            NodeProcess("policy_node", "ros_nodes.policy_node", policy, log_dir, env)]
+    sim = {
+        "task": task.name,
+        "backend": task.backend,
+        "obs": task.obs,
+        "cameras": list(task.cameras or []),
+        "image_size": task.image_size,
+        "max_episode_steps": task.max_episode_steps or 0,
+        "reward": task.reward,
+        "seed": cfg.seed,
+        "rate_hz": float(rate_hz),
+        "lockstep": cfg.lockstep,
+        "realtime": cfg.realtime,
+        **cfg.extra.get("sim_robot_node", {}),
+    }
+    policy = {
+        "bundle": str(Path(cfg.bundle).resolve()),
+        "runtime": cfg.runtime,
+        "threads": cfg.threads,
+        "seed": cfg.seed,
+        "control_rate_hz": float(rate_hz),
+        "stale_after_s": cfg.stale_after_s,
+        **cfg.extra.get("policy_node", {}),
+    }
+    return [
+        NodeProcess("sim_robot_node", "ros_nodes.sim_robot_node", sim, log_dir, env),
+        NodeProcess("policy_node", "ros_nodes.policy_node", policy, log_dir, env),
+    ]
 
 
 class Orchestrator:
@@ -129,14 +151,20 @@ class Orchestrator:
         self.processes = processes
         self.context = rclpy.Context()
         # no rclpy signal handlers here: Ctrl-C must raise KeyboardInterrupt so deploy cleans up
-        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(
+            context=self.context,
+            domain_id=domain_id,
+            signal_handler_options=SignalHandlerOptions.NO,
+        )
         self.node = rclpy.create_node("deploy_orchestrator", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.summaries: dict[int, dict] = {}
         self.node.create_subscription(String, "/robot/episode", self._on_summary, 10)
-        self.clients = {name: self.node.create_client(Trigger, name)
-                        for name in ("/policy/reset", "/robot/reset", "/policy/emergency_stop")}
+        self.clients = {
+            name: self.node.create_client(Trigger, name)
+            for name in ("/policy/reset", "/robot/reset", "/policy/emergency_stop")
+        }
 
     def close(self) -> None:
         """Destroy the node and shut its context down."""
@@ -161,8 +189,10 @@ class Orchestrator:
                 self._check_alive()
                 if time.monotonic() > deadline:
                     owner = "policy_node" if name.startswith("/policy") else "sim_robot_node"
-                    raise DeployError(f"{owner} did not offer {name} within {timeout_s:.0f} s; its log: "
-                                      f"{next(p for p in self.processes if p.name == owner).tail()}")
+                    raise DeployError(
+                        f"{owner} did not offer {name} within {timeout_s:.0f} s; its log: "
+                        f"{next(p for p in self.processes if p.name == owner).tail()}"
+                    )
 
     def call(self, name: str, timeout_s: float = 30.0) -> str:
         """Call a Trigger service; returns its response message."""
@@ -185,8 +215,10 @@ class Orchestrator:
             self.executor.spin_once(timeout_sec=0.05)
             self._check_alive()
             if time.monotonic() > deadline:
-                raise DeployError(f"episode {index} did not end within {timeout_s:.0f} s (raise episode_timeout_s?); "
-                                  + " | ".join(f"{p.name}: {p.tail(3)}" for p in self.processes))
+                raise DeployError(
+                    f"episode {index} did not end within {timeout_s:.0f} s (raise episode_timeout_s?); "
+                    + " | ".join(f"{p.name}: {p.tail(3)}" for p in self.processes)
+                )
         return self.summaries[index]
 
 
@@ -226,10 +258,21 @@ def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
     return deploy_report(cfg, episodes, counters, rate, domain, time.monotonic() - started, spec)
 
 
-def deploy_report(cfg: DeployConfig, episodes: list[dict], counters: list[dict], rate: float, domain: int,
-                  seconds: float, spec: dict) -> dict[str, Any]:
+def deploy_report(
+    cfg: DeployConfig,
+    episodes: list[dict],
+    counters: list[dict],
+    rate: float,
+    domain: int,
+    seconds: float,
+    spec: dict,
+) -> dict[str, Any]:
     """The deploy.json payload from the episode summaries and the policy node's counters."""
-    latencies = np.concatenate([np.asarray(e["latencies_ms"], float) for e in episodes]) if episodes else np.zeros(0)
+    latencies = (
+        np.concatenate([np.asarray(e["latencies_ms"], float) for e in episodes])
+        if episodes
+        else np.zeros(0)
+    )
     steps = int(sum(e["length"] for e in episodes))
     duration = float(sum(e["duration_s"] for e in episodes))
     successes = [bool(e["success"]) for e in episodes]
@@ -237,12 +280,26 @@ def deploy_report(cfg: DeployConfig, episodes: list[dict], counters: list[dict],
     per_episode = []
     for i, e in enumerate(episodes):
         lat = np.asarray(e["latencies_ms"], float)
-        missed = counters[i + 1]["missed_deadlines"] - counters[i]["missed_deadlines"] if i + 1 < len(counters) else None
-        per_episode.append({
-            "seed": e["seed"], "success": e["success"], "length": e["length"], "max_reward": e["max_reward"],
-            "duration_s": e["duration_s"], "control_rate_hz": round(e["length"] / e["duration_s"], 2) if e["duration_s"] else 0.0,
-            "latency_ms_p50": _percentile(lat, 50), "latency_ms_p99": _percentile(lat, 99), "missed_deadlines": missed,
-        })
+        missed = (
+            counters[i + 1]["missed_deadlines"] - counters[i]["missed_deadlines"]
+            if i + 1 < len(counters)
+            else None
+        )
+        per_episode.append(
+            {
+                "seed": e["seed"],
+                "success": e["success"],
+                "length": e["length"],
+                "max_reward": e["max_reward"],
+                "duration_s": e["duration_s"],
+                "control_rate_hz": round(e["length"] / e["duration_s"], 2)
+                if e["duration_s"]
+                else 0.0,
+                "latency_ms_p50": _percentile(lat, 50),
+                "latency_ms_p99": _percentile(lat, 99),
+                "missed_deadlines": missed,
+            }
+        )
     return {
         "episodes": len(episodes),
         "success_rate": float(np.mean(successes)) if successes else 0.0,

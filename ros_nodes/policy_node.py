@@ -83,11 +83,20 @@ class PolicyNodeConfig:
 
     def __post_init__(self) -> None:
         if not self.bundle:
-            raise ValueError("policy_node needs -p bundle:=/path/to/bundle (an exported bundle folder)")
+            raise ValueError(
+                "policy_node needs -p bundle:=/path/to/bundle (an exported bundle folder)"
+            )
         if self.trigger not in TRIGGERS:
             raise ValueError(f"trigger:={self.trigger!r} must be one of {TRIGGERS}")
-        if self.threads < 1 or self.control_rate_hz < 0 or self.stale_after_s < 0 or self.diagnostics_hz <= 0:
-            raise ValueError("need threads >= 1, control_rate_hz >= 0, stale_after_s >= 0 and diagnostics_hz > 0")
+        if (
+            self.threads < 1
+            or self.control_rate_hz < 0
+            or self.stale_after_s < 0
+            or self.diagnostics_hz <= 0
+        ):
+            raise ValueError(
+                "need threads >= 1, control_rate_hz >= 0, stale_after_s >= 0 and diagnostics_hz > 0"
+            )
 
 
 class PolicyNode(Node):
@@ -96,12 +105,16 @@ class PolicyNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("policy_node", **node_kwargs)
         self.config = cfg = read_config(self, PolicyNodeConfig)
-        self.policy = load_bundle(cfg.bundle, runtime=cfg.runtime, threads=cfg.threads, seed=cfg.seed)
+        self.policy = load_bundle(
+            cfg.bundle, runtime=cfg.runtime, threads=cfg.threads, seed=cfg.seed
+        )
         rate = cfg.control_rate_hz or self.policy.control_rate_hz
         self.period_s = 1.0 / rate
         stale = cfg.stale_after_s or STALE_PERIODS * self.period_s
         self.controller = PolicyController(self.policy, self.period_s, stale)
-        self.topics = TopicMap.build(self.policy.features, self.policy.input_keys, cfg.input_topics, cfg.joint_names)
+        self.topics = TopicMap.build(
+            self.policy.features, self.policy.input_keys, cfg.input_topics, cfg.joint_names
+        )
         self.action_names = element_names(ACTION, self.policy.features[ACTION])
         self._inference_ms: deque[float] = deque(maxlen=1000)
         self._last_command: JointTrajectory | None = None
@@ -114,10 +127,20 @@ class PolicyNode(Node):
         for binding in self.topics.bindings.values():
             kind = Image if binding.kind == IMAGE else JointState
             # sensor-data QoS (best effort) also matches reliable publishers, e.g. a plain script's
-            self._subs.append(self.create_subscription(
-                kind, binding.topic, lambda msg, b=binding: self._on_observation(msg, b), qos_profile_sensor_data))
-        self.command_pub = self.create_publisher(JointTrajectory, cfg.command_topic, QoSProfile(depth=10))
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/policy/diagnostics", QoSProfile(depth=10))
+            self._subs.append(
+                self.create_subscription(
+                    kind,
+                    binding.topic,
+                    lambda msg, b=binding: self._on_observation(msg, b),
+                    qos_profile_sensor_data,
+                )
+            )
+        self.command_pub = self.create_publisher(
+            JointTrajectory, cfg.command_topic, QoSProfile(depth=10)
+        )
+        self.diagnostics_pub = self.create_publisher(
+            DiagnosticArray, "/policy/diagnostics", QoSProfile(depth=10)
+        )
         self.create_service(Trigger, "/policy/emergency_stop", self._on_estop)
         self.create_service(Trigger, "/policy/reset", self._on_reset)
         self.create_timer(self.period_s, self._on_tick)
@@ -125,7 +148,8 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"serving {self.policy.name} ({self.policy.runtime}) from {cfg.bundle} at {1 / self.period_s:g} Hz, "
             f"trigger={cfg.trigger}, stale after {self.controller.stale_after_s:.3f} s; inputs: "
-            + "; ".join(self.topics.describe()) + f"; commands on {cfg.command_topic}"
+            + "; ".join(self.topics.describe())
+            + f"; commands on {cfg.command_topic}"
         )
 
     # ------------------------------------------------------------------ callbacks
@@ -139,19 +163,27 @@ class PolicyNode(Node):
                 value = joint_state_to_state(msg, binding.names)
         except ConversionError as exc:
             self.controller.counters.rejected_observations += 1
-            self.get_logger().warning(f"rejected observation on {binding.topic}: {binding.key!r}: {exc}",
-                                      throttle_duration_sec=1.0)
+            self.get_logger().warning(
+                f"rejected observation on {binding.topic}: {binding.key!r}: {exc}",
+                throttle_duration_sec=1.0,
+            )
             return
         reason = self.controller.offer(binding.key, value, stamp, time.monotonic())
         if reason is not None:
-            self.get_logger().warning(f"rejected observation on {binding.topic}: {reason}", throttle_duration_sec=1.0)
+            self.get_logger().warning(
+                f"rejected observation on {binding.topic}: {reason}", throttle_duration_sec=1.0
+            )
             return
         if self.config.trigger != "observation":
             return
         if self.controller.ready(time.monotonic(), need_new=True):
             self._step(started)
-        elif (binding.key == self._first_key and self._last_command is not None
-              and stamp == stamp_to_ns(self._last_command.header.stamp) and not self.controller.latched):
+        elif (
+            binding.key == self._first_key
+            and self._last_command is not None
+            and stamp == stamp_to_ns(self._last_command.header.stamp)
+            and not self.controller.latched
+        ):
             # the robot re-sent the observation we answered: our command was lost, send it again
             self.command_pub.publish(self._last_command)
 
@@ -161,16 +193,23 @@ class PolicyNode(Node):
         if stale:
             self.get_logger().warning(
                 f"holding: no fresh observation of {stale} within {self.controller.stale_after_s:.3f} s",
-                throttle_duration_sec=2.0)
-        elif self.config.trigger == "timer" and self.controller.ready(time.monotonic(), need_new=False):
+                throttle_duration_sec=2.0,
+            )
+        elif self.config.trigger == "timer" and self.controller.ready(
+            time.monotonic(), need_new=False
+        ):
             self._step(started)
 
     def _step(self, started: float) -> None:
         command = self.controller.step()
         if command is None:
-            self.get_logger().error("the policy produced NaN/Inf actions; holding", throttle_duration_sec=1.0)
+            self.get_logger().error(
+                "the policy produced NaN/Inf actions; holding", throttle_duration_sec=1.0
+            )
             return
-        msg = chunk_to_trajectory(command.actions, self.action_names, command.stamp_ns, self.period_s)
+        msg = chunk_to_trajectory(
+            command.actions, self.action_names, command.stamp_ns, self.period_s
+        )
         self.command_pub.publish(msg)
         self._last_command = msg
         if self.controller.finish_step(started, time.perf_counter()):
@@ -182,7 +221,10 @@ class PolicyNode(Node):
         self.controller.emergency_stop()
         self.get_logger().error("EMERGENCY STOP: no commands until /policy/reset")
         self._publish_diagnostics()
-        response.success, response.message = True, "emergency stop latched; call /policy/reset to clear it"
+        response.success, response.message = (
+            True,
+            "emergency stop latched; call /policy/reset to clear it",
+        )
         return response
 
     def _on_reset(self, request, response):
@@ -215,8 +257,10 @@ class PolicyNode(Node):
             status.level, status.message = DiagnosticStatus.WARN, "holding: stale observations"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
-        status.values = [KeyValue(key=k, value=str(v).lower() if isinstance(v, bool) else str(v))
-                         for k, v in values.items()]
+        status.values = [
+            KeyValue(key=k, value=str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in values.items()
+        ]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)

@@ -58,8 +58,14 @@ def ros_environment(domain_id: int) -> dict[str, str]:
 class NodeProcess:
     """One node running as a child process (see the module docstring)."""
 
-    def __init__(self, name: str, module: str, parameters: Mapping[str, Any], log_dir: Path,
-                 env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        parameters: Mapping[str, Any],
+        log_dir: Path,
+        env: Mapping[str, str],
+    ) -> None:
         self.name = name
         self.command = node_command(module, parameters)
         self.log_path = Path(log_dir) / f"{name}.log"
@@ -71,8 +77,14 @@ class NodeProcess:
         """Launch the node."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
         log.info("started %s (pid %d): %s", self.name, self.process.pid, json.dumps(self.command))
 
     @property
@@ -102,7 +114,9 @@ class NodeProcess:
                     proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.1f s of SIGINT; killing it", self.name, grace_s)
+                log.warning(
+                    "%s did not stop within %.1f s of SIGINT; killing it", self.name, grace_s
+                )
                 proc.kill()
                 proc.wait()
         if self._log is not None:

@@ -93,17 +93,24 @@ class RecorderNode(Node):
     def activate(self) -> None:
         """Open the dataset writer, subscribe to the topics, offer the services."""
         cfg = self.config
-        self.writer = LeRobotDatasetWriter.create(cfg.out, self.features, fps=self.fps, robot_type=self.robot_type,
-                                                  resume=cfg.resume)
+        self.writer = LeRobotDatasetWriter.create(
+            cfg.out, self.features, fps=self.fps, robot_type=self.robot_type, resume=cfg.resume
+        )
         qos = QoSProfile(depth=50)  # reliable and deep: a recording should not lose frames
         for b in self.topics.bindings.values():
-            self.create_subscription(Image if b.kind == IMAGE else JointState, b.topic,
-                                     lambda msg, b=b: self._on_observation(msg, b), qos)
+            self.create_subscription(
+                Image if b.kind == IMAGE else JointState,
+                b.topic,
+                lambda msg, b=b: self._on_observation(msg, b),
+                qos,
+            )
         self.create_subscription(JointTrajectory, cfg.action, self._on_command, qos)
         self.create_service(Trigger, "/recorder/start", self._on_start)
         self.create_service(Trigger, "/recorder/stop", self._on_stop)
-        self.get_logger().info(f"recording {self.keys} + action from {cfg.action} into {cfg.out} at {self.fps} fps: "
-                               + "; ".join(self.topics.describe()))
+        self.get_logger().info(
+            f"recording {self.keys} + action from {cfg.action} into {cfg.out} at {self.fps} fps: "
+            + "; ".join(self.topics.describe())
+        )
 
     def destroy_node(self) -> None:
         """Close the writer: an unsaved episode is discarded, committed ones stay."""
@@ -113,7 +120,11 @@ class RecorderNode(Node):
 
     def _on_observation(self, msg, binding) -> None:
         try:
-            value = msg_to_image(msg, binding.channels) if binding.kind == IMAGE else joint_state_to_state(msg, binding.names)
+            value = (
+                msg_to_image(msg, binding.channels)
+                if binding.kind == IMAGE
+                else joint_state_to_state(msg, binding.names)
+            )
         except ConversionError as exc:
             self.get_logger().warning(f"ignored {binding.topic}: {exc}", throttle_duration_sec=1.0)
             return
@@ -135,8 +146,10 @@ class RecorderNode(Node):
         obs = {k: matched.get(k, self._latest.get(k)) for k in self.keys}
         missing = [k for k, v in obs.items() if v is None]
         if missing:
-            self.get_logger().warning(f"command without observations of {missing}; frame skipped",
-                                      throttle_duration_sec=1.0)
+            self.get_logger().warning(
+                f"command without observations of {missing}; frame skipped",
+                throttle_duration_sec=1.0,
+            )
             return
         self.writer.add_frame({**obs, ACTION: action}, task=self.task_description)
         self._last_stamp = stamp
@@ -144,7 +157,10 @@ class RecorderNode(Node):
 
     def _on_start(self, request, response):
         if self.recording:
-            response.success, response.message = False, "already recording; call /recorder/stop first"
+            response.success, response.message = (
+                False,
+                "already recording; call /recorder/stop first",
+            )
             return response
         self.writer.discard_episode()
         self.recording, self.frames, self._last_stamp = True, 0, None
@@ -162,7 +178,10 @@ class RecorderNode(Node):
             return response
         index = self.writer.save_episode()
         self.get_logger().info(f"saved episode {index} ({self.frames} frames)")
-        response.success, response.message = True, json.dumps({"episode": index, "frames": self.frames})
+        response.success, response.message = (
+            True,
+            json.dumps({"episode": index, "frames": self.frames}),
+        )
         return response
 
 

@@ -78,7 +78,9 @@ class SimRobotConfig(TaskParams):
 
     def __post_init__(self) -> None:
         if self.rate_hz < 0 or self.republish_s <= 0:
-            raise ValueError(f"need rate_hz >= 0 and republish_s > 0; got {self.rate_hz}, {self.republish_s}")
+            raise ValueError(
+                f"need rate_hz >= 0 and republish_s > 0; got {self.rate_hz}, {self.republish_s}"
+            )
 
 
 @dataclass
@@ -98,9 +100,15 @@ class Episode:
     def summary(self, ended_s: float) -> dict:
         """The ``/robot/episode`` JSON payload."""
         duration = ended_s - self.started_s if self.started_s is not None else 0.0
-        return {"episode": self.index, "seed": self.seed, "success": self.success, "length": self.length,
-                "max_reward": self.max_reward, "duration_s": round(duration, 4),
-                "latencies_ms": [round(v, 4) for v in self.latencies_ms]}
+        return {
+            "episode": self.index,
+            "seed": self.seed,
+            "success": self.success,
+            "length": self.length,
+            "max_reward": self.max_reward,
+            "duration_s": round(duration, 4),
+            "latencies_ms": [round(v, 4) for v in self.latencies_ms],
+        }
 
 
 class SimRobotNode(Node):
@@ -128,18 +136,23 @@ class SimRobotNode(Node):
         """Create publishers, the command subscription, services and the step timer."""
         cfg = self.config
         qos = QoSProfile(depth=10)
-        self._pubs = {b.key: self.create_publisher(Image if b.kind == IMAGE else JointState, b.topic, qos)
-                      for b in self.topics.bindings.values()}
+        self._pubs = {
+            b.key: self.create_publisher(Image if b.kind == IMAGE else JointState, b.topic, qos)
+            for b in self.topics.bindings.values()
+        }
         self.success_pub = self.create_publisher(Bool, "/robot/success", qos)
         self.episode_pub = self.create_publisher(String, "/robot/episode", qos)
-        self.command_sub = self.create_subscription(JointTrajectory, cfg.command_topic, self._on_command, qos)
+        self.command_sub = self.create_subscription(
+            JointTrajectory, cfg.command_topic, self._on_command, qos
+        )
         self.create_service(Trigger, "/robot/reset", self._on_reset)
         self.create_service(Trigger, "/robot/is_success", self._on_is_success)
         fast = cfg.lockstep and not cfg.realtime
         self.create_timer(min(self.period_s, 0.01) if fast else self.period_s, self._on_tick)
         self.get_logger().info(
             f"task {cfg.task} ({cfg.backend}, obs={cfg.obs}) as a robot at {1 / self.period_s:g} Hz, "
-            f"lockstep={cfg.lockstep}, realtime={cfg.realtime}; publishes " + "; ".join(self.topics.describe())
+            f"lockstep={cfg.lockstep}, realtime={cfg.realtime}; publishes "
+            + "; ".join(self.topics.describe())
             + f"; commands from {cfg.command_topic}"
         )
 
@@ -164,7 +177,9 @@ class SimRobotNode(Node):
 
     def _on_is_success(self, request, response):
         response.success = bool(self.episode is not None and self.episode.success)
-        response.message = json.dumps({"episode": None if self.episode is None else self.episode.index})
+        response.message = json.dumps(
+            {"episode": None if self.episode is None else self.episode.index}
+        )
         return response
 
     # ------------------------------------------------------------------ commands and stepping
@@ -193,7 +208,10 @@ class SimRobotNode(Node):
             self._try_start()
         elif self.state == READY:
             self._advance(self._action)
-        elif self.state == WAITING and time.monotonic() - self._published_at > self.config.republish_s:
+        elif (
+            self.state == WAITING
+            and time.monotonic() - self._published_at > self.config.republish_s
+        ):
             self._publish_obs(fresh=False)
         elif self.state == RUNNING:
             if self._trajectory is None:
@@ -220,8 +238,10 @@ class SimRobotNode(Node):
         if terminated or truncated:
             self.state = IDLE
             self.episode_pub.publish(String(data=json.dumps(episode.summary(time.monotonic()))))
-            self.get_logger().info(f"episode {episode.index} (seed {episode.seed}) ended after {episode.length} "
-                                   f"steps, success={episode.success}")
+            self.get_logger().info(
+                f"episode {episode.index} (seed {episode.seed}) ended after {episode.length} "
+                f"steps, success={episode.success}"
+            )
             return
         self._obs = obs
         self._publish_obs()
@@ -231,7 +251,9 @@ class SimRobotNode(Node):
         """Publish the current observation; ``fresh=False`` re-sends the last messages unchanged."""
         if fresh:
             now = self.get_clock().now().nanoseconds
-            self._stamp = max(now, self._stamp + 1)  # strictly increasing: the policy steps on new stamps only
+            self._stamp = max(
+                now, self._stamp + 1
+            )  # strictly increasing: the policy steps on new stamps only
             self.episode.published[self._stamp] = time.monotonic()
             self._obs_msgs = []
             for key, binding in self.topics.bindings.items():

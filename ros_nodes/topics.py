@@ -30,7 +30,7 @@ class TopicMapError(ValueError):
 
 def default_topic(key: str) -> str:
     """``observation.images.front`` -> ``/robot/images/front``."""
-    rest = key[len(OBS_PREFIX):] if key.startswith(OBS_PREFIX) else key
+    rest = key[len(OBS_PREFIX) :] if key.startswith(OBS_PREFIX) else key
     return f"{ROBOT_NAMESPACE}/{rest.replace('.', '/')}"
 
 
@@ -58,15 +58,22 @@ class TopicMap:
     """Bindings in the order of the keys they were built for."""
 
     @classmethod
-    def build(cls, features: FeatureSpec, keys: Sequence[str], input_topics: Sequence[str] = (),
-              joint_names: Sequence[str] = ()) -> TopicMap:
+    def build(
+        cls,
+        features: FeatureSpec,
+        keys: Sequence[str],
+        input_topics: Sequence[str] = (),
+        joint_names: Sequence[str] = (),
+    ) -> TopicMap:
         """Defaults for ``keys`` overridden by ``key=topic`` and ``key=j1,j2,...`` entries."""
         missing = [k for k in keys if k not in features]
         if missing:
             raise TopicMapError(f"keys {missing} have no feature; features: {sorted(features)}")
         topics = _parse_entries(input_topics, "input_topics", keys)
-        joints = {k: tuple(n.strip() for n in v.split(",") if n.strip())
-                  for k, v in _parse_entries(joint_names, "joint_names", keys).items()}
+        joints = {
+            k: tuple(n.strip() for n in v.split(",") if n.strip())
+            for k, v in _parse_entries(joint_names, "joint_names", keys).items()
+        }
         bindings = {}
         for key in keys:
             feature = features[key]
@@ -81,25 +88,33 @@ class TopicMap:
             names = joints.get(key, element_names(key, feature))
             size = len(element_names(key, feature))
             if len(names) != size:
-                raise TopicMapError(f"joint_names for {key!r} lists {len(names)} names {list(names)}; "
-                                    f"the feature has {size} elements {list(element_names(key, feature))}")
+                raise TopicMapError(
+                    f"joint_names for {key!r} lists {len(names)} names {list(names)}; "
+                    f"the feature has {size} elements {list(element_names(key, feature))}"
+                )
             bindings[key] = TopicBinding(key, topic, JOINT_STATE, names=names)
         used = [b.topic for b in bindings.values()]
         clash = sorted({t for t in used if used.count(t) > 1})
         if clash:
-            raise TopicMapError(f"topics {clash} would carry more than one observation key; map each key to its own topic")
+            raise TopicMapError(
+                f"topics {clash} would carry more than one observation key; map each key to its own topic"
+            )
         return cls(bindings)
 
     def require(self, keys: Sequence[str]) -> None:
         """Raise naming every key of ``keys`` that has no binding."""
         missing = [k for k in keys if k not in self.bindings]
         if missing:
-            raise TopicMapError(f"no topic for observation keys {missing}; mapped: {sorted(self.bindings)}")
+            raise TopicMapError(
+                f"no topic for observation keys {missing}; mapped: {sorted(self.bindings)}"
+            )
 
     def describe(self) -> list[str]:
         """One ``key -> topic (kind)`` line per binding (for logs and docs)."""
-        return [f"{b.key} -> {b.topic} ({b.kind}{': ' + ','.join(b.names) if b.names else ''})"
-                for b in self.bindings.values()]
+        return [
+            f"{b.key} -> {b.topic} ({b.kind}{': ' + ','.join(b.names) if b.names else ''})"
+            for b in self.bindings.values()
+        ]
 
 
 def _parse_entries(entries: Sequence[str], parameter: str, keys: Sequence[str]) -> dict[str, str]:
@@ -109,8 +124,12 @@ def _parse_entries(entries: Sequence[str], parameter: str, keys: Sequence[str]) 
         key, sep, value = str(entry).partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
-            raise TopicMapError(f"{parameter} entry {entry!r} must look like 'observation.state=/robot/state'")
+            raise TopicMapError(
+                f"{parameter} entry {entry!r} must look like 'observation.state=/robot/state'"
+            )
         if key not in keys:
-            raise TopicMapError(f"{parameter} names {key!r}, which is not one of the observation keys {list(keys)}")
+            raise TopicMapError(
+                f"{parameter} names {key!r}, which is not one of the observation keys {list(keys)}"
+            )
         out[key] = value
     return out

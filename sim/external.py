@@ -50,11 +50,15 @@ class GymnasiumTaskEnv(TaskEnv):
         inner = self.env.unwrapped
         fps = cfg.fps or inner.metadata.get("render_fps")
         if not fps:
-            raise ValueError(f"{cfg.gym_id} declares no render_fps; set fps=<Hz> in the task config")
+            raise ValueError(
+                f"{cfg.gym_id} declares no render_fps; set fps=<Hz> in the task config"
+            )
         self.fps = int(round(fps))
-        self.max_episode_steps = cfg.max_episode_steps or (
-            self.env.spec.max_episode_steps if self.env.spec else None
-        ) or 1000
+        self.max_episode_steps = (
+            cfg.max_episode_steps
+            or (self.env.spec.max_episode_steps if self.env.spec else None)
+            or 1000
+        )
         self.task_description = f"gymnasium {cfg.gym_id}"
         obs_space = self.env.observation_space
         if isinstance(obs_space, gym.spaces.Dict):
@@ -62,15 +66,24 @@ class GymnasiumTaskEnv(TaskEnv):
                 k: (f"observation.images.{k}" if _is_image_box(s) else f"observation.{k}")
                 for k, s in obs_space.spaces.items()
             }
-            feats = {self._obs_keys[k]: _box_feature(s, f"{cfg.gym_id} obs[{k!r}]") for k, s in obs_space.spaces.items()}
+            feats = {
+                self._obs_keys[k]: _box_feature(s, f"{cfg.gym_id} obs[{k!r}]")
+                for k, s in obs_space.spaces.items()
+            }
         else:
             self._obs_keys = None
             feats = {"observation.state": _box_feature(obs_space, f"{cfg.gym_id} observation")}
         act = self.env.action_space
         if not isinstance(act, gym.spaces.Box):
-            raise TypeError(f"{cfg.gym_id}: only continuous Box action spaces are supported, got {act}")
+            raise TypeError(
+                f"{cfg.gym_id}: only continuous Box action spaces are supported, got {act}"
+            )
         feats["action"] = Feature(
-            "float32", act.shape, low=act.low.ravel(), high=act.high.ravel(), control_mode="joint_torque"
+            "float32",
+            act.shape,
+            low=act.low.ravel(),
+            high=act.high.ravel(),
+            control_mode="joint_torque",
         )
         self.features = FeatureSpec(feats)
         self._init_spaces()
@@ -99,7 +112,13 @@ class GymnasiumTaskEnv(TaskEnv):
         self._step_count += 1
         truncated = truncated or self._step_count >= self.max_episode_steps
         success = bool(info.get("is_success", False))
-        return self._map_obs(obs), float(reward), bool(terminated), bool(truncated), {**info, "is_success": success}
+        return (
+            self._map_obs(obs),
+            float(reward),
+            bool(terminated),
+            bool(truncated),
+            {**info, "is_success": success},
+        )
 
     def render(self) -> np.ndarray:
         return self.env.render()

@@ -24,7 +24,9 @@ def test_collect_validate_info_visualize(tmp_path, capsys):
     ds = LeRobotDataset(out)
     assert ds.num_episodes == 3 and ds.num_frames == report["frames"]
     assert ds.info["robot_type"] == "franka_panda"
-    assert {"observation.state", "observation.environment_state", "action", "next.reward"} <= set(ds.features)
+    assert {"observation.state", "observation.environment_state", "action", "next.reward"} <= set(
+        ds.features
+    )
     assert validate_dataset(out) == []
     assert main(["dataset", "validate", str(out)]) == 0
     assert "valid" in capsys.readouterr().out
@@ -38,7 +40,14 @@ def test_collect_validate_info_visualize(tmp_path, capsys):
 
 def test_collect_only_success_pixels_resume(tmp_path):
     out = tmp_path / "lift_px"
-    args = ["collect", "task=lift", "obs=pixels", "task.image_size=32", "only_success=true", f"out={out}"]
+    args = [
+        "collect",
+        "task=lift",
+        "obs=pixels",
+        "task.image_size=32",
+        "only_success=true",
+        f"out={out}",
+    ]
     assert main([*args, "episodes=1"]) == 0
     assert main([*args, "episodes=1", "resume=true"]) == 0
     ds = LeRobotDataset(out)
@@ -61,8 +70,17 @@ def test_killed_collector_leaves_valid_dataset(tmp_path):
     """SIGKILL the CLI mid-run: every committed episode survives and the dataset validates."""
     out = tmp_path / "killed"
     env = {**os.environ, "MUJOCO_GL": "osmesa"}
-    cmd = [sys.executable, "-m", "robot_learning.cli", "collect", "task=reach", "obs=pixels",
-           "task.image_size=32", "episodes=200", f"out={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robot_learning.cli",
+        "collect",
+        "task=reach",
+        "obs=pixels",
+        "task.image_size=32",
+        "episodes=200",
+        f"out={out}",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     info = out / "meta" / "info.json"
     deadline = time.time() + 120
@@ -81,14 +99,25 @@ def test_killed_collector_leaves_valid_dataset(tmp_path):
     ds = LeRobotDataset(out)
     assert ds.num_episodes >= 2
     assert sum(ds.episode_lengths) == ds.num_frames
-    assert len(ds.episode(ds.num_episodes - 1)["observation.images.front"]) == ds.episode_lengths[-1]
+    assert (
+        len(ds.episode(ds.num_episodes - 1)["observation.images.front"]) == ds.episode_lengths[-1]
+    )
 
 
 def test_bench_sim_writes_json(tmp_path):
     out = tmp_path / "bench"
-    args = ["bench", "sim", "tasks=[reach]", "backends=[mujoco]", "obs_modes=[state]",
-            "state_steps=20", f"out={out}"]
+    args = [
+        "bench",
+        "sim",
+        "tasks=[reach]",
+        "backends=[mujoco]",
+        "obs_modes=[state]",
+        "state_steps=20",
+        f"out={out}",
+    ]
     assert main(args) == 0
     result = json.loads((Path(out) / "bench.json").read_text())
     (row,) = result["results"]
-    assert row["task"] == "reach" and row["steps_per_s_single"] > 0 and row["steps_per_s_vector_2"] > 0
+    assert (
+        row["task"] == "reach" and row["steps_per_s_single"] > 0 and row["steps_per_s_vector_2"] > 0
+    )

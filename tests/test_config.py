@@ -8,9 +8,16 @@ from robot_learning.envs import TaskConfig
 
 
 def test_task_group_and_shorthands():
-    cfg = task_config(load_config("collect", ["task=lift", "obs=pixels", "backend=pybullet", "out=x"]))
+    cfg = task_config(
+        load_config("collect", ["task=lift", "obs=pixels", "backend=pybullet", "out=x"])
+    )
     assert (cfg.name, cfg.obs, cfg.backend, cfg.image_size) == ("lift", "pixels", "pybullet", 96)
-    cfg = task_config(load_config("collect", ["task=pusht", "task.reward=sparse", "task.randomization.friction=[0.8,1.2]", "out=x"]))
+    cfg = task_config(
+        load_config(
+            "collect",
+            ["task=pusht", "task.reward=sparse", "task.randomization.friction=[0.8,1.2]", "out=x"],
+        )
+    )
     assert cfg.reward == "sparse" and cfg.randomization.friction == (0.8, 1.2)
 
 

@@ -72,10 +72,14 @@ def make_frame(spec: FeatureSpec, ep: int, t: int, length: int) -> dict[str, np.
     return frame
 
 
-def write(root: Path, spec: FeatureSpec = SPEC, lengths=LENGTHS, tasks=TASKS, resume=False, first_ep=0):
+def write(
+    root: Path, spec: FeatureSpec = SPEC, lengths=LENGTHS, tasks=TASKS, resume=False, first_ep=0
+):
     """Write episodes; returns the frames per episode as written."""
     written = []
-    with LeRobotDatasetWriter.create(root, spec, fps=FPS, robot_type="synthetic", resume=resume) as w:
+    with LeRobotDatasetWriter.create(
+        root, spec, fps=FPS, robot_type="synthetic", resume=resume
+    ) as w:
         for i, (length, task) in enumerate(zip(lengths, tasks, strict=True)):
             frames = [make_frame(spec, first_ep + i, t, length) for t in range(length)]
             for f in frames:
@@ -130,7 +134,11 @@ def test_round_trip_values_frames_and_bookkeeping(base):
     item = ds[LENGTHS[0] + 3]  # frame 3 of episode 1
     np.testing.assert_array_equal(item["action"], written[1][3]["action"])
     assert item["observation.images.front"].shape == (48, 64, 3)
-    assert int(item["episode_index"]) == 1 and int(item["frame_index"]) == 3 and item["task"] == TASKS[1]
+    assert (
+        int(item["episode_index"]) == 1
+        and int(item["frame_index"]) == 3
+        and item["task"] == TASKS[1]
+    )
     assert ds[-1]["index"] == sum(LENGTHS) - 1
     with pytest.raises(IndexError):
         ds[sum(LENGTHS)]
@@ -143,14 +151,22 @@ def test_on_disk_layout_matches_lerobot_v30(base):
     info = json.loads((root / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["robot_type"] == "synthetic"
     assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-    assert info["video_path"] == "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    assert (
+        info["video_path"] == "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    )
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, 47, 2)
     assert info["splits"] == {"train": "0:3"} and info["chunks_size"] == 1000
     front = info["features"]["observation.images.front"]
     assert front["names"] == ["height", "width", "channels"]
     assert front["info"]["video.codec"] == "h264" and front["info"]["video.pix_fmt"] == "yuv420p"
     assert front["info"]["video.fps"] == FPS and front["info"]["video.height"] == 48
-    assert list(info["features"])[-5:] == ["timestamp", "frame_index", "episode_index", "index", "task_index"]
+    assert list(info["features"])[-5:] == [
+        "timestamp",
+        "frame_index",
+        "episode_index",
+        "index",
+        "task_index",
+    ]
     schema = pq.read_schema(root / "data/chunk-000/file-001.parquet")
     assert schema.field("observation.state").type == pa.list_(pa.float32(), 5)
     assert schema.field("next.reward").type == pa.float32()
@@ -209,7 +225,9 @@ def test_odd_sizes_grayscale_and_png_images(tmp_path):
     written = write(tmp_path / "ds", spec, lengths=(6,), tasks=("t",))[0]
     ds = LeRobotDataset(tmp_path / "ds")
     ep = ds.episode(0)
-    np.testing.assert_array_equal(ep["observation.images.png"], stack(written, "observation.images.png"))
+    np.testing.assert_array_equal(
+        ep["observation.images.png"], stack(written, "observation.images.png")
+    )
     np.testing.assert_array_equal(ep["observation.state"], stack(written, "observation.state"))
     for key in ("observation.images.odd", "observation.images.gray"):
         assert ep[key].shape == (6, *spec[key].shape)
@@ -261,9 +279,18 @@ def test_reads_and_extends_lerobot_multi_episode_files(copy, base):
         ep = ds.episode(i)
         np.testing.assert_array_equal(ep["action"], stack(frames, "action"))
         assert ep["observation.images.front"].shape[0] == LENGTHS[i]
-        assert np.abs(ep["observation.images.front"].astype(np.int16) - stack(frames, "observation.images.front")).mean() < 4
+        assert (
+            np.abs(
+                ep["observation.images.front"].astype(np.int16)
+                - stack(frames, "observation.images.front")
+            ).mean()
+            < 4
+        )
     more = write(copy, lengths=(5,), tasks=("place the cube",), resume=True, first_ep=3)[0]
-    assert sorted(p.name for p in (copy / "data/chunk-000").iterdir()) == ["file-000.parquet", "file-001.parquet"]
+    assert sorted(p.name for p in (copy / "data/chunk-000").iterdir()) == [
+        "file-000.parquet",
+        "file-001.parquet",
+    ]
     assert validate_dataset(copy) == []
     ds = LeRobotDataset(copy)
     assert ds.episode_lengths == [*LENGTHS, 5]
@@ -318,15 +345,21 @@ def test_add_frame_rejects_bad_frames_naming_the_key(tmp_path):
         with pytest.raises(FeatureMismatchError, match="unexpected.*'extra'"):
             w.add_frame({**good, "extra": np.zeros(1)}, task="t")
         with pytest.raises(FeatureMismatchError, match="observation.images.front.*uint8"):
-            w.add_frame({**good, "observation.images.front": np.zeros((48, 64, 3), np.float32)}, task="t")
+            w.add_frame(
+                {**good, "observation.images.front": np.zeros((48, 64, 3), np.float32)}, task="t"
+            )
         with pytest.raises(FeatureMismatchError, match="observation.images.wrist"):
-            w.add_frame({**good, "observation.images.wrist": np.zeros((3, 32, 32), np.uint8)}, task="t")
+            w.add_frame(
+                {**good, "observation.images.wrist": np.zeros((3, 32, 32), np.uint8)}, task="t"
+            )
         with pytest.raises(FeatureMismatchError, match="next.done"):
             w.add_frame({**good, "next.done": np.array([0.5])}, task="t")
         with pytest.raises(ValueError, match="task"):
             w.add_frame(good, task="")
         assert w.buffered_frames == 0  # rejected frames leave no trace
-        w.add_frame({**good, "next.reward": 0.5, "action": good["action"].astype(np.float64)}, task="t")
+        w.add_frame(
+            {**good, "next.reward": 0.5, "action": good["action"].astype(np.float64)}, task="t"
+        )
         w.add_frame(good, task="t")
         assert w.save_episode() == 0 and w.num_frames == 2
         with pytest.raises(DatasetError, match="no frames"):
@@ -350,7 +383,10 @@ def test_discard_context_exit_and_single_writer(tmp_path):
         w.add_frame(make_frame(STATE_SPEC, 2, 0, 3), task="t")  # unsaved: dropped on exit
     ds = LeRobotDataset(root)
     assert ds.num_episodes == 1 and ds.num_frames == 3
-    np.testing.assert_array_equal(ds.episode(0)["action"], stack([make_frame(STATE_SPEC, 1, t, 3) for t in range(3)], "action"))
+    np.testing.assert_array_equal(
+        ds.episode(0)["action"],
+        stack([make_frame(STATE_SPEC, 1, t, 3) for t in range(3)], "action"),
+    )
     assert not (root / ".staging").exists()
     assert validate_dataset(root) == [] and check_dataset(root).notes == []
     empty = tmp_path / "empty"
@@ -392,10 +428,18 @@ KILL_SCRIPT = textwrap.dedent(
 
 def run_writer_until(root: Path, script: Path, pause_from: int, marker: str, mode: str) -> None:
     """Start a writer subprocess and SIGKILL it right after it prints ``marker``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     proc = subprocess.Popen(
         [sys.executable, str(script), str(root), str(pause_from), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     seen = []
     try:
@@ -439,9 +483,13 @@ def test_sigkill_at_any_stage_keeps_committed_episodes(tmp_path, kill_script, ma
     ds = LeRobotDataset(root)
     assert ds.num_episodes == committed and ds.num_frames == 6 * committed
     assert ds.tasks == [f"task {i}" for i in range(committed)]
-    assert ds.stats["action"]["count"].tolist() == [6 * committed]  # re-aggregated if stats ran ahead
+    assert ds.stats["action"]["count"].tolist() == [
+        6 * committed
+    ]  # re-aggregated if stats ran ahead
     last = ds.episode(committed - 1)
-    np.testing.assert_array_equal(last["action"], stack([make_frame(SPEC, committed - 1, t, 6) for t in range(6)], "action"))
+    np.testing.assert_array_equal(
+        last["action"], stack([make_frame(SPEC, committed - 1, t, 6) for t in range(6)], "action")
+    )
     # resuming cleans the leftovers and appends after the committed episodes
     with LeRobotDatasetWriter.create(root, SPEC, fps=10, resume=True) as w:
         for t in range(4):
@@ -462,8 +510,12 @@ def test_sigkill_at_random_moments(tmp_path, kill_script):
     for delay in (0.25, 0.6):
         log = tmp_path / f"log{delay}.txt"
         with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, str(kill_script), str(root), "-1", "none"],
-                                    stdout=out, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                [sys.executable, str(kill_script), str(root), "-1", "none"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
             deadline = time.time() + 60
             while "saved" not in log.read_text() and time.time() < deadline and proc.poll() is None:
                 time.sleep(0.01)  # let it get going, then kill after an arbitrary delay
@@ -496,20 +548,38 @@ DATA1 = "data/chunk-000/file-001.parquet"
 WRIST1 = "videos/observation.images.wrist/chunk-000/file-001.mp4"
 CORRUPTIONS = {
     "missing info.json": (lambda r: (r / "meta/info.json").unlink(), ["meta/info.json", "missing"]),
-    "bad info.json": (lambda r: (r / "meta/info.json").write_text("{not json"), ["meta/info.json", "invalid JSON"]),
+    "bad info.json": (
+        lambda r: (r / "meta/info.json").write_text("{not json"),
+        ["meta/info.json", "invalid JSON"],
+    ),
     "info.json lacks keys": (
         lambda r: (r / "meta/info.json").write_text(json.dumps({"codebase_version": "v3.0"})),
         ["meta/info.json", "missing keys"],
     ),
-    "missing stats.json": (lambda r: (r / "meta/stats.json").unlink(), ["meta/stats.json", "missing"]),
-    "bad stats.json": (lambda r: (r / "meta/stats.json").write_text("[1, 2"), ["meta/stats.json", "invalid"]),
+    "missing stats.json": (
+        lambda r: (r / "meta/stats.json").unlink(),
+        ["meta/stats.json", "missing"],
+    ),
+    "bad stats.json": (
+        lambda r: (r / "meta/stats.json").write_text("[1, 2"),
+        ["meta/stats.json", "invalid"],
+    ),
     "stats missing a feature": (
         lambda r: (r / "meta/stats.json").write_text(
-            json.dumps({k: v for k, v in json.loads((r / "meta/stats.json").read_text()).items() if k != "action"})
+            json.dumps(
+                {
+                    k: v
+                    for k, v in json.loads((r / "meta/stats.json").read_text()).items()
+                    if k != "action"
+                }
+            )
         ),
         ["meta/stats.json", "'action'"],
     ),
-    "missing tasks": (lambda r: (r / "meta/tasks.parquet").unlink(), ["meta/tasks.parquet", "missing"]),
+    "missing tasks": (
+        lambda r: (r / "meta/tasks.parquet").unlink(),
+        ["meta/tasks.parquet", "missing"],
+    ),
     "missing episodes meta": (
         lambda r: (r / "meta/episodes/chunk-000/file-001.parquet").unlink(),
         ["meta/episodes", "committed episodes [1]"],
@@ -527,23 +597,41 @@ CORRUPTIONS = {
     "column type changed": (
         lambda r: _rewrite_parquet(
             r / DATA1,
-            lambda t: t.set_column(t.schema.get_field_index("next.reward"), "next.reward",
-                                   t["next.reward"].cast(pa.float64())),
+            lambda t: t.set_column(
+                t.schema.get_field_index("next.reward"),
+                "next.reward",
+                t["next.reward"].cast(pa.float64()),
+            ),
         ),
         [DATA1, "'next.reward'", "double"],
     ),
-    "column missing": (lambda r: _rewrite_parquet(r / DATA1, lambda t: t.drop_columns(["action"])), [DATA1, "missing columns ['action']"]),
-    "dropped data frame": (lambda r: _rewrite_parquet(r / DATA1, lambda t: t.slice(0, t.num_rows - 1)), [DATA1, "frame count mismatch"]),
-    "dropped video frame": (lambda r: _reencode(r / WRIST1, LENGTHS[1] - 1), [WRIST1, "frame count mismatch"]),
+    "column missing": (
+        lambda r: _rewrite_parquet(r / DATA1, lambda t: t.drop_columns(["action"])),
+        [DATA1, "missing columns ['action']"],
+    ),
+    "dropped data frame": (
+        lambda r: _rewrite_parquet(r / DATA1, lambda t: t.slice(0, t.num_rows - 1)),
+        [DATA1, "frame count mismatch"],
+    ),
+    "dropped video frame": (
+        lambda r: _reencode(r / WRIST1, LENGTHS[1] - 1),
+        [WRIST1, "frame count mismatch"],
+    ),
     "index discontinuity": (
         lambda r: _rewrite_parquet(
             r / DATA1,
-            lambda t: t.set_column(t.schema.get_field_index("frame_index"), "frame_index",
-                                   pa.array(np.arange(t.num_rows) * 2, pa.int64())),
+            lambda t: t.set_column(
+                t.schema.get_field_index("frame_index"),
+                "frame_index",
+                pa.array(np.arange(t.num_rows) * 2, pa.int64()),
+            ),
         ),
         [DATA1, "frame_index discontinuity"],
     ),
-    "garbage video": (lambda r: (r / WRIST1).write_bytes(b"\x00" * 100), [WRIST1, "unreadable video"]),
+    "garbage video": (
+        lambda r: (r / WRIST1).write_bytes(b"\x00" * 100),
+        [WRIST1, "unreadable video"],
+    ),
 }
 
 
@@ -556,7 +644,9 @@ def test_validate_names_each_corruption(copy, name):
     assert any(all(s in p for s in expected) for p in problems), (name, problems)
 
 
-@pytest.mark.parametrize("name", ["missing info.json", "bad info.json", "missing data file", "missing tasks"])
+@pytest.mark.parametrize(
+    "name", ["missing info.json", "bad info.json", "missing data file", "missing tasks"]
+)
 def test_reader_refuses_broken_datasets(copy, name):
     CORRUPTIONS[name][0](copy)
     with pytest.raises(DatasetError, match=CORRUPTIONS[name][1][0].replace(".", r"\.")):
@@ -577,10 +667,17 @@ def test_dataset_info_summary(base):
     root, _ = base
     info = dataset_info(root)
     assert (info["episodes"], info["frames"], info["fps"]) == (3, 47, FPS)
-    assert info["codebase_version"] == "v3.0" and info["tasks"] == ["pick the cube", "place the cube"]
+    assert info["codebase_version"] == "v3.0" and info["tasks"] == [
+        "pick the cube",
+        "place the cube",
+    ]
     assert info["features"]["action"] == "float32 (3,)"
     assert info["features"]["observation.images.front"] == "video (48, 64, 3)"
-    assert info["size_bytes"] > 0 and info["episode_length"] == {"min": 12, "mean": 15.67, "max": 20}
+    assert info["size_bytes"] > 0 and info["episode_length"] == {
+        "min": 12,
+        "mean": 15.67,
+        "max": 20,
+    }
     json.dumps(info)
 
 

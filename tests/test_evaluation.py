@@ -26,8 +26,14 @@ from robot_learning.features import FeatureMismatchError
 from robot_learning.policy import POLICIES, Policy
 from robot_learning.training import build_policy_config
 
-STABLE_KEYS = {"episodes", "success_rate", "success_ci95", "mean_max_reward", "mean_episode_length", "runtime"}
-
+STABLE_KEYS = {
+    "episodes",
+    "success_rate",
+    "success_ci95",
+    "mean_max_reward",
+    "mean_episode_length",
+    "runtime",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,9 +84,13 @@ def test_lockstep_rollout_equals_select_action(tmp_path, trained):
 
 def test_untrained_generative_policy_runs_in_lockstep(tmp_path, trained):
     """A real zoo member (flow, tiny U-Net) through the same rollout, with explicit seeded noise."""
-    dataset = LeRobotDataset(json.loads((trained.parent / "train_config.json").read_text())["dataset"])
+    dataset = LeRobotDataset(
+        json.loads((trained.parent / "train_config.json").read_text())["dataset"]
+    )
     cls = POLICIES.get("flow")
-    config = build_policy_config(cls, {"down_dims": [16], "horizon": 4, "n_action_steps": 2, "time_embed_dim": 8})
+    config = build_policy_config(
+        cls, {"down_dims": [16], "horizon": 4, "n_action_steps": 2, "time_embed_dim": 8}
+    )
     torch.manual_seed(0)
     policy = cls(config, dataset.features, dataset.stats)
     cfg = EvalConfig(task=TaskConfig(name="reach", max_episode_steps=5), episodes=3, num_envs=2)
@@ -90,20 +100,41 @@ def test_untrained_generative_policy_runs_in_lockstep(tmp_path, trained):
 
 
 def test_eval_cli_writes_eval_json_next_to_checkpoint_and_videos(trained, capsys):
-    assert main(["eval", f"checkpoint={trained}", "episodes=3", "num_envs=2", "video=true", "video_episodes=1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                f"checkpoint={trained}",
+                "episodes=3",
+                "num_envs=2",
+                "video=true",
+                "video_episodes=1",
+            ]
+        )
+        == 0
+    )
     assert "success" in capsys.readouterr().out
     report = json.loads((trained / "eval.json").read_text())  # no out=: next to the checkpoint
     assert set(report) >= STABLE_KEYS
-    assert report["episodes"] == 3 and report["runtime"] == "torch" and report["policy"] == "toy_mlp"
+    assert (
+        report["episodes"] == 3 and report["runtime"] == "torch" and report["policy"] == "toy_mlp"
+    )
     low, high = report["success_ci95"]
     assert low <= report["success_rate"] <= high
     assert report["task"]["name"] == "reach"  # taken from the checkpoint's training config
     assert report["seeds"] == [100000, 100001, 100002]
-    assert len(report["successes"]) == len(report["max_rewards"]) == len(report["episode_lengths"]) == 3
+    assert (
+        len(report["successes"])
+        == len(report["max_rewards"])
+        == len(report["episode_lengths"])
+        == 3
+    )
     assert report["mean_max_reward"] == pytest.approx(np.mean(report["max_rewards"]))
     video = trained / "videos" / "episode_000.mp4"
     assert report["videos"] == [str(video)]
-    assert probe_video(video).num_frames == report["episode_lengths"][0] + 1  # reset frame + one per step
+    assert (
+        probe_video(video).num_frames == report["episode_lengths"][0] + 1
+    )  # reset frame + one per step
 
 
 def test_eval_cli_out_dir_and_explicit_task(trained, tmp_path):
@@ -121,7 +152,10 @@ def test_eval_errors_are_clear(trained, capsys):
     assert main(["eval", f"checkpoint={trained}", "runtime=onnxruntime"]) == 2
     assert "runtime" in capsys.readouterr().err
     with pytest.raises(FeatureMismatchError, match="missing.*observation.environment_state"):
-        evaluate(TorchPolicySource(Policy.load(trained)), EvalConfig(task=TaskConfig(name="reach", obs="pixels")))
+        evaluate(
+            TorchPolicySource(Policy.load(trained)),
+            EvalConfig(task=TaskConfig(name="reach", obs="pixels")),
+        )
 
 
 def test_task_overrides_follow_the_features():
@@ -153,8 +187,12 @@ def test_exported_bundle_evaluates_like_its_checkpoint(trained, tmp_path, capsys
     for name in ("onnxruntime", "torch"):
         assert runs[name]["successes"] == runs["checkpoint"]["successes"]
         assert runs[name]["episode_lengths"] == runs["checkpoint"]["episode_lengths"]
-        np.testing.assert_allclose(runs[name]["max_rewards"], runs["checkpoint"]["max_rewards"], atol=1e-4)
-    assert any(runs["checkpoint"]["successes"])  # the comparison is about a policy that does something
+        np.testing.assert_allclose(
+            runs[name]["max_rewards"], runs["checkpoint"]["max_rewards"], atol=1e-4
+        )
+    assert any(
+        runs["checkpoint"]["successes"]
+    )  # the comparison is about a policy that does something
 
 
 def test_eval_cli_rejects_runtime_for_checkpoints_and_both_sources(trained, capsys):

@@ -29,7 +29,11 @@ from robot_learning.runtime import (
 from robot_learning.runtime.bundle import BUNDLE_FILE, GRAPH_FILE, NOISE, sha256_file
 
 #: sampler settings that keep the unrolled graphs small (DDIM is what diffusion exports)
-SHORT = {"diffusion": {"sampler": "ddim", "steps": 2}, "flow": {"steps": 2}, "meanflow": {"steps": 1}}
+SHORT = {
+    "diffusion": {"sampler": "ddim", "steps": 2},
+    "flow": {"steps": 2},
+    "meanflow": {"steps": 1},
+}
 TOL = 1e-4
 
 
@@ -43,7 +47,9 @@ def _one_thread():
 
 def save_checkpoint(policy: Policy, directory: Path) -> Path:
     """A checkpoint as training writes it (with the control rate in its training config)."""
-    return policy.save(directory, extra={"train_config": {"fps": 10, "task": {"name": "reach"}}, "step": 0})
+    return policy.save(
+        directory, extra={"train_config": {"fps": 10, "task": {"name": "reach"}}, "step": 0}
+    )
 
 
 def export(policy: Policy, root: Path, name: str, **overrides) -> Path:
@@ -78,20 +84,30 @@ def test_bundle_matches_torch_policy_with_state_and_camera(name, tmp_path):
     torch.manual_seed(1)
     policy = make_policy(name, camera=True).eval()
     if name == "diffusion":
-        policy.set_inference(sampler="ddpm")  # export must switch it to DDIM (sampler=ddim in SHORT)
+        policy.set_inference(
+            sampler="ddpm"
+        )  # export must switch it to DDIM (sampler=ddim in SHORT)
     bundle = export(policy, tmp_path, name)
     policy.set_inference(**SHORT[name])
     spec = json.loads((bundle / BUNDLE_FILE).read_text())
     assert spec["sampler"] == policy.inference_settings()
     onnx.checker.check_model(onnx.load(str(bundle / GRAPH_FILE)), full_check=True)
-    graph_inputs = {i.name: i.type.tensor_type.elem_type for i in onnx.load(str(bundle / GRAPH_FILE)).graph.input}
-    assert graph_inputs[CAMERA] == onnx.TensorProto.UINT8 and graph_inputs[NOISE] == onnx.TensorProto.FLOAT
+    graph_inputs = {
+        i.name: i.type.tensor_type.elem_type
+        for i in onnx.load(str(bundle / GRAPH_FILE)).graph.input
+    }
+    assert (
+        graph_inputs[CAMERA] == onnx.TensorProto.UINT8
+        and graph_inputs[NOISE] == onnx.TensorProto.FLOAT
+    )
     for runtime in ("onnxruntime", "torch"):
         loaded = load_bundle(bundle, runtime=runtime)
         for batch in (1, 4):  # dynamic batch
             inputs = example_inputs(policy, batch, seed=batch)
             want = torch_reference(policy, inputs)
-            got = loaded.predict_chunk({k: v for k, v in inputs.items() if k != NOISE}, noise=inputs[NOISE])
+            got = loaded.predict_chunk(
+                {k: v for k, v in inputs.items() if k != NOISE}, noise=inputs[NOISE]
+            )
             assert got.shape == want.shape == (batch, policy.config.horizon, policy.action_dim)
             np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
 
@@ -109,7 +125,10 @@ def test_select_action_follows_the_torch_policy(state_bundle):
     rng = np.random.default_rng(0)
     policy.reset(), loaded.reset()
     for _ in range(2 * policy.config.n_action_steps + 1):  # crosses two re-plans
-        obs = {k: rng.uniform(-1, 1, policy.features[k].shape).astype(np.float32) for k in policy.input_keys}
+        obs = {
+            k: rng.uniform(-1, 1, policy.features[k].shape).astype(np.float32)
+            for k in policy.input_keys
+        }
         noise = rng.standard_normal(policy.noise_shape).astype(np.float32)
         want = policy.select_action(obs, noise=torch.from_numpy(noise)[None])
         got = loaded.select_action(obs, noise=noise)
@@ -143,7 +162,9 @@ def test_bad_observations_are_rejected_by_name(state_bundle):
     with pytest.raises(ObservationError, match="missing"):
         loaded.predict_chunk({"observation.state": good["observation.state"]})
     with pytest.raises(ObservationError, match=r"expected shape \[B, 2, 2\]"):
-        loaded.predict_chunk({**good, "observation.environment_state": np.zeros((1, 2, 3), np.float32)})
+        loaded.predict_chunk(
+            {**good, "observation.environment_state": np.zeros((1, 2, 3), np.float32)}
+        )
     assert np.isfinite(loaded.predict_chunk(good)).all()  # still serving after the rejections
 
 
@@ -216,7 +237,9 @@ def test_export_never_clobbers_or_leaves_partial_bundles(state_bundle, tmp_path,
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a bundle"):
-        export_checkpoint(ExportConfig(checkpoint=str(source), out=str(tmp_path / "notes"), steps=1))
+        export_checkpoint(
+            ExportConfig(checkpoint=str(source), out=str(tmp_path / "notes"), steps=1)
+        )
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
     import robot_learning.export.onnx_graph as onnx_graph
@@ -235,8 +258,12 @@ def test_tensorrt_format_without_tensorrt_fails_fast_with_the_reason(state_bundl
 
     reason = RUNTIMES.get("tensorrt").unavailable_reason()
     if reason is None:
-        pytest.skip("TensorRT is available here; the GPU tests in test_tensorrt.py cover format=tensorrt")
+        pytest.skip(
+            "TensorRT is available here; the GPU tests in test_tensorrt.py cover format=tensorrt"
+        )
     source = save_checkpoint(state_bundle[0], tmp_path / "ckpt")
     with pytest.raises(RuntimeUnavailable, match="format=tensorrt needs TensorRT") as err:
-        export_checkpoint(ExportConfig(checkpoint=str(source), out=str(tmp_path / "trt"), format="tensorrt"))
+        export_checkpoint(
+            ExportConfig(checkpoint=str(source), out=str(tmp_path / "trt"), format="tensorrt")
+        )
     assert reason in str(err.value) and not (tmp_path / "trt").exists()

@@ -10,8 +10,12 @@ def make_spec() -> FeatureSpec:
     return FeatureSpec(
         {
             "observation.state": Feature("float32", (3,), ("x", "y", "z")),
-            "observation.images.front": Feature("video", (8, 8, 3), ("height", "width", "channels")),
-            "action": Feature("float32", (2,), low=(-1, -1), high=(1, 1), control_mode="ee_delta_pos"),
+            "observation.images.front": Feature(
+                "video", (8, 8, 3), ("height", "width", "channels")
+            ),
+            "action": Feature(
+                "float32", (2,), low=(-1, -1), high=(1, 1), control_mode="ee_delta_pos"
+            ),
         }
     )
 

@@ -58,7 +58,12 @@ def make_spec(camera: bool) -> FeatureSpec:
 
 def make_stats() -> dict:
     return {
-        "observation.state": {"min": [-3.0] * 5, "max": [3.0] * 5, "mean": [0.0] * 5, "std": [1.0] * 5},
+        "observation.state": {
+            "min": [-3.0] * 5,
+            "max": [3.0] * 5,
+            "mean": [0.0] * 5,
+            "std": [1.0] * 5,
+        },
         "observation.environment_state": {"min": [-1.0, -1.0], "max": [1.0, 1.0]},
         "action": {"min": [-2.0] * A, "max": [2.0] * A},
     }
@@ -68,7 +73,9 @@ def make_policy(name: str, camera: bool = False, stats: dict | None = None, **ov
     cls = POLICIES.get(name)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     kwargs = {k: v for k, v in {**SMALL, **overrides}.items() if k in fields}
-    return cls(cls.config_class(**kwargs), make_spec(camera), make_stats() if stats is None else stats)
+    return cls(
+        cls.config_class(**kwargs), make_spec(camera), make_stats() if stats is None else stats
+    )
 
 
 def make_batch(spec: FeatureSpec, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -230,7 +237,9 @@ def test_batch_with_missing_or_misshaped_key_is_named(name):
     policy = make_policy(name)
     batch = make_batch(policy.features, 2)
     with pytest.raises(FeatureMismatchError, match="observation.environment_state"):
-        policy.compute_loss({k: v for k, v in batch.items() if k != "observation.environment_state"})
+        policy.compute_loss(
+            {k: v for k, v in batch.items() if k != "observation.environment_state"}
+        )
     batch["observation.state"] = batch["observation.state"][:, :1]
     with pytest.raises(FeatureMismatchError, match="'observation.state': expected"):
         policy.compute_loss(batch)
@@ -249,7 +258,11 @@ def test_diffusion_ddpm_sampler_is_a_function_of_the_initial_noise():
 def test_diffusion_defaults_follow_the_paper():
     cfg = POLICIES.get("diffusion").config_class()
     assert (cfg.n_obs_steps, cfg.horizon, cfg.n_action_steps) == (2, 16, 8)
-    assert (cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type) == (100, "squaredcos_cap_v2", "epsilon")
+    assert (cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type) == (
+        100,
+        "squaredcos_cap_v2",
+        "epsilon",
+    )
     assert cfg.clip_sample and cfg.sampler == "ddim" and cfg.num_inference_steps == 10
     assert cfg.down_dims == (256, 512, 1024) and (cfg.kernel_size, cfg.n_groups) == (5, 8)
     assert POLICIES.get("diffusion").config_class(sampler="ddpm").num_inference_steps == 100

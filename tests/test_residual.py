@@ -45,7 +45,9 @@ def _toy_one_thread():
 def base(tmp_path_factory) -> Path:
     env = make_env(REACH)
     spec = env.features.select([*env.features.observation_keys, "action"])
-    return toy_policy.untrained_checkpoint(spec, tmp_path_factory.mktemp("base") / "reach", horizon=4, n_action_steps=2)
+    return toy_policy.untrained_checkpoint(
+        spec, tmp_path_factory.mktemp("base") / "reach", horizon=4, n_action_steps=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,11 @@ def demos(tmp_path_factory) -> Path:
 def _learner(base: Path, **overrides) -> tuple[Residual, BaseActionWrapper, list[str]]:
     env = BaseActionWrapper(make_env(REACH), load_base_source(base))
     keys = state_keys(env.features)
-    algo = Residual(ResidualConfig(base=str(base), hidden=(32, 32), **overrides), obs_dim(env.features, keys),
-                    action_feature(env.features))
+    algo = Residual(
+        ResidualConfig(base=str(base), hidden=(32, 32), **overrides),
+        obs_dim(env.features, keys),
+        action_feature(env.features),
+    )
     return algo, env, keys
 
 
@@ -77,13 +82,17 @@ def test_residual_at_initialisation_reproduces_the_base_policy_exactly(base):
     obs, _ = env.reset(seed=100_000)
     rewards, done = [], False
     while not done:
-        action = algo.act(torch.as_tensor(obs_vector({k: v[None] for k, v in obs.items()}, keys)), explore=False)[0]
+        action = algo.act(
+            torch.as_tensor(obs_vector({k: v[None] for k, v in obs.items()}, keys)), explore=False
+        )[0]
         np.testing.assert_array_equal(action.numpy(), np.clip(obs[BASE_ACTION], low, high))
         obs, reward, terminated, truncated, _ = env.step(action.numpy())
         rewards.append(reward)
         done = terminated or truncated
     # the same episode as evaluating the base policy alone (its own chunking, same seed)
-    result = evaluate(TorchPolicySource(Policy.load(base)), EvalConfig(task=REACH, episodes=1, num_envs=1))
+    result = evaluate(
+        TorchPolicySource(Policy.load(base)), EvalConfig(task=REACH, episodes=1, num_envs=1)
+    )
     assert result.lengths == [len(rewards)]
     assert result.max_rewards[0] == max(rewards)
 
@@ -94,8 +103,12 @@ def test_residual_magnitude_never_exceeds_its_scale(base):
     torch.nn.init.normal_(algo.actor.net[-1].weight, std=10.0)  # a trained, saturating residual
     low, high = env.action_space.low, env.action_space.high
     bound = 0.1 * (high - low)
-    obs = torch.randn(512, len(obs_vector({k: v[None] for k, v in env.reset(seed=0)[0].items()}, keys)[0]))
-    obs[:, -4:] = torch.as_tensor(low + (high - low) * np.random.default_rng(0).uniform(size=(512, 4)), dtype=torch.float32)
+    obs = torch.randn(
+        512, len(obs_vector({k: v[None] for k, v in env.reset(seed=0)[0].items()}, keys)[0])
+    )
+    obs[:, -4:] = torch.as_tensor(
+        low + (high - low) * np.random.default_rng(0).uniform(size=(512, 4)), dtype=torch.float32
+    )
     base_action = obs[:, -4:].numpy()
     worst = 0.0
     for explore in (False, True):
@@ -110,7 +123,9 @@ def test_demonstrations_get_the_base_actions_the_wrapper_would_have_given(base, 
     algo, env, keys = _learner(base)
     spec = env.features.select([*keys, "action"])
     source = load_base_source(base)
-    buf = load_demos(demos, spec, derive=lambda i, obs: {BASE_ACTION: label_episode(source, obs, seed=i)})
+    buf = load_demos(
+        demos, spec, derive=lambda i, obs: {BASE_ACTION: label_episode(source, obs, seed=i)}
+    )
     from robot_learning.datasets import LeRobotDataset
 
     ep = LeRobotDataset(demos).episode(0)
@@ -136,14 +151,35 @@ def test_without_a_base_the_error_says_what_to_pass():
 @pytest.fixture(scope="module")
 def residual_run(base, demos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "residual"
-    finetune(FinetuneConfig(task=REACH, out=str(out), algo="residual", env_steps=200, warmup_steps=50, batch_size=32,
-                            buffer_size=2000, eval_every=0, eval_episodes=1, save_every=0, threads=1, n_step=3,
-                            demos=str(demos), algo_overrides={"base": str(base), "hidden": [32, 32], "critic_warmup": 0,
-                                                              "actor_lr": 1e-2}))
+    finetune(
+        FinetuneConfig(
+            task=REACH,
+            out=str(out),
+            algo="residual",
+            env_steps=200,
+            warmup_steps=50,
+            batch_size=32,
+            buffer_size=2000,
+            eval_every=0,
+            eval_episodes=1,
+            save_every=0,
+            threads=1,
+            n_step=3,
+            demos=str(demos),
+            algo_overrides={
+                "base": str(base),
+                "hidden": [32, 32],
+                "critic_warmup": 0,
+                "actor_lr": 1e-2,
+            },
+        )
+    )
     return out
 
 
-def test_residual_exports_as_one_bundle_that_serves_base_plus_residual(residual_run, base, tmp_path):
+def test_residual_exports_as_one_bundle_that_serves_base_plus_residual(
+    residual_run, base, tmp_path
+):
     out = tmp_path / "bundle"
     assert main(["export", f"checkpoint={residual_run}", f"out={out}"]) == 0
     spec = json.loads((out / "policy.json").read_text())
@@ -159,20 +195,26 @@ def test_residual_exports_as_one_bundle_that_serves_base_plus_residual(residual_
     obs, _ = env.reset(seed=5)
     moved = 0.0
     for _ in range(12):
-        want = algo.act(torch.as_tensor(obs_vector({k: v[None] for k, v in obs.items()}, keys)), explore=False)[0].numpy()
+        want = algo.act(
+            torch.as_tensor(obs_vector({k: v[None] for k, v in obs.items()}, keys)), explore=False
+        )[0].numpy()
         got = bundle.select_action({k: v for k, v in obs.items() if k != BASE_ACTION})
         np.testing.assert_allclose(got, want, atol=1e-5)
         moved = max(moved, float(np.abs(want - obs[BASE_ACTION]).max()))
         obs = env.step(want)[0]
     assert moved > 1e-3  # the trained residual is not zero, so the comparison covers it
     # evaluation and the ROS 2 node's controller apply the residual too (same code path, refine)
-    controller = PolicyController(load_bundle(out, runtime="onnxruntime"), period_s=0.05, stale_after_s=1.0)
+    controller = PolicyController(
+        load_bundle(out, runtime="onnxruntime"), period_s=0.05, stale_after_s=1.0
+    )
     obs, _ = make_env(REACH).reset(seed=5)
     for key in controller.keys:
         assert controller.offer(key, obs[key], stamp_ns=1, now_s=0.0) is None
     bundle.reset()
     np.testing.assert_allclose(controller.step().actions[0], bundle.select_action(obs), atol=1e-6)
-    assert main(["eval", f"bundle={out}", "episodes=2", "num_envs=1", f"out={tmp_path / 'eval'}"]) == 0
+    assert (
+        main(["eval", f"bundle={out}", "episodes=2", "num_envs=1", f"out={tmp_path / 'eval'}"]) == 0
+    )
 
 
 def test_a_tampered_residual_graph_fails_at_load(residual_run, tmp_path):
@@ -190,9 +232,22 @@ def test_rl_actors_export_and_match_the_learner(algo, tmp_path):
     pendulum = TaskConfig(name="pendulum", backend="gymnasium", gym_id="Pendulum-v1")
     run = tmp_path / "run"
     small = {"num_q": 3, "utd_ratio": 1} if algo == "rlpd" else {}
-    finetune(FinetuneConfig(task=pendulum, out=str(run), algo=algo, env_steps=120, warmup_steps=40, batch_size=16,
-                            buffer_size=500, eval_every=0, eval_episodes=1, save_every=0, threads=1,
-                            algo_overrides={"hidden": [16, 16], **small}))
+    finetune(
+        FinetuneConfig(
+            task=pendulum,
+            out=str(run),
+            algo=algo,
+            env_steps=120,
+            warmup_steps=40,
+            batch_size=16,
+            buffer_size=500,
+            eval_every=0,
+            eval_episodes=1,
+            save_every=0,
+            threads=1,
+            algo_overrides={"hidden": [16, 16], **small},
+        )
+    )
     out = tmp_path / "bundle"
     assert main(["export", f"checkpoint={run}", f"out={out}", "control_rate_hz=20"]) == 0
     bundle = load_bundle(out)
@@ -202,9 +257,13 @@ def test_rl_actors_export_and_match_the_learner(algo, tmp_path):
 
     env = make_env(pendulum)
     keys = state_keys(env.features)
-    learner = build_algo(FinetuneConfig(task=pendulum, out=str(run), algo=algo,
-                                        algo_overrides={"hidden": [16, 16], **small}),
-                         obs_dim(env.features, keys), action_feature(env.features))
+    learner = build_algo(
+        FinetuneConfig(
+            task=pendulum, out=str(run), algo=algo, algo_overrides={"hidden": [16, 16], **small}
+        ),
+        obs_dim(env.features, keys),
+        action_feature(env.features),
+    )
     learner.load_state_dict(load_learner(run / "checkpoints").state["algo"])
     obs = {k: np.stack([env.reset(seed=s)[0][k] for s in range(5)]) for k in keys}
     want = learner.act(torch.as_tensor(obs_vector(obs, keys)), explore=False).numpy()
@@ -218,11 +277,28 @@ def test_residual_bundle_runs_in_the_ros2_policy_node_unchanged(residual_run, tm
     import random
 
     bundle = tmp_path / "bundle"
-    assert main(["export", f"checkpoint={residual_run}", f"out={bundle}", "include_torch=false"]) == 0
+    assert (
+        main(["export", f"checkpoint={residual_run}", f"out={bundle}", "include_torch=false"]) == 0
+    )
     out = tmp_path / "deploy"
     domain_id = random.SystemRandom().randint(100, 232)
-    assert main(["deploy", f"bundle={bundle}", "robot=sim", "task=reach", "task.max_episode_steps=30", "episodes=2",
-                 "runtime=onnxruntime", "realtime=false", f"domain_id={domain_id}", f"out={out}"]) == 0
+    assert (
+        main(
+            [
+                "deploy",
+                f"bundle={bundle}",
+                "robot=sim",
+                "task=reach",
+                "task.max_episode_steps=30",
+                "episodes=2",
+                "runtime=onnxruntime",
+                "realtime=false",
+                f"domain_id={domain_id}",
+                f"out={out}",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "deploy.json").read_text())
     policy = load_bundle(bundle, runtime="onnxruntime")
     result = evaluate(policy, EvalConfig(task=REACH, episodes=2, num_envs=1))
@@ -235,11 +311,26 @@ def test_residual_runs_on_a_camera_task_reading_only_its_states(tmp_path):
     pixels = TaskConfig(name="reach", obs="pixels", image_size=32, max_episode_steps=15)
     features = make_env(pixels).features
     assert features.image_keys
-    base = toy_policy.untrained_checkpoint(features.select(["observation.state", "action"]), tmp_path / "base")
+    base = toy_policy.untrained_checkpoint(
+        features.select(["observation.state", "action"]), tmp_path / "base"
+    )
     out = tmp_path / "run"
-    result = finetune(FinetuneConfig(task=pixels, out=str(out), algo="residual", env_steps=30, warmup_steps=10,
-                                     batch_size=8, buffer_size=200, eval_every=0, eval_episodes=1, save_every=0,
-                                     threads=1, algo_overrides={"base": str(base), "hidden": [8], "critic_warmup": 0}))
+    result = finetune(
+        FinetuneConfig(
+            task=pixels,
+            out=str(out),
+            algo="residual",
+            env_steps=30,
+            warmup_steps=10,
+            batch_size=8,
+            buffer_size=200,
+            eval_every=0,
+            eval_episodes=1,
+            save_every=0,
+            threads=1,
+            algo_overrides={"base": str(base), "hidden": [8], "critic_warmup": 0},
+        )
+    )
     assert result.env_steps == 30 and result.updates == 20
     from robot_learning.rl.learner_state import load_learner
 

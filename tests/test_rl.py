@@ -34,7 +34,12 @@ from robot_learning.rl.sampling import SymmetricSampler
 from robot_learning.training.checkpoint import load_state
 
 PENDULUM = TaskConfig(name="pendulum", backend="gymnasium", gym_id="Pendulum-v1")
-SPEC = FeatureSpec({"observation.state": Feature("float32", (1,)), "action": Feature("float32", (1,), low=[-1], high=[1])})
+SPEC = FeatureSpec(
+    {
+        "observation.state": Feature("float32", (1,)),
+        "action": Feature("float32", (1,), low=[-1], high=[1]),
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +50,25 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _step(buf: ReplayBuffer, obs: float, action: float, reward: float, next_obs: float,
-          terminated: bool = False, truncated: bool = False) -> None:
+def _step(
+    buf: ReplayBuffer,
+    obs: float,
+    action: float,
+    reward: float,
+    next_obs: float,
+    terminated: bool = False,
+    truncated: bool = False,
+) -> None:
     o = {"observation.state": np.array([[obs]], np.float32)}
     n = {"observation.state": np.array([[next_obs]], np.float32)}
-    buf.add(o, np.array([[action]], np.float32), np.array([reward]), n, np.array([terminated]), np.array([truncated]))
+    buf.add(
+        o,
+        np.array([[action]], np.float32),
+        np.array([reward]),
+        n,
+        np.array([terminated]),
+        np.array([truncated]),
+    )
 
 
 # --------------------------------------------------------------------------- replay buffer
@@ -64,12 +83,18 @@ def test_n_step_returns_are_exact_at_terminations_truncations_and_the_open_episo
     assert len(buf) == 9 and buf.has_action[[4, 8, 11], 0].tolist() == [False] * 3
     rows = np.array([0, 2, 3, 6, 7, 9, 10])
     out = buf.gather(rows, np.zeros_like(rows), n_step=3, gamma=0.5)
-    np.testing.assert_array_equal(out["reward"], [1 + 0.5 * 2 + 0.25 * 3, 3 + 0.5 * 4, 4, 20 + 0.5 * 30, 30, 5 + 0.5 * 7, 7])
+    np.testing.assert_array_equal(
+        out["reward"], [1 + 0.5 * 2 + 0.25 * 3, 3 + 0.5 * 4, 4, 20 + 0.5 * 30, 30, 5 + 0.5 * 7, 7]
+    )
     # termination: no bootstrap; truncation and the open episode: bootstrap from the state reached
     np.testing.assert_array_equal(out["discount"], [0.125, 0, 0, 0.25, 0.5, 0.25, 0.5])
     np.testing.assert_array_equal(out["steps"], [3, 2, 1, 2, 1, 2, 1])
-    np.testing.assert_array_equal(out["next_obs"]["observation.state"][:, 0], [103, 104, 104, 203, 203, 302, 302])
-    np.testing.assert_array_equal(out["obs"]["observation.state"][:, 0], [100, 102, 103, 201, 202, 300, 301])
+    np.testing.assert_array_equal(
+        out["next_obs"]["observation.state"][:, 0], [103, 104, 104, 203, 203, 302, 302]
+    )
+    np.testing.assert_array_equal(
+        out["obs"]["observation.state"][:, 0], [100, 102, 103, 201, 202, 300, 301]
+    )
     one = buf.gather(rows, np.zeros_like(rows), n_step=1, gamma=0.5)
     np.testing.assert_array_equal(one["discount"], [0.5, 0.5, 0, 0.5, 0.5, 0.5, 0.5])
     with pytest.raises(ValueError, match="no transition"):
@@ -81,8 +106,14 @@ def test_ring_wraps_and_keeps_next_observations_consistent():
     obs = np.zeros((2, 1), np.float32)
     for t in range(100):  # obs counts steps; episodes of 5 (stream 0) and 7 (stream 1) steps
         ends = np.array([(t + 1) % 5 == 0, (t + 1) % 7 == 0])
-        buf.add({"observation.state": obs}, np.zeros((2, 1), np.float32), np.ones(2),
-                {"observation.state": obs + 1}, np.zeros(2, bool), ends)
+        buf.add(
+            {"observation.state": obs},
+            np.zeros((2, 1), np.float32),
+            np.ones(2),
+            {"observation.state": obs + 1},
+            np.zeros(2, bool),
+            ends,
+        )
         obs = np.where(ends[:, None], obs + 1000, obs + 1)
     out = buf.sample(500, np.random.default_rng(0), n_step=3, gamma=1.0)
     diff = out["next_obs"]["observation.state"][:, 0] - out["obs"]["observation.state"][:, 0]
@@ -97,13 +128,22 @@ def test_images_are_stored_as_uint8_and_read_back_exactly(tmp_path):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (11, 2, 8, 8, 3), dtype=np.uint8)
     for t in range(10):
-        buf.add({"observation.images.cam": frames[t], "observation.state": np.zeros((2, 1))}, np.zeros((2, 1)),
-                np.zeros(2), {"observation.images.cam": frames[t + 1], "observation.state": np.zeros((2, 1))},
-                np.zeros(2, bool), np.zeros(2, bool))
+        buf.add(
+            {"observation.images.cam": frames[t], "observation.state": np.zeros((2, 1))},
+            np.zeros((2, 1)),
+            np.zeros(2),
+            {"observation.images.cam": frames[t + 1], "observation.state": np.zeros((2, 1))},
+            np.zeros(2, bool),
+            np.zeros(2, bool),
+        )
     out = buf.gather(np.array([0, 4, 9]), np.array([1, 0, 1]))
     assert out["obs"]["observation.images.cam"].dtype == np.uint8
-    np.testing.assert_array_equal(out["obs"]["observation.images.cam"], frames[[0, 4, 9], [1, 0, 1]])
-    np.testing.assert_array_equal(out["next_obs"]["observation.images.cam"], frames[[1, 5, 10], [1, 0, 1]])
+    np.testing.assert_array_equal(
+        out["obs"]["observation.images.cam"], frames[[0, 4, 9], [1, 0, 1]]
+    )
+    np.testing.assert_array_equal(
+        out["next_obs"]["observation.images.cam"], frames[[1, 5, 10], [1, 0, 1]]
+    )
     save_file(buf.state_dict(), str(tmp_path / "replay.safetensors"))
     other = ReplayBuffer(spec, capacity=64, streams=2)
     other.load_state_dict(load_file(str(tmp_path / "replay.safetensors")))
@@ -151,7 +191,9 @@ def test_demo_buffer_holds_the_dataset_transitions(reach_demos):
         np.testing.assert_array_equal(out["reward"], ep["next.reward"][:used, 0])
         for key in ("observation.state", "observation.environment_state"):
             np.testing.assert_array_equal(out["obs"][key], ep[key][:used])
-            np.testing.assert_array_equal(out["next_obs"][key][: n - 1], ep[key][1:used + 1][: n - 1])
+            np.testing.assert_array_equal(
+                out["next_obs"][key][: n - 1], ep[key][1 : used + 1][: n - 1]
+            )
         assert out["discount"][-1] == (0.0 if terminated else np.float32(0.9))
         assert (out["discount"][:-1] == np.float32(0.9)).all()
         expected_rows.append(used)
@@ -162,8 +204,10 @@ def test_demo_buffer_holds_the_dataset_transitions(reach_demos):
 def test_demo_buffer_without_rewards_is_a_clear_error(tmp_path):
     with LeRobotDatasetWriter.create(tmp_path / "d", SPEC, fps=10) as writer:
         for t in range(3):
-            writer.add_frame({"observation.state": np.array([t], np.float32), "action": np.zeros(1, np.float32)},
-                             task="x")
+            writer.add_frame(
+                {"observation.state": np.array([t], np.float32), "action": np.zeros(1, np.float32)},
+                task="x",
+            )
         writer.save_episode()
     with pytest.raises(ValueError, match=r"missing \['next.reward', 'next.done'\]"):
         load_demos(tmp_path / "d", SPEC)
@@ -190,25 +234,52 @@ def _residual_base(tmp_path_factory):
     with toy_policy.registered():
         env = make_env(PENDULUM)
         spec = env.features.select([*env.features.observation_keys, "action"])
-        base = toy_policy.untrained_checkpoint(spec, tmp_path_factory.mktemp("base") / "pendulum", horizon=4,
-                                               n_action_steps=2, hidden=16)
+        base = toy_policy.untrained_checkpoint(
+            spec,
+            tmp_path_factory.mktemp("base") / "pendulum",
+            horizon=4,
+            n_action_steps=2,
+            hidden=16,
+        )
         SMALL["residual"] = {"base": str(base), "scale": 0.5, "critic_warmup": 200}
         yield base
         SMALL.pop("residual")
 
 
 def _config(out: Path, algo: str, **kw) -> FinetuneConfig:
-    base = dict(task=PENDULUM, out=str(out), algo=algo, env_steps=4000, warmup_steps=400, batch_size=64,
-                buffer_size=10_000, eval_every=0, eval_episodes=3, save_every=0, threads=1, n_step=3,
-                algo_overrides={"hidden": [64, 64], "actor_lr": 1e-3, "critic_lr": 1e-3, **SMALL.get(algo, {})})
+    base = dict(
+        task=PENDULUM,
+        out=str(out),
+        algo=algo,
+        env_steps=4000,
+        warmup_steps=400,
+        batch_size=64,
+        buffer_size=10_000,
+        eval_every=0,
+        eval_episodes=3,
+        save_every=0,
+        threads=1,
+        n_step=3,
+        algo_overrides={
+            "hidden": [64, 64],
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            **SMALL.get(algo, {}),
+        },
+    )
     return FinetuneConfig(**{**base, **kw})
 
 
 def _batch(n: int, is_demo: bool = False) -> Batch:
     g = torch.Generator().manual_seed(0)
-    return Batch(obs=torch.randn(n, 3, generator=g), action=torch.rand(n, 1, generator=g) * 2 - 1,
-                 reward=torch.zeros(n), discount=torch.ones(n), next_obs=torch.randn(n, 3, generator=g),
-                 is_demo=torch.full((n,), is_demo))
+    return Batch(
+        obs=torch.randn(n, 3, generator=g),
+        action=torch.rand(n, 1, generator=g) * 2 - 1,
+        reward=torch.zeros(n),
+        discount=torch.ones(n),
+        next_obs=torch.randn(n, 3, generator=g),
+        is_demo=torch.full((n,), is_demo),
+    )
 
 
 @pytest.mark.parametrize("algo", ALGOS.names())
@@ -237,7 +308,9 @@ def test_resume_continues_bit_identically(tmp_path, algo):
         assert torch.equal(tensor, state_b["algo"]["actor"][name]), name
     for name, tensor in state_a["algo"]["critic"].items():
         assert torch.equal(tensor, state_b["algo"]["critic"][name]), name
-    utd = SMALL.get(algo, {}).get("utd_ratio", 1)  # the loop defaults to the algorithm's own UTD ratio
+    utd = SMALL.get(algo, {}).get(
+        "utd_ratio", 1
+    )  # the loop defaults to the algorithm's own UTD ratio
     assert state_a["algo"]["updates"] == state_b["algo"]["updates"] == 400 * utd
     assert torch.equal(state_a["rng"]["global"]["torch"], state_b["rng"]["global"]["torch"])
     assert state_a["rng"]["generator"] == state_b["rng"]["generator"]
@@ -246,7 +319,9 @@ def test_resume_continues_bit_identically(tmp_path, algo):
 def test_rlpd_target_is_the_min_over_a_random_subset_of_num_min_q_target_critics():
     algo = RLPD(RLPDConfig(hidden=(8,), num_q=6, num_min_q=2, backup_entropy=False), 3, ACTION)
     with torch.no_grad():
-        for i, q in enumerate(algo.critic_target.qs):  # target critic i predicts the constant 10 * i
+        for i, q in enumerate(
+            algo.critic_target.qs
+        ):  # target critic i predicts the constant 10 * i
             q[-1].weight.zero_()
             q[-1].bias.fill_(10.0 * i)
     batch, pairs = _batch(5), set()
@@ -257,7 +332,9 @@ def test_rlpd_target_is_the_min_over_a_random_subset_of_num_min_q_target_critics
         pairs.add(tuple(sorted(subset.tolist())))
     assert len(pairs) == math.comb(6, 2)  # every pair gets drawn: the subset really is random
     algo.cfg.num_min_q = 6
-    torch.testing.assert_close(algo.td_target(batch)[0], torch.zeros(5))  # the whole ensemble: global min
+    torch.testing.assert_close(
+        algo.td_target(batch)[0], torch.zeros(5)
+    )  # the whole ensemble: global min
 
 
 def test_rlpd_warns_once_without_demonstrations(caplog):
@@ -278,8 +355,12 @@ def test_dsac_t_targets_use_the_smaller_mean_twin_and_clip_to_mean_pm_xi_std():
             q[-1].bias.copy_(torch.tensor([mean, math.log(math.expm1(std))]))  # softplus^-1(std)
     batch = _batch(4096)
     y_q, y_z = algo.targets(batch)
-    torch.testing.assert_close(y_q, torch.full_like(y_q, 3.0))  # expected value of the smaller-mean twin
-    assert 40 < float((y_z - 3).std()) < 60 and float((y_z - 3).abs().max()) <= 3 * 50 + 1e-3  # its samples
+    torch.testing.assert_close(
+        y_q, torch.full_like(y_q, 3.0)
+    )  # expected value of the smaller-mean twin
+    assert (
+        40 < float((y_z - 3).std()) < 60 and float((y_z - 3).abs().max()) <= 3 * 50 + 1e-3
+    )  # its samples
     mean, b = torch.randn(2, 4096) * 100, torch.tensor([5.0, 20.0])
     clipped = clip_target(y_z, mean, algo.cfg.clip_xi * b)
     assert ((clipped - mean).abs() <= algo.cfg.clip_xi * b[:, None] * (1 + 1e-6)).all()
@@ -293,13 +374,29 @@ def test_dsac_t_targets_use_the_smaller_mean_twin_and_clip_to_mean_pm_xi_std():
 
 
 def test_finetune_cli_runs_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys, reach_demos):
-    args = ["finetune", "algo=td3", "task=reach", "task.max_episode_steps=20", f"out={tmp_path / 'run'}",
-            f"demos={reach_demos}",
-            "env_steps=60", "warmup_steps=20", "batch_size=8", "algo.hidden=[16,16]", "eval_episodes=1",
-            "buffer_size=1000", "threads=1"]
+    args = [
+        "finetune",
+        "algo=td3",
+        "task=reach",
+        "task.max_episode_steps=20",
+        f"out={tmp_path / 'run'}",
+        f"demos={reach_demos}",
+        "env_steps=60",
+        "warmup_steps=20",
+        "batch_size=8",
+        "algo.hidden=[16,16]",
+        "eval_episodes=1",
+        "buffer_size=1000",
+        "threads=1",
+    ]
     assert main(args) == 0
     assert "60 env steps, 40 updates" in capsys.readouterr().out
-    for name in ("finetune.json", "finetune_config.json", "learning_curve.png", "checkpoints/last/learner.json"):
+    for name in (
+        "finetune.json",
+        "finetune_config.json",
+        "learning_curve.png",
+        "checkpoints/last/learner.json",
+    ):
         assert (tmp_path / "run" / name).exists(), name
     assert main(args) == 2  # existing run without resume=true
     assert main([*args, "resume=true", "env_steps=80"]) == 0
@@ -307,7 +404,14 @@ def test_finetune_cli_runs_writes_outputs_and_refuses_to_overwrite(tmp_path, cap
 
 
 def test_demonstrations_with_another_reward_mode_are_refused(tmp_path, reach_demos):
-    cfg = FinetuneConfig(task=TaskConfig(name="reach", reward="sparse"), out=str(tmp_path / "run"), algo="td3",
-                         demos=str(reach_demos), env_steps=10)
-    with pytest.raises(ValueError, match="collected with task.reward=dense but the task uses reward=sparse"):
+    cfg = FinetuneConfig(
+        task=TaskConfig(name="reach", reward="sparse"),
+        out=str(tmp_path / "run"),
+        algo="td3",
+        demos=str(reach_demos),
+        env_steps=10,
+    )
+    with pytest.raises(
+        ValueError, match="collected with task.reward=dense but the task uses reward=sparse"
+    ):
         finetune(cfg)

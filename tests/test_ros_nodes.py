@@ -48,7 +48,9 @@ from ros_nodes.processes import NodeProcess, ros_environment, stop_all  # noqa: 
 from ros_nodes.topics import TopicMap, TopicMapError, default_topic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DOMAIN = random.SystemRandom().randint(100, 220)  # +0 safety node, +1 deploy, +2 clamp node, +3 recorder (mod 233)
+DOMAIN = random.SystemRandom().randint(
+    100, 220
+)  # +0 safety node, +1 deploy, +2 clamp node, +3 recorder (mod 233)
 STATE = ["ee_x", "ee_y", "ee_z", "gripper_width"] + [f"joint{i}" for i in range(1, 8)]
 TARGET = ["target_x", "target_y", "target_z"]
 
@@ -86,7 +88,12 @@ def tight_bundle(trained, tmp_path_factory) -> Path:
     meta["features"]["action"]["low"] = [-0.05] * 4
     meta["features"]["action"]["high"] = [0.05] * 4
     (checkpoint / "config.json").write_text(json.dumps(meta))
-    assert main(["export", f"checkpoint={checkpoint}", f"out={root / 'bundle'}", "include_torch=false"]) == 0
+    assert (
+        main(
+            ["export", f"checkpoint={checkpoint}", f"out={root / 'bundle'}", "include_torch=false"]
+        )
+        == 0
+    )
     return root / "bundle"
 
 
@@ -96,7 +103,11 @@ class Probe:
 
     def __init__(self, domain_id: int) -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(
+            context=self.context,
+            domain_id=domain_id,
+            signal_handler_options=SignalHandlerOptions.NO,
+        )
         self.node = rclpy.create_node("test_probe", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -105,10 +116,18 @@ class Probe:
         self.commands: list[tuple[float, JointTrajectory]] = []
         self.diagnostics: list[dict[str, str]] = []
         self.summaries: list[dict] = []
-        self.node.create_subscription(JointTrajectory, "/policy/command",
-                                      lambda m: self.commands.append((time.monotonic(), m)), 50)
-        self.node.create_subscription(DiagnosticArray, "/policy/diagnostics", self._on_diagnostics, 10)
-        self.node.create_subscription(String, "/robot/episode", lambda m: self.summaries.append(json.loads(m.data)), 10)
+        self.node.create_subscription(
+            JointTrajectory,
+            "/policy/command",
+            lambda m: self.commands.append((time.monotonic(), m)),
+            50,
+        )
+        self.node.create_subscription(
+            DiagnosticArray, "/policy/diagnostics", self._on_diagnostics, 10
+        )
+        self.node.create_subscription(
+            String, "/robot/episode", lambda m: self.summaries.append(json.loads(m.data)), 10
+        )
         self.clients: dict[str, object] = {}
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -140,7 +159,9 @@ class Probe:
         self.wait_for(future.done, timeout, service)
         return future.result()
 
-    def publish(self, state=None, target=None, stamp_ns: int | None = None, only_state: bool = False) -> int:
+    def publish(
+        self, state=None, target=None, stamp_ns: int | None = None, only_state: bool = False
+    ) -> int:
         """One observation of the reach policy (valid random values unless given); returns its stamp."""
         stamp_ns = stamp_ns or self.node.get_clock().now().nanoseconds
         rng = np.random.default_rng(stamp_ns % 2**32)
@@ -164,7 +185,9 @@ class Probe:
         return self.diagnostics[-1]
 
 
-def start_nodes(nodes: list[NodeProcess], probe: Probe, services: list[str], timeout: float = 60.0) -> None:
+def start_nodes(
+    nodes: list[NodeProcess], probe: Probe, services: list[str], timeout: float = 60.0
+) -> None:
     for n in nodes:
         n.start()
     end = time.monotonic() + timeout
@@ -180,15 +203,24 @@ def start_nodes(nodes: list[NodeProcess], probe: Probe, services: list[str], tim
 
 def policy_process(bundle: Path, log_dir: Path, domain_id: int, **params) -> NodeProcess:
     parameters = {"bundle": str(bundle), "runtime": "onnxruntime", **params}
-    return NodeProcess("policy_node", "ros_nodes.policy_node", parameters, log_dir, ros_environment(domain_id))
+    return NodeProcess(
+        "policy_node", "ros_nodes.policy_node", parameters, log_dir, ros_environment(domain_id)
+    )
 
 
 @pytest.fixture(scope="module")
 def safety(bundle, tmp_path_factory):
     """A timer-driven policy node (20 Hz, stale after 0.3 s) and a probe on its domain."""
     probe = Probe(domain(0))
-    node = policy_process(bundle, tmp_path_factory.mktemp("logs"), domain(0), trigger="timer",
-                          control_rate_hz=20.0, stale_after_s=0.3, diagnostics_hz=10.0)
+    node = policy_process(
+        bundle,
+        tmp_path_factory.mktemp("logs"),
+        domain(0),
+        trigger="timer",
+        control_rate_hz=20.0,
+        stale_after_s=0.3,
+        diagnostics_hz=10.0,
+    )
     try:
         start_nodes([node], probe, ["/policy/reset", "/policy/emergency_stop"])
         yield probe, node
@@ -203,13 +235,17 @@ def test_joint_state_is_read_by_name_in_any_order():
     values = np.arange(11, dtype=np.float32) / 10
     msg = state_to_joint_state(values, STATE, 123)
     order = np.random.default_rng(0).permutation(11)
-    shuffled = JointState(name=[STATE[i] for i in order] + ["extra_joint"],
-                          position=[float(values[i]) for i in order] + [9.0])
+    shuffled = JointState(
+        name=[STATE[i] for i in order] + ["extra_joint"],
+        position=[float(values[i]) for i in order] + [9.0],
+    )
     np.testing.assert_array_equal(joint_state_to_state(shuffled, STATE), values)
     np.testing.assert_array_equal(joint_state_to_state(msg, STATE), values)
     assert msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 123
     with pytest.raises(ConversionError, match="joint3"):
-        joint_state_to_state(JointState(name=[n for n in STATE if n != "joint3"], position=[0.0] * 10), STATE)
+        joint_state_to_state(
+            JointState(name=[n for n in STATE if n != "joint3"], position=[0.0] * 10), STATE
+        )
 
 
 def test_images_round_trip_and_bgr_mono_are_accepted():
@@ -219,8 +255,13 @@ def test_images_round_trip_and_bgr_mono_are_accepted():
     np.testing.assert_array_equal(msg_to_image(msg), frame)
     bgr = Image(height=6, width=8, encoding="bgr8", step=24, data=frame[..., ::-1].tobytes())
     np.testing.assert_array_equal(msg_to_image(bgr), frame)
-    padded = Image(height=6, width=8, encoding="rgb8", step=32,
-                   data=np.concatenate([frame.reshape(6, 24), np.zeros((6, 8), np.uint8)], 1).tobytes())
+    padded = Image(
+        height=6,
+        width=8,
+        encoding="rgb8",
+        step=32,
+        data=np.concatenate([frame.reshape(6, 24), np.zeros((6, 8), np.uint8)], 1).tobytes(),
+    )
     np.testing.assert_array_equal(msg_to_image(padded), frame)
     mono = Image(height=6, width=8, encoding="mono8", step=8, data=frame[..., 0].tobytes())
     np.testing.assert_array_equal(msg_to_image(mono), np.repeat(frame[..., :1], 3, axis=2))
@@ -240,13 +281,19 @@ def test_topic_map_defaults_overrides_and_errors(bundle):
     features = load_bundle(bundle, runtime="onnxruntime").features
     assert default_topic("observation.images.front") == "/robot/images/front"
     keys = ["observation.state", "observation.environment_state"]
-    topics = TopicMap.build(features, keys, ["observation.state=/arm/joint_states"],
-                            ["observation.environment_state=goal_x,goal_y,goal_z"])
+    topics = TopicMap.build(
+        features,
+        keys,
+        ["observation.state=/arm/joint_states"],
+        ["observation.environment_state=goal_x,goal_y,goal_z"],
+    )
     assert topics.bindings["observation.state"].topic == "/arm/joint_states"
     assert topics.bindings["observation.environment_state"].names == ("goal_x", "goal_y", "goal_z")
     with pytest.raises(TopicMapError, match="observation.wrist"):
         TopicMap.build(features, keys, ["observation.wrist=/x"])
-    with pytest.raises(TopicMapError, match=r"no topic for observation keys \['observation.state'\]"):
+    with pytest.raises(
+        TopicMapError, match=r"no topic for observation keys \['observation.state'\]"
+    ):
         TopicMap.build(features, keys[1:]).require(keys)
 
 
@@ -254,12 +301,33 @@ def test_topic_map_defaults_overrides_and_errors(bundle):
 def test_deploy_over_dds_matches_in_process_evaluation(bundle, tmp_path, capsys):
     """sim_robot_node + policy_node as processes, lockstep: the same episodes as eval on the same seeds."""
     out = tmp_path / "deploy"
-    assert main(["deploy", f"bundle={bundle}", "robot=sim", "task=reach", "episodes=6", "runtime=onnxruntime",
-                 "realtime=false", f"domain_id={domain(1)}", f"out={out}"]) == 0
+    assert (
+        main(
+            [
+                "deploy",
+                f"bundle={bundle}",
+                "robot=sim",
+                "task=reach",
+                "episodes=6",
+                "runtime=onnxruntime",
+                "realtime=false",
+                f"domain_id={domain(1)}",
+                f"out={out}",
+            ]
+        )
+        == 0
+    )
     assert "observation->command latency" in capsys.readouterr().out
     report = json.loads((out / "deploy.json").read_text())
-    assert {"episodes", "success_rate", "success_ci95", "latency_ms_p50", "latency_ms_p99", "control_rate_hz",
-            "missed_deadlines"} <= set(report)
+    assert {
+        "episodes",
+        "success_rate",
+        "success_ci95",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "control_rate_hz",
+        "missed_deadlines",
+    } <= set(report)
     policy = load_bundle(bundle, runtime="onnxruntime")
     policy.reseed(100000)
     result = evaluate(policy, EvalConfig(task=TaskConfig(name="reach"), episodes=6, num_envs=1))
@@ -269,7 +337,10 @@ def test_deploy_over_dds_matches_in_process_evaluation(bundle, tmp_path, capsys)
     # toy_mlp is deterministic and lockstep replays evaluation exactly: identical episodes
     assert report["successes"] == result.successes and report["episode_lengths"] == result.lengths
     assert report["max_rewards"] == pytest.approx(result.max_rewards, abs=1e-6)
-    assert report["latency_samples"] == sum(result.lengths) and 0 < report["latency_ms_p50"] <= report["latency_ms_p99"]
+    assert (
+        report["latency_samples"] == sum(result.lengths)
+        and 0 < report["latency_ms_p50"] <= report["latency_ms_p99"]
+    )
     assert report["policy_node"]["rejected_observations"] == 0
     assert not any(p for p in (out / "logs").glob("*.log") if "Traceback" in p.read_text())
 
@@ -283,13 +354,17 @@ def test_stale_observations_hold_and_commands_resume(safety):
     before = len(probe.diagnostics)
     stopped = time.monotonic()
     probe.stream(1.0, only_state=True)  # the target stops arriving
-    late = [t for t, _ in probe.commands if t > stopped + 0.3 + 0.15]  # stale_after_s + one tick + DDS slack
+    late = [
+        t for t, _ in probe.commands if t > stopped + 0.3 + 0.15
+    ]  # stale_after_s + one tick + DDS slack
     assert late == [], f"{len(late)} commands while environment_state was stale"
     diagnostics = probe.latest_diagnostics(before)
     assert int(diagnostics["stale_holds"]) > 0 and diagnostics["holding"] == "true"
     resumed = time.monotonic()
     probe.stream(0.5)
-    assert [t for t, _ in probe.commands if t > resumed], "commands did not resume with fresh observations"
+    assert [t for t, _ in probe.commands if t > resumed], (
+        "commands did not resume with fresh observations"
+    )
 
 
 def test_nan_observation_is_rejected_and_the_node_keeps_running(safety):
@@ -301,10 +376,18 @@ def test_nan_observation_is_rejected_and_the_node_keeps_running(safety):
     state[4] = math.nan
     bad = probe.publish(state=state, only_state=True)  # no valid message carries this stamp
     probe.spin(0.3)
-    assert int(probe.latest_diagnostics(len(probe.diagnostics))["rejected_observations"]) == rejected + 1
+    assert (
+        int(probe.latest_diagnostics(len(probe.diagnostics))["rejected_observations"])
+        == rejected + 1
+    )
     good = probe.publish()
-    probe.wait_for(lambda: any(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == good for _, m in probe.commands),
-                   5.0, "a command answering the next valid observation")
+    probe.wait_for(
+        lambda: any(
+            m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == good for _, m in probe.commands
+        ),
+        5.0,
+        "a command answering the next valid observation",
+    )
     stamps = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in probe.commands}
     assert bad not in stamps and node.alive
     assert "contains NaN/Inf" in node.tail(50) and "observation.state" in node.tail(50)
@@ -318,12 +401,16 @@ def test_emergency_stop_latches_until_reset(safety):
     assert probe.call("/policy/emergency_stop").success
     stopped = time.monotonic()
     probe.stream(0.8)
-    assert [t for t, _ in probe.commands if t > stopped + 0.1] == [], "commands published while e-stopped"
+    assert [t for t, _ in probe.commands if t > stopped + 0.1] == [], (
+        "commands published while e-stopped"
+    )
     assert probe.latest_diagnostics(len(probe.diagnostics))["estop"] == "true"
     probe.call("/policy/reset")
     cleared = time.monotonic()
     probe.stream(0.5)
-    assert [t for t, _ in probe.commands if t > cleared], "commands did not resume after /policy/reset"
+    assert [t for t, _ in probe.commands if t > cleared], (
+        "commands did not resume after /policy/reset"
+    )
 
 
 def test_out_of_bounds_actions_are_clamped(tight_bundle, tmp_path):
@@ -349,13 +436,26 @@ def test_recorder_commits_episodes_from_topics(bundle, tmp_path):
     env = ros_environment(domain(3))
     dataset = tmp_path / "recorded"
     nodes = [
-        NodeProcess("sim_robot_node", "ros_nodes.sim_robot_node",
-                    {"task": "reach", "max_episode_steps": 8, "realtime": False}, tmp_path, env),
+        NodeProcess(
+            "sim_robot_node",
+            "ros_nodes.sim_robot_node",
+            {"task": "reach", "max_episode_steps": 8, "realtime": False},
+            tmp_path,
+            env,
+        ),
         policy_process(bundle, tmp_path, domain(3)),
-        NodeProcess("recorder_node", "ros_nodes.recorder_node", {"task": "reach", "out": str(dataset)}, tmp_path, env),
+        NodeProcess(
+            "recorder_node",
+            "ros_nodes.recorder_node",
+            {"task": "reach", "out": str(dataset)},
+            tmp_path,
+            env,
+        ),
     ]
     try:
-        start_nodes(nodes, probe, ["/robot/reset", "/policy/reset", "/recorder/start", "/recorder/stop"])
+        start_nodes(
+            nodes, probe, ["/robot/reset", "/policy/reset", "/recorder/start", "/recorder/stop"]
+        )
         saved = []
         for i in range(2):
             assert probe.call("/recorder/start").success
@@ -381,13 +481,29 @@ def test_recorder_commits_episodes_from_topics(bundle, tmp_path):
 def test_plain_rclpy_script_drives_the_policy_node(safety):
     _, node = safety
     env = ros_environment(domain(0))
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "drive_policy_node.py"), "--ticks", "5",
-                          "--rate", "20", "--timeout", "20"], env=env, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "drive_policy_node.py"),
+            "--ticks",
+            "5",
+            "--rate",
+            "20",
+            "--timeout",
+            "20",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr + node.tail()
     assert "command 5: dx=" in run.stdout
 
 
 def test_robot_learning_never_imports_rclpy():
-    code = ("import sys, robot_learning.cli, robot_learning.cli.deploy, robot_learning.cli.bench, robot_learning.runtime; "
-            "from robot_learning.cli import COMMANDS; COMMANDS.get('deploy'); assert 'rclpy' not in sys.modules")
+    code = (
+        "import sys, robot_learning.cli, robot_learning.cli.deploy, robot_learning.cli.bench, robot_learning.runtime; "
+        "from robot_learning.cli import COMMANDS; COMMANDS.get('deploy'); assert 'rclpy' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

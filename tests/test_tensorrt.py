@@ -30,7 +30,9 @@ def test_engine_path_is_stable_and_inside_the_bundle(tmp_path):
     a = te.engine_path(tmp_path, _spec(), "10.13.0")
     assert a == te.engine_path(tmp_path, _spec(), "10.13.0")
     assert a.parent == tmp_path / "tensorrt" and a.suffix == ".engine"
-    assert te.engine_path(tmp_path, _spec(fp16=None, max_batch=None), "10.13.0") == a  # defaults: fp32, 64
+    assert (
+        te.engine_path(tmp_path, _spec(fp16=None, max_batch=None), "10.13.0") == a
+    )  # defaults: fp32, 64
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,9 @@ def test_engine_path_is_stable_and_inside_the_bundle(tmp_path):
     ids=["onnx", "tensorrt-version", "fp16", "max-batch", "gpu"],
 )
 def test_engine_path_changes_with_every_build_input(tmp_path, spec, version, gpu):
-    assert te.engine_path(tmp_path, spec, version, gpu=gpu) != te.engine_path(tmp_path, _spec(), "10.13.0")
+    assert te.engine_path(tmp_path, spec, version, gpu=gpu) != te.engine_path(
+        tmp_path, _spec(), "10.13.0"
+    )
 
 
 def test_only_engines_of_another_graph_are_stale(tmp_path):
@@ -64,7 +68,9 @@ def test_only_engines_of_another_graph_are_stale(tmp_path):
 # ---------------------------------------------------------------- unavailability (no GPU)
 @pytest.mark.skipif(REASON is None, reason="TensorRT and a CUDA GPU are present")
 def test_unavailable_reason_is_explicit():
-    assert isinstance(REASON, str) and ("tensorrt" in REASON or "GPU" in REASON or "cuda-python" in REASON)
+    assert isinstance(REASON, str) and (
+        "tensorrt" in REASON or "GPU" in REASON or "cuda-python" in REASON
+    )
 
 
 @pytest.mark.skipif(REASON is None, reason="TensorRT and a CUDA GPU are present")
@@ -87,7 +93,9 @@ def _fake_cudart(err: int, count: int) -> types.SimpleNamespace:
     )
 
 
-@pytest.mark.parametrize(("err", "count", "expected"), [(0, 0, "found 0 devices"), (100, 0, "cudaErrorNoDevice")])
+@pytest.mark.parametrize(
+    ("err", "count", "expected"), [(0, 0, "found 0 devices"), (100, 0, "cudaErrorNoDevice")]
+)
 def test_without_a_gpu_the_reason_says_so(monkeypatch, err, count, expected):
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
     monkeypatch.setattr(te, "import_cudart", lambda: _fake_cudart(err, count))
@@ -147,7 +155,10 @@ def _expected(inputs: dict[str, np.ndarray]) -> np.ndarray:
 def tiny_bundle(tmp_path) -> tuple[Path, dict]:
     _tiny_graph(tmp_path / GRAPH_FILE)
     sha = sha256_file(tmp_path / GRAPH_FILE)
-    spec = {"files": {GRAPH_FILE: {"sha256": sha, "bytes": (tmp_path / GRAPH_FILE).stat().st_size}}, "max_batch": 8}
+    spec = {
+        "files": {GRAPH_FILE: {"sha256": sha, "bytes": (tmp_path / GRAPH_FILE).stat().st_size}},
+        "max_batch": 8,
+    }
     return tmp_path, spec
 
 
@@ -156,7 +167,9 @@ def test_tiny_graph_computes_what_the_gpu_tests_expect(tiny_bundle):
     bundle, _ = tiny_bundle
     session = ort.InferenceSession(str(bundle / GRAPH_FILE), providers=["CPUExecutionProvider"])
     inputs = _tiny_inputs(3)
-    np.testing.assert_allclose(session.run(["action"], inputs)[0], _expected(inputs), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        session.run(["action"], inputs)[0], _expected(inputs), rtol=1e-6, atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- GPU

@@ -42,15 +42,24 @@ class ToyMLPPolicy(Policy):
 
     def __init__(self, config: ToyMLPConfig, features, stats) -> None:
         super().__init__(config, features, stats)
-        in_dim = config.n_obs_steps * sum(int(torch.tensor(self.features[k].shape).prod()) for k in self.state_keys)
+        in_dim = config.n_obs_steps * sum(
+            int(torch.tensor(self.features[k].shape).prod()) for k in self.state_keys
+        )
         self.net = nn.Sequential(
-            nn.Linear(in_dim, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(in_dim, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
             nn.Linear(config.hidden, config.horizon * self.action_dim),
         )
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = torch.cat([self.normalizer.normalize(k, batch[k].float()).flatten(1) for k in self.state_keys], dim=1)
+        x = torch.cat(
+            [self.normalizer.normalize(k, batch[k].float()).flatten(1) for k in self.state_keys],
+            dim=1,
+        )
         return self.net(x).view(x.shape[0], self.config.horizon, self.action_dim)  # [B, horizon, A]
 
     def predict_chunk(self, batch, noise=None):
@@ -59,7 +68,9 @@ class ToyMLPPolicy(Policy):
     def compute_loss(self, batch):
         target = self.normalizer.normalize(ACTION, batch[ACTION].float())
         valid = (~batch["action_is_pad"]).float()[..., None]  # [B, horizon, 1]
-        loss = (((self._forward(batch) - target) ** 2) * valid).sum() / (valid.sum() * self.action_dim)
+        loss = (((self._forward(batch) - target) ** 2) * valid).sum() / (
+            valid.sum() * self.action_dim
+        )
         return loss, {"valid_fraction": float(valid.mean())}
 
 
@@ -102,8 +113,12 @@ def untrained_checkpoint(spec, out, seed: int = 0, fps: int = 20, **config) -> P
 
     stats = {}
     for key, feat in spec.items():
-        low = np.broadcast_to(np.asarray(feat.low if feat.low is not None else -1.0, np.float32), feat.shape)
-        high = np.broadcast_to(np.asarray(feat.high if feat.high is not None else 1.0, np.float32), feat.shape)
+        low = np.broadcast_to(
+            np.asarray(feat.low if feat.low is not None else -1.0, np.float32), feat.shape
+        )
+        high = np.broadcast_to(
+            np.asarray(feat.high if feat.high is not None else 1.0, np.float32), feat.shape
+        )
         stats[key] = {"min": low, "max": high, "mean": (low + high) / 2, "std": (high - low) / 2}
     torch.manual_seed(seed)
     policy = ToyMLPPolicy(ToyMLPConfig(**{"dropout": 0.0, **config}), spec, stats)
@@ -120,8 +135,25 @@ def train_reach(root: Path) -> Path:
     from robot_learning.training import TrainConfig, train
 
     root = Path(root)
-    collect(CollectConfig(task=TaskConfig(name="reach"), out=str(root / "demos"), episodes=20), progress=False)
-    train(TrainConfig(policy="toy_mlp", dataset=str(root / "demos"), out=str(root / "run"), steps=200, batch_size=32,
-                      lr=3e-3, warmup_steps=10, save_every=200, threads=1, task=TaskConfig(name="reach"), eval_every=0,
-                      policy_overrides={"dropout": 0.0}), progress=False)
+    collect(
+        CollectConfig(task=TaskConfig(name="reach"), out=str(root / "demos"), episodes=20),
+        progress=False,
+    )
+    train(
+        TrainConfig(
+            policy="toy_mlp",
+            dataset=str(root / "demos"),
+            out=str(root / "run"),
+            steps=200,
+            batch_size=32,
+            lr=3e-3,
+            warmup_steps=10,
+            save_every=200,
+            threads=1,
+            task=TaskConfig(name="reach"),
+            eval_every=0,
+            policy_overrides={"dropout": 0.0},
+        ),
+        progress=False,
+    )
     return root / "run" / "final"

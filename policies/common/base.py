@@ -51,10 +51,14 @@ class ChunkGenerativePolicy(Policy):
     #: sampler name recorded in bundles (diffusion reads its own from the config)
     sampler_name: ClassVar[str] = "euler"
 
-    def __init__(self, config: ChunkPolicyConfig, features: FeatureSpec, stats: dict | None) -> None:
+    def __init__(
+        self, config: ChunkPolicyConfig, features: FeatureSpec, stats: dict | None
+    ) -> None:
         super().__init__(config, features, stats)
         if len(self.features.action.shape) != 1:
-            raise FeatureMismatchError(f"{ACTION!r} must be a vector, got shape {self.features.action.shape}")
+            raise FeatureMismatchError(
+                f"{ACTION!r} must be a vector, got shape {self.features.action.shape}"
+            )
         self.obs_encoder = ObservationEncoder(
             self.features,
             self.state_keys,
@@ -90,7 +94,9 @@ class ChunkGenerativePolicy(Policy):
         """Observation keys [B, n_obs_steps, *shape] (raw) -> global conditioning [B, cond_dim]."""
         missing = [k for k in self.input_keys if k not in batch]
         if missing:
-            raise FeatureMismatchError(f"Batch is missing {missing}; policy inputs are {self.input_keys}")
+            raise FeatureMismatchError(
+                f"Batch is missing {missing}; policy inputs are {self.input_keys}"
+            )
         obs = {}
         for key in self.input_keys:
             value = batch[key]
@@ -99,26 +105,40 @@ class ChunkGenerativePolicy(Policy):
                 raise FeatureMismatchError(
                     f"{key!r}: expected [B, {', '.join(map(str, expected))}], got {list(value.shape)}"
                 )
-            obs[key] = self.normalizer.normalize(key, value if key in self.image_keys else value.float())
+            obs[key] = self.normalizer.normalize(
+                key, value if key in self.image_keys else value.float()
+            )
         return self.obs_encoder(obs)
 
-    def normalized_actions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def normalized_actions(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``action`` [B, horizon, A] raw -> (normalised [B, horizon, A], valid [B, horizon] bool)."""
         actions = batch[ACTION].float()
         expected = (self.config.horizon, self.action_dim)
         if tuple(actions.shape[1:]) != expected:
-            raise FeatureMismatchError(f"{ACTION!r}: expected [B, {expected[0]}, {expected[1]}], got {list(actions.shape)}")
+            raise FeatureMismatchError(
+                f"{ACTION!r}: expected [B, {expected[0]}, {expected[1]}], got {list(actions.shape)}"
+            )
         pad = batch.get("action_is_pad")
-        valid = torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device) if pad is None else ~pad.bool()
+        valid = (
+            torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device)
+            if pad is None
+            else ~pad.bool()
+        )
         return self.normalizer.normalize(ACTION, actions), valid
 
-    def initial_noise(self, noise: torch.Tensor | None, batch_size: int, device: torch.device) -> torch.Tensor:
+    def initial_noise(
+        self, noise: torch.Tensor | None, batch_size: int, device: torch.device
+    ) -> torch.Tensor:
         """The sampler's starting point [B, horizon, A]: ``noise`` checked, or drawn from torch's RNG."""
         shape = (batch_size, self.config.horizon, self.action_dim)
         if noise is None:
             return torch.randn(shape, device=device)
         if tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {list(shape)} ([B, horizon, action_dim]), got {list(noise.shape)}")
+            raise ValueError(
+                f"noise must have shape {list(shape)} ([B, horizon, action_dim]), got {list(noise.shape)}"
+            )
         return noise.to(device=device, dtype=torch.float32)
 
     # ------------------------------------------------------------------ sampler settings
@@ -129,12 +149,16 @@ class ChunkGenerativePolicy(Policy):
     def set_inference(self, sampler: str | None = None, steps: int | None = None) -> None:
         """Set the step count (validated by the config); this family has one sampler."""
         if sampler is not None and sampler != self.sampler_name:
-            raise ValueError(f"policy {self.name!r} samples with {self.sampler_name!r}; sampler={sampler!r} is not supported")
+            raise ValueError(
+                f"policy {self.name!r} samples with {self.sampler_name!r}; sampler={sampler!r} is not supported"
+            )
         if steps is not None:
             self.config = dataclasses.replace(self.config, num_inference_steps=int(steps))
 
     # ------------------------------------------------------------------ inference frame
-    def predict_chunk(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
+    def predict_chunk(
+        self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Observations [B, n_obs_steps, ...] -> raw actions [B, horizon, A], determined by ``noise``."""
         cond = self.encode_observations(batch)
         x = self.sample(cond, self.initial_noise(noise, cond.shape[0], cond.device))

@@ -53,7 +53,9 @@ class ChunkPolicyConfig(PolicyConfig):
         if self.time_embed_dim % 2 or self.time_embed_dim < 4:
             raise ValueError(f"time_embed_dim={self.time_embed_dim} must be even and >= 4")
         if self.vision_backbone not in VISION_BACKBONES:
-            raise ValueError(f"vision_backbone={self.vision_backbone!r} is not one of {VISION_BACKBONES}")
+            raise ValueError(
+                f"vision_backbone={self.vision_backbone!r} is not one of {VISION_BACKBONES}"
+            )
         if not 0.0 < self.crop_ratio <= 1.0:
             raise ValueError(f"crop_ratio={self.crop_ratio} must be in (0, 1]")
         if self.num_inference_steps is not None and self.num_inference_steps < 1:

@@ -68,14 +68,25 @@ def build_backbone(name: str, in_channels: int) -> tuple[nn.Module, int]:
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         trunk = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+            net.conv1,
+            net.bn1,
+            net.relu,
+            net.maxpool,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
         )
         return trunk, 512
     if name == "small":
         widths = (32, 32, 64)
         layers: list[nn.Module] = []
         for cin, cout, stride in zip((in_channels, *widths[:-1]), widths, (2, 1, 2), strict=True):
-            layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), _group_norm(cout), nn.Mish()]
+            layers += [
+                nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+                _group_norm(cout),
+                nn.Mish(),
+            ]
         return nn.Sequential(*layers), widths[-1]
     raise ValueError(f"vision_backbone={name!r} is not one of {VISION_BACKBONES}")
 
@@ -131,7 +142,9 @@ class CameraEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[N, H, W, C] float in [0, 1] -> [N, feature_dim]."""
-        assert tuple(images.shape[1:]) == self.image_shape, f"{tuple(images.shape)} vs {self.image_shape}"
+        assert tuple(images.shape[1:]) == self.image_shape, (
+            f"{tuple(images.shape)} vs {self.image_shape}"
+        )
         x = images.permute(0, 3, 1, 2)  # HWC (dataset layout) -> CHW (conv layout)
         x = self.random_crop(x) if self.training else self.center_crop(x)
         return self.head(self.pool(self.trunk(x)))

@@ -48,7 +48,9 @@ def sample_times(
     return t_min + (1.0 - t_min) * t
 
 
-def interpolate(actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def interpolate(
+    actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """actions, noise [B, T, A], t [B] -> (z_t [B, T, A], target velocity v [B, T, A])."""
     tt = t[:, None, None]
     return (1.0 - tt) * actions + tt * noise, noise - actions

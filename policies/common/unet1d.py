@@ -39,7 +39,9 @@ class SinusoidalTimeEmbedding(nn.Module):
         if dim % 2 or dim < 4:
             raise ValueError(f"time embedding dim={dim} must be even and >= 4")
         half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / (half - 1))
+        freqs = torch.exp(
+            -math.log(max_period) * torch.arange(half, dtype=torch.float32) / (half - 1)
+        )
         # persistent=False: derived from (dim, max_period), so it is not part of checkpoints
         self.register_buffer("freqs", freqs, persistent=False)
         self.scale = float(scale)
@@ -54,7 +56,9 @@ class SinusoidalTimeEmbedding(nn.Module):
 class Conv1dBlock(nn.Sequential):
     """Conv1d -> GroupNorm -> Mish, length preserving (odd kernel)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int
+    ) -> None:
         super().__init__(
             nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
             nn.GroupNorm(n_groups, out_channels),
@@ -73,7 +77,9 @@ class FiLMResidualBlock1D(nn.Module):
         self.block2 = Conv1dBlock(out_channels, out_channels, kernel_size, n_groups)
         self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * out_channels))
         self.skip = (
-            nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+            nn.Conv1d(in_channels, out_channels, 1)
+            if in_channels != out_channels
+            else nn.Identity()
         )
         self.out_channels = out_channels
 
@@ -114,7 +120,9 @@ class ConditionalUnet1D(nn.Module):
         super().__init__()
         dims = [int(d) for d in down_dims]
         if not dims or any(d % n_groups for d in dims):
-            raise ValueError(f"down_dims={tuple(dims)} must be non-empty multiples of n_groups={n_groups}")
+            raise ValueError(
+                f"down_dims={tuple(dims)} must be non-empty multiples of n_groups={n_groups}"
+            )
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size} must be odd (length-preserving padding)")
         self.action_dim = action_dim
@@ -161,9 +169,13 @@ class ConditionalUnet1D(nn.Module):
         """sample [B, T, A], times [B, num_time_inputs], global_cond [B, C] -> [B, T, A]."""
         batch, length, dim = sample.shape
         assert dim == self.action_dim, f"sample has {dim} channels, expected {self.action_dim}"
-        assert length % self.length_multiple == 0, f"T={length} not a multiple of {self.length_multiple}"
+        assert length % self.length_multiple == 0, (
+            f"T={length} not a multiple of {self.length_multiple}"
+        )
         assert times.shape == (batch, self.num_time_inputs), f"times {tuple(times.shape)}"
-        assert global_cond.ndim == 2 and global_cond.shape[0] == batch, f"cond {tuple(global_cond.shape)}"
+        assert global_cond.ndim == 2 and global_cond.shape[0] == batch, (
+            f"cond {tuple(global_cond.shape)}"
+        )
         time_feats = [emb(times[:, i]) for i, emb in enumerate(self.time_embeds)]
         cond = torch.cat([*time_feats, global_cond], dim=-1)  # [B, cond_dim]
 

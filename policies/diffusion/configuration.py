@@ -37,7 +37,9 @@ class DiffusionConfig(ChunkPolicyConfig):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler={self.sampler!r} is not one of {SAMPLERS}")
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type={self.prediction_type!r} is not one of {PREDICTION_TYPES}")
+            raise ValueError(
+                f"prediction_type={self.prediction_type!r} is not one of {PREDICTION_TYPES}"
+            )
         if self.num_inference_steps is None:
             self.num_inference_steps = 10 if self.sampler == "ddim" else self.num_train_timesteps
         if self.num_inference_steps > self.num_train_timesteps:

@@ -53,7 +53,10 @@ def ddim_schedule(config: DiffusionConfig) -> list[tuple[int, float, float]]:
     alphas = scheduler.alphas_cumprod.double().tolist()
     stride = config.num_train_timesteps // config.num_inference_steps
     final = float(scheduler.final_alpha_cumprod)
-    return [(t, alphas[t], alphas[t - stride] if t - stride >= 0 else final) for t in scheduler.timesteps.tolist()]
+    return [
+        (t, alphas[t], alphas[t - stride] if t - stride >= 0 else final)
+        for t in scheduler.timesteps.tolist()
+    ]
 
 
 def generator_from_noise(noise: torch.Tensor) -> torch.Generator:
@@ -86,7 +89,9 @@ class DiffusionPolicy(ChunkGenerativePolicy):
         cond = self.encode_observations(batch)
         actions, valid = self.normalized_actions(batch)  # [B, H, A], [B, H]
         noise = torch.randn_like(actions)
-        steps = torch.randint(0, self.config.num_train_timesteps, (actions.shape[0],), device=actions.device)
+        steps = torch.randint(
+            0, self.config.num_train_timesteps, (actions.shape[0],), device=actions.device
+        )
         noisy = self.noise_scheduler.add_noise(actions, noise, steps)
         pred = self.unet(noisy, steps[:, None].float(), cond)
         target = noise if self.config.prediction_type == "epsilon" else actions
@@ -100,7 +105,9 @@ class DiffusionPolicy(ChunkGenerativePolicy):
 
     def set_inference(self, sampler: str | None = None, steps: int | None = None) -> None:
         """Switch between DDIM and DDPM and/or change the step count (validated by the config)."""
-        changes = {k: v for k, v in (("sampler", sampler), ("num_inference_steps", steps)) if v is not None}
+        changes = {
+            k: v for k, v in (("sampler", sampler), ("num_inference_steps", steps)) if v is not None
+        }
         if not changes:
             return
         self.config = dataclasses.replace(self.config, **changes)
@@ -131,7 +138,9 @@ class DiffusionPolicy(ChunkGenerativePolicy):
         """
         cfg = self.config
         if cfg.sampler != "ddim":
-            raise ValueError(f"diffusion exports only the DDIM sampler (config has sampler={cfg.sampler!r}); export with sampler=ddim")
+            raise ValueError(
+                f"diffusion exports only the DDIM sampler (config has sampler={cfg.sampler!r}); export with sampler=ddim"
+            )
         cond = self.encode_observations(batch)
         x = self.initial_noise(noise, cond.shape[0], cond.device)
         for step, a_t, a_prev in self._ddim_schedule:

@@ -44,7 +44,9 @@ class MeanFlowPolicy(ChunkGenerativePolicy):
         super().__init__(config, features, stats)
         self.config: MeanFlowConfig = config
 
-    def average_velocity(self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def average_velocity(
+        self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
         """u(z, r, t): z [B, H, A], r and t [B], cond [B, C] -> [B, H, A]."""
         return self.unet(z, torch.stack([t, t - r], dim=-1), cond)
 
@@ -70,8 +72,12 @@ class MeanFlowPolicy(ChunkGenerativePolicy):
         def u_fn(z: torch.Tensor, r_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
             return self.average_velocity(z, r_, t_, cond)
 
-        with warnings.catch_warnings():  # torch's forward-AD decompositions warn about torch.jit once
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        with (
+            warnings.catch_warnings()
+        ):  # torch's forward-AD decompositions warn about torch.jit once
+            warnings.filterwarnings(
+                "ignore", message=r".*torch\.jit\.script.*", category=FutureWarning
+            )
             u, du_dt = jvp(u_fn, (z_t, r, t), (velocity, torch.zeros_like(r), torch.ones_like(t)))
         target = (velocity - (t - r)[:, None, None] * du_dt).detach()
         mse = per_sample_mse(u, target, valid)  # [B]

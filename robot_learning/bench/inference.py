@@ -68,14 +68,20 @@ class InferenceBenchConfig:
 
     def __post_init__(self) -> None:
         if self.calls < 1 or self.warmup < 0 or self.threads < 1:
-            raise ValueError(f"need calls >= 1, warmup >= 0, threads >= 1; got calls={self.calls}, "
-                             f"warmup={self.warmup}, threads={self.threads}")
+            raise ValueError(
+                f"need calls >= 1, warmup >= 0, threads >= 1; got calls={self.calls}, "
+                f"warmup={self.warmup}, threads={self.threads}"
+            )
         unknown = sorted(set(self.runtimes) - set(RUNTIMES.names()))
         if unknown or not self.runtimes:
-            raise ValueError(f"runtimes={self.runtimes}: unknown {unknown}; registered runtimes: {RUNTIMES.names()}")
+            raise ValueError(
+                f"runtimes={self.runtimes}: unknown {unknown}; registered runtimes: {RUNTIMES.names()}"
+            )
         bad_family = sorted(set(self.steps) - set(POLICIES.names()))
         if bad_family:
-            raise ValueError(f"steps has unknown policies {bad_family}; zoo policies: {POLICIES.names()}")
+            raise ValueError(
+                f"steps has unknown policies {bad_family}; zoo policies: {POLICIES.names()}"
+            )
         for name, counts in self.steps.items():
             _check_steps(counts or [], f"steps.{name}")
         self.cases = [check_case(case, i) for i, case in enumerate(self.cases)]
@@ -99,7 +105,9 @@ class Model:
     n_action_steps: int
 
 
-def run_inference_bench(cfg: InferenceBenchConfig, report=None, progress: bool = True) -> dict[str, Any]:
+def run_inference_bench(
+    cfg: InferenceBenchConfig, report=None, progress: bool = True
+) -> dict[str, Any]:
     """Export, load and time every (model, step count, runtime); returns the bench.json payload.
 
     ``report(row)`` hears each result row as it is measured.
@@ -128,13 +136,24 @@ def _run(cfg: InferenceBenchConfig, report, progress: bool) -> dict[str, Any]:
         raise ValueError(f"only={cfg.only}: no case named {unknown}; cases: {names}")
     wanted = set(cfg.only or names)
     rows, bundles = [], []
-    columns = [TextColumn("[bold]bench inference[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]bench inference[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, disable=not progress) as bar:
         task_id = bar.add_task("preparing models", total=None)
-        models = [synthetic_model(c, out / "checkpoints", cfg.seed) for c in cfg.cases if c["name"] in wanted]
-        models += [_checkpoint_model(Path(c), n, cfg.steps) for c, n in zip(cfg.checkpoints, checkpoint_names,
-                                                                             strict=True) if n in wanted]
+        models = [
+            synthetic_model(c, out / "checkpoints", cfg.seed)
+            for c in cfg.cases
+            if c["name"] in wanted
+        ]
+        models += [
+            _checkpoint_model(Path(c), n, cfg.steps)
+            for c, n in zip(cfg.checkpoints, checkpoint_names, strict=True)
+            if n in wanted
+        ]
         bar.update(task_id, total=sum(len(m.steps) for m in models), completed=0)
         for model in models:
             for steps in model.steps:
@@ -170,11 +189,15 @@ def check_case(case: dict[str, Any], index: int) -> dict[str, Any]:
     case = dict(case)
     unknown = sorted(set(case) - set(CASE_KEYS))
     if unknown:
-        raise ValueError(f"cases[{index}] has unknown keys {unknown}; valid keys: {list(CASE_KEYS)}")
+        raise ValueError(
+            f"cases[{index}] has unknown keys {unknown}; valid keys: {list(CASE_KEYS)}"
+        )
     if "policy" not in case:
         raise ValueError(f"cases[{index}] needs policy=<zoo name> ({POLICIES.names()})")
     if case["policy"] not in POLICIES:
-        raise ValueError(f"cases[{index}]: unknown policy {case['policy']!r}; zoo policies: {POLICIES.names()}")
+        raise ValueError(
+            f"cases[{index}]: unknown policy {case['policy']!r}; zoo policies: {POLICIES.names()}"
+        )
     case.setdefault("task", "lift")
     case.setdefault("obs", "state")
     if case["obs"] not in OBS_MODES:
@@ -215,15 +238,23 @@ def synthetic_stats(features: FeatureSpec) -> dict[str, dict[str, list[float]]]:
         low = np.asarray(feat.low if feat.low is not None else [-1.0] * size, np.float64)
         high = np.asarray(feat.high if feat.high is not None else [1.0] * size, np.float64)
         std = np.maximum((high - low) / 2, 1e-3)
-        stats[key] = {"min": low.tolist(), "max": high.tolist(), "mean": ((low + high) / 2).tolist(),
-                      "std": std.tolist()}
+        stats[key] = {
+            "min": low.tolist(),
+            "max": high.tolist(),
+            "mean": ((low + high) / 2).tolist(),
+            "std": std.tolist(),
+        }
     return stats
 
 
 def synthetic_model(case: dict[str, Any], root: Path, seed: int) -> Model:
     """Build (or reuse) the randomly initialised checkpoint of one synthetic case."""
-    task = TaskConfig(name=case["task"], obs=case["obs"], image_size=case["image_size"],
-                      cameras=tuple(case["cameras"]) or None)
+    task = TaskConfig(
+        name=case["task"],
+        obs=case["obs"],
+        image_size=case["image_size"],
+        cameras=tuple(case["cameras"]) or None,
+    )
     env = make_env(task)
     try:
         features, fps = env.features, getattr(env, "fps", None) or 10
@@ -233,20 +264,39 @@ def synthetic_model(case: dict[str, Any], root: Path, seed: int) -> Model:
     config = build_policy_config(cls, {**zoo_settings(case["policy"]), **case["overrides"]})
     directory = root / case["name"]
     meta_path = directory / CONFIG_FILE
-    wanted = {"policy": cls.name, "config": _jsonable(asdict(config)), "features": features.to_dict()}
+    wanted = {
+        "policy": cls.name,
+        "config": _jsonable(asdict(config)),
+        "features": features.to_dict(),
+    }
     existing = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if all(existing.get(k) == v for k, v in wanted.items()) and (directory / "model.safetensors").is_file():
+    if (
+        all(existing.get(k) == v for k, v in wanted.items())
+        and (directory / "model.safetensors").is_file()
+    ):
         policy = Policy.load(directory)
     else:
         torch.manual_seed(seed if case["seed"] is None else case["seed"])
         policy = cls(config, features, synthetic_stats(features))
-        policy.save(directory, extra={"train_config": {"fps": fps, "task": _jsonable(asdict(task))},
-                                      "synthetic": True})
+        policy.save(
+            directory,
+            extra={
+                "train_config": {"fps": fps, "task": _jsonable(asdict(task))},
+                "synthetic": True,
+            },
+        )
     native = policy.inference_settings()["steps"]
     return Model(
-        name=case["name"], source="synthetic", checkpoint=directory, policy=cls.name, task=task.name,
-        obs=task.obs, cameras=list(case["cameras"]), steps=case["steps"] or [native],
-        parameters=_parameters(policy), n_action_steps=policy.config.n_action_steps,
+        name=case["name"],
+        source="synthetic",
+        checkpoint=directory,
+        policy=cls.name,
+        task=task.name,
+        obs=task.obs,
+        cameras=list(case["cameras"]),
+        steps=case["steps"] or [native],
+        parameters=_parameters(policy),
+        n_action_steps=policy.config.n_action_steps,
     )
 
 
@@ -258,10 +308,16 @@ def _checkpoint_model(path: Path, name: str, extra_steps: dict[str, list[int]]) 
     native = policy.inference_settings()["steps"]
     cameras = [k.rsplit(".", 1)[-1] for k in policy.image_keys]
     return Model(
-        name=name, source="checkpoint", checkpoint=path, policy=policy.name, task=task.get("name"),
-        obs="pixels" if cameras else "state", cameras=cameras,
+        name=name,
+        source="checkpoint",
+        checkpoint=path,
+        policy=policy.name,
+        task=task.get("name"),
+        obs="pixels" if cameras else "state",
+        cameras=cameras,
         steps=list(dict.fromkeys([native, *(extra_steps.get(policy.name) or [])])),
-        parameters=_parameters(policy), n_action_steps=policy.config.n_action_steps,
+        parameters=_parameters(policy),
+        n_action_steps=policy.config.n_action_steps,
     )
 
 
@@ -290,23 +346,36 @@ def ensure_bundle(model: Model, steps: int, root: Path) -> tuple[Path, dict[str,
     try:
         spec = read_bundle(directory)
         files = spec["files"]
-        if (spec["source"].get("sha256") == source_hash and spec["sampler"].get("steps") == steps
-                and GRAPH_FILE in files and f"{TORCH_DIR}/model.safetensors" in files):
+        if (
+            spec["source"].get("sha256") == source_hash
+            and spec["sampler"].get("steps") == steps
+            and GRAPH_FILE in files
+            and f"{TORCH_DIR}/model.safetensors" in files
+        ):
             return directory, {**record, "reused": True, "sampler": spec["sampler"]["name"]}
     except BundleError:
         pass
     started = time.perf_counter()
-    export_checkpoint(ExportConfig(checkpoint=str(model.checkpoint), out=str(directory), steps=steps,
-                                   overwrite=True))
+    export_checkpoint(
+        ExportConfig(
+            checkpoint=str(model.checkpoint), out=str(directory), steps=steps, overwrite=True
+        )
+    )
     sampler = read_bundle(directory, verify_hashes=False)["sampler"]["name"]
-    return directory, {**record, "reused": False, "sampler": sampler,
-                       "export_seconds": round(time.perf_counter() - started, 1)}
+    return directory, {
+        **record,
+        "reused": False,
+        "sampler": sampler,
+        "export_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def time_predict_chunk(policy, calls: int, warmup: int, seed: int = 0) -> list[float]:
     """Milliseconds of each of ``calls`` batch-1 ``predict_chunk`` calls on the neutral observation."""
     batch = policy.neutral_observation(1)
-    noise = np.random.default_rng(seed).standard_normal((1, policy.horizon, *policy.action_shape), dtype=np.float32)
+    noise = np.random.default_rng(seed).standard_normal(
+        (1, policy.horizon, *policy.action_shape), dtype=np.float32
+    )
     for _ in range(warmup):
         policy.predict_chunk(batch, noise=noise)
     times = []
@@ -317,7 +386,9 @@ def time_predict_chunk(policy, calls: int, warmup: int, seed: int = 0) -> list[f
     return times
 
 
-def _measure(model: Model, steps: int, bundle_dir: Path, runtime: str, cfg: InferenceBenchConfig) -> dict[str, Any]:
+def _measure(
+    model: Model, steps: int, bundle_dir: Path, runtime: str, cfg: InferenceBenchConfig
+) -> dict[str, Any]:
     policy = load_bundle(bundle_dir, runtime=runtime, threads=cfg.threads, seed=cfg.seed)
     try:
         times = time_predict_chunk(policy, cfg.calls, cfg.warmup, cfg.seed)
@@ -331,11 +402,26 @@ def _measure(model: Model, steps: int, bundle_dir: Path, runtime: str, cfg: Infe
         gc.collect()
     p50, mean = float(np.percentile(times, 50)), float(np.mean(times))
     return {
-        "case": model.name, "source": model.source, "policy": model.policy, "task": model.task, "obs": model.obs,
-        "cameras": model.cameras, "sampler": sampler, "steps": steps, "runtime": runtime, "device": device,
-        "threads": cfg.threads, "parameters": model.parameters, "action_dim": action_dim, "batch_size": 1,
-        "calls": cfg.calls, "p50_ms": round(p50, 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
-        "mean_ms": round(mean, 3), "min_ms": round(min(times), 3), "calls_per_s": round(1000 / mean, 2),
+        "case": model.name,
+        "source": model.source,
+        "policy": model.policy,
+        "task": model.task,
+        "obs": model.obs,
+        "cameras": model.cameras,
+        "sampler": sampler,
+        "steps": steps,
+        "runtime": runtime,
+        "device": device,
+        "threads": cfg.threads,
+        "parameters": model.parameters,
+        "action_dim": action_dim,
+        "batch_size": 1,
+        "calls": cfg.calls,
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(float(np.percentile(times, 99)), 3),
+        "mean_ms": round(mean, 3),
+        "min_ms": round(min(times), 3),
+        "calls_per_s": round(1000 / mean, 2),
         "per_action_p50_ms": round(p50 / model.n_action_steps, 3),
     }
 
@@ -345,7 +431,9 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
     torch_p50 = {(r["case"], r["steps"]): r["p50_ms"] for r in rows if r["runtime"] == "torch"}
     for row in rows:
         base = torch_p50.get((row["case"], row["steps"]))
-        row["speedup_vs_torch"] = round(base / row["p50_ms"], 2) if base and row["p50_ms"] > 0 else None
+        row["speedup_vs_torch"] = (
+            round(base / row["p50_ms"], 2) if base and row["p50_ms"] > 0 else None
+        )
 
 
 def _machine(threads: int) -> dict[str, Any]:
@@ -355,7 +443,11 @@ def _machine(threads: int) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"cpus": _cpu_count(), "threads": threads, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
-            **versions}
-
+    return {
+        "cpus": _cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        **versions,
+    }

@@ -22,9 +22,22 @@ from robot_learning.envs import TaskConfig
 
 def _default_cases() -> list[dict[str, Any]]:
     return [
-        {"policy": "meanflow", "task": "lift", "obs": "state", "steps": [1], "overrides": {"down_dims": [64, 128, 256]}},
-        {"policy": "meanflow", "task": "lift", "obs": "pixels", "cameras": ["front"], "image_size": 96, "steps": [1],
-         "overrides": {"down_dims": [64, 128, 256], "vision_backbone": "resnet18"}},
+        {
+            "policy": "meanflow",
+            "task": "lift",
+            "obs": "state",
+            "steps": [1],
+            "overrides": {"down_dims": [64, 128, 256]},
+        },
+        {
+            "policy": "meanflow",
+            "task": "lift",
+            "obs": "pixels",
+            "cameras": ["front"],
+            "image_size": 96,
+            "steps": [1],
+            "overrides": {"down_dims": [64, 128, 256], "vision_backbone": "resnet18"},
+        },
     ]
 
 
@@ -50,8 +63,15 @@ class RosBenchConfig:
     """Output folder: ``checkpoints/``, ``bundles/``, one deploy folder per case, ``bench.json``."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.episode_steps < 1 or self.control_rate_hz <= 0 or self.threads < 1:
-            raise ValueError("need steps >= 1, episode_steps >= 1, control_rate_hz > 0 and threads >= 1")
+        if (
+            self.steps < 1
+            or self.episode_steps < 1
+            or self.control_rate_hz <= 0
+            or self.threads < 1
+        ):
+            raise ValueError(
+                "need steps >= 1, episode_steps >= 1, control_rate_hz > 0 and threads >= 1"
+            )
         self.cases = [check_case(case, i) for i, case in enumerate(self.cases)]
         if not self.cases:
             raise ValueError("bench ros needs at least one case")
@@ -66,24 +86,51 @@ def run_ros_bench(cfg: RosBenchConfig, report=None) -> dict[str, Any]:
     for case in cfg.cases:
         model = synthetic_model(case, out / "checkpoints", cfg.seed)
         bundle, record = ensure_bundle(model, model.steps[0], out / "bundles")
-        task = TaskConfig(name=model.task, obs=model.obs, cameras=tuple(model.cameras) or None,
-                          image_size=case["image_size"], max_episode_steps=cfg.episode_steps)
-        deploy = DeployConfig(bundle=str(bundle), task=task, out=str(out / "deploy" / model.name),
-                              episodes=math.ceil(cfg.steps / cfg.episode_steps), runtime=cfg.runtime,
-                              threads=cfg.threads, control_rate_hz=cfg.control_rate_hz, lockstep=False)
+        task = TaskConfig(
+            name=model.task,
+            obs=model.obs,
+            cameras=tuple(model.cameras) or None,
+            image_size=case["image_size"],
+            max_episode_steps=cfg.episode_steps,
+        )
+        deploy = DeployConfig(
+            bundle=str(bundle),
+            task=task,
+            out=str(out / "deploy" / model.name),
+            episodes=math.ceil(cfg.steps / cfg.episode_steps),
+            runtime=cfg.runtime,
+            threads=cfg.threads,
+            control_rate_hz=cfg.control_rate_hz,
+            lockstep=False,
+        )
         result = run_deploy(deploy)
         write_json(Path(deploy.out) / "deploy.json", result)
         row = {
-            "case": model.name, "policy": model.policy, "obs": model.obs, "cameras": model.cameras,
-            "sampler_steps": model.steps[0], "runtime": cfg.runtime, "threads": cfg.threads,
-            "target_hz": cfg.control_rate_hz, "steps": result["steps"],
-            "latency_ms_p50": result["latency_ms_p50"], "latency_ms_p99": result["latency_ms_p99"],
-            "latency_ms_max": result["latency_ms_max"], "latency_samples": result["latency_samples"],
-            "control_rate_hz": result["control_rate_hz"], "missed_deadlines": result["missed_deadlines"],
+            "case": model.name,
+            "policy": model.policy,
+            "obs": model.obs,
+            "cameras": model.cameras,
+            "sampler_steps": model.steps[0],
+            "runtime": cfg.runtime,
+            "threads": cfg.threads,
+            "target_hz": cfg.control_rate_hz,
+            "steps": result["steps"],
+            "latency_ms_p50": result["latency_ms_p50"],
+            "latency_ms_p99": result["latency_ms_p99"],
+            "latency_ms_max": result["latency_ms_max"],
+            "latency_samples": result["latency_samples"],
+            "control_rate_hz": result["control_rate_hz"],
+            "missed_deadlines": result["missed_deadlines"],
             "inference_ms_p99": result["policy_node"].get("inference_ms_p99"),
-            "stale_holds": result["policy_node"].get("stale_holds"), "bundle": record["bundle"],
+            "stale_holds": result["policy_node"].get("stale_holds"),
+            "bundle": record["bundle"],
         }
         rows.append(row)
         if report is not None:
             report(row)
-    return {"benchmark": "ros", "machine": _machine(cfg.threads), "config": asdict(cfg), "results": rows}
+    return {
+        "benchmark": "ros",
+        "machine": _machine(cfg.threads),
+        "config": asdict(cfg),
+        "results": rows,
+    }

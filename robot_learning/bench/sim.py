@@ -127,10 +127,16 @@ def run_sim_bench(cfg: SimBenchConfig, report=None) -> dict[str, Any]:
             if report is not None:
                 report(row)
     if not rows:
-        raise ValueError(f"No task matched tasks={cfg.tasks} backends={cfg.backends}; known: {TASKS.names()}")
+        raise ValueError(
+            f"No task matched tasks={cfg.tasks} backends={cfg.backends}; known: {TASKS.names()}"
+        )
     return {
         "benchmark": "sim",
-        "machine": {"cpus": _cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": _cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "config": asdict(cfg),
         "results": rows,
     }

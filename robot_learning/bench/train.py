@@ -46,7 +46,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "lift_state": Preset(TaskConfig(name="lift", obs="state"), demos=100),
     "pusht_state": Preset(TaskConfig(name="pusht", obs="state"), demos=200),
-    "lift_pixels": Preset(TaskConfig(name="lift", obs="pixels", cameras=("front", "wrist")), demos=100),
+    "lift_pixels": Preset(
+        TaskConfig(name="lift", obs="pixels", cameras=("front", "wrist")), demos=100
+    ),
 }
 
 
@@ -99,7 +101,9 @@ class TrainBenchConfig:
         if self.demos is not None and self.demos < 1:
             raise ValueError(f"demos={self.demos} must be >= 1")
         if self.eval_episodes < 1 or self.latency_calls < 1:
-            raise ValueError(f"eval_episodes={self.eval_episodes} and latency_calls={self.latency_calls} must be >= 1")
+            raise ValueError(
+                f"eval_episodes={self.eval_episodes} and latency_calls={self.latency_calls} must be >= 1"
+            )
         if self.out is None:
             self.out = f"runs/bench_train/{self.preset}_{self.policy}"
 
@@ -123,22 +127,44 @@ def _run(cfg: TrainBenchConfig, report) -> dict[str, Any]:
     demos = cfg.demos or preset.demos
     out = Path(cfg.out)
     data_dir = Path(cfg.data_root) / f"{cfg.preset}_{demos}"
-    report("collect", f"{demos} scripted demos of {preset.task.name}/{preset.task.obs} into {data_dir}")
+    report(
+        "collect", f"{demos} scripted demos of {preset.task.name}/{preset.task.obs} into {data_dir}"
+    )
     collect_seconds = ensure_demos(preset.task, data_dir, demos)
     dataset = LeRobotDataset(data_dir)
     train_cfg = TrainConfig(
-        policy=cfg.policy, dataset=str(data_dir), out=str(out / "train"), policy_overrides=cfg.policy_overrides,
-        steps=cfg.steps or 10_000, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, threads=cfg.threads,
-        max_minutes=None if cfg.steps else cfg.minutes, resume=cfg.resume, save_every=1000,
+        policy=cfg.policy,
+        dataset=str(data_dir),
+        out=str(out / "train"),
+        policy_overrides=cfg.policy_overrides,
+        steps=cfg.steps or 10_000,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        max_minutes=None if cfg.steps else cfg.minutes,
+        resume=cfg.resume,
+        save_every=1000,
         warmup_steps=min(500, max(0, (cfg.steps or 10_000) // 10)),
     )
     if cfg.steps is None:
         rate = probe_steps_per_s(train_cfg, dataset)
         steps = max(10, int(0.95 * rate * 60 * cfg.minutes))
-        report("train", f"{rate:.2f} steps/s in a probe -> cosine schedule of {steps} steps for {cfg.minutes} min")
-        train_cfg = TrainConfig(**{**asdict(train_cfg), "steps": steps, "warmup_steps": min(500, steps // 10),
-                                   "task": None})
-    report("train", f"{cfg.policy} on {dataset.num_episodes} episodes ({dataset.num_frames} frames)")
+        report(
+            "train",
+            f"{rate:.2f} steps/s in a probe -> cosine schedule of {steps} steps for {cfg.minutes} min",
+        )
+        train_cfg = TrainConfig(
+            **{
+                **asdict(train_cfg),
+                "steps": steps,
+                "warmup_steps": min(500, steps // 10),
+                "task": None,
+            }
+        )
+    report(
+        "train", f"{cfg.policy} on {dataset.num_episodes} episodes ({dataset.num_frames} frames)"
+    )
     result = train(train_cfg)
     if result.stopped == "interrupted":
         raise KeyboardInterrupt
@@ -149,19 +175,40 @@ def _run(cfg: TrainBenchConfig, report) -> dict[str, Any]:
     evaluation = evaluate(source, eval_cfg, progress=True).to_json(source, eval_cfg)
     report("latency", f"{cfg.latency_calls} predict_chunk calls at batch 1")
     latency = time_inference(policy, preset.task, cfg.latency_calls)
-    stable = ("episodes", "success_rate", "success_ci95", "mean_max_reward", "mean_episode_length", "seconds")
+    stable = (
+        "episodes",
+        "success_rate",
+        "success_ci95",
+        "mean_max_reward",
+        "mean_episode_length",
+        "seconds",
+    )
     return {
         "benchmark": "train",
         "preset": cfg.preset,
         "policy": cfg.policy,
-        "machine": {"cpus": _cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "cpus": _cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "config": asdict(cfg),
-        "dataset": {"dir": str(data_dir), "episodes": dataset.num_episodes, "frames": dataset.num_frames,
-                    "collect_seconds": round(collect_seconds, 2)},
-        "train": {"steps": result.step, "seconds": round(result.seconds, 2), "steps_per_s": round(result.steps_per_s, 3),
-                  "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None,
-                  "stopped": result.stopped, "batch_size": cfg.batch_size,
-                  "parameters": sum(p.numel() for p in policy.parameters()), "run": str(out / "train")},
+        "dataset": {
+            "dir": str(data_dir),
+            "episodes": dataset.num_episodes,
+            "frames": dataset.num_frames,
+            "collect_seconds": round(collect_seconds, 2),
+        },
+        "train": {
+            "steps": result.step,
+            "seconds": round(result.seconds, 2),
+            "steps_per_s": round(result.steps_per_s, 3),
+            "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None,
+            "stopped": result.stopped,
+            "batch_size": cfg.batch_size,
+            "parameters": sum(p.numel() for p in policy.parameters()),
+            "run": str(out / "train"),
+        },
         "eval": {k: evaluation[k] for k in stable},
         "latency_ms": latency,
     }
@@ -169,15 +216,22 @@ def _run(cfg: TrainBenchConfig, report) -> dict[str, Any]:
 
 def ensure_demos(task: TaskConfig, data_dir: Path, demos: int) -> float:
     """Collect successful scripted demos until ``data_dir`` holds ``demos`` episodes; returns seconds."""
-    have = LeRobotDataset(data_dir).num_episodes if (data_dir / "meta" / "info.json").is_file() else 0
+    have = (
+        LeRobotDataset(data_dir).num_episodes if (data_dir / "meta" / "info.json").is_file() else 0
+    )
     if have >= demos:
         log.info("%s already holds %d episodes; not collecting", data_dir, have)
         return 0.0
     t0 = time.perf_counter()
-    result = collect(CollectConfig(task=task, out=str(data_dir), episodes=demos - have, only_success=True,
-                                   resume=have > 0))
+    result = collect(
+        CollectConfig(
+            task=task, out=str(data_dir), episodes=demos - have, only_success=True, resume=have > 0
+        )
+    )
     if result.interrupted or result.episodes < demos - have:
-        raise RuntimeError(f"collected only {have + result.episodes} of {demos} demos into {data_dir}")
+        raise RuntimeError(
+            f"collected only {have + result.episodes} of {demos} demos into {data_dir}"
+        )
     return time.perf_counter() - t0
 
 
@@ -199,7 +253,9 @@ def _fake_batch(policy: Policy, batch_size: int) -> dict[str, torch.Tensor]:
 def probe_steps_per_s(cfg: TrainConfig, dataset: LeRobotDataset, steps: int = 5) -> float:
     """Training steps per second of this policy/batch size, timed on synthetic batches."""
     cls = POLICIES.get(cfg.policy)
-    policy = cls(build_policy_config(cls, cfg.policy_overrides), dataset.features, dataset.stats).train()
+    policy = cls(
+        build_policy_config(cls, cfg.policy_overrides), dataset.features, dataset.stats
+    ).train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
     batch = _fake_batch(policy, cfg.batch_size)
     t0 = 0.0
@@ -213,7 +269,9 @@ def probe_steps_per_s(cfg: TrainConfig, dataset: LeRobotDataset, steps: int = 5)
     return steps / (time.perf_counter() - t0)
 
 
-def time_inference(policy: Policy, task: TaskConfig, calls: int, warmup: int = 10) -> dict[str, float]:
+def time_inference(
+    policy: Policy, task: TaskConfig, calls: int, warmup: int = 10
+) -> dict[str, float]:
     """``predict_chunk`` latency at batch 1 on a real first observation (milliseconds)."""
     env = make_env(task)
     try:
@@ -222,7 +280,9 @@ def time_inference(policy: Policy, task: TaskConfig, calls: int, warmup: int = 1
         env.close()
     n = policy.config.n_obs_steps
     batch = {k: torch.as_tensor(np.stack([obs[k]] * n))[None] for k in policy.input_keys}
-    noise = torch.randn(1, policy.config.horizon, policy.action_dim, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(
+        1, policy.config.horizon, policy.action_dim, generator=torch.Generator().manual_seed(0)
+    )
     times = []
     policy.eval()
     with torch.no_grad():

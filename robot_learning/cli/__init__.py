@@ -23,9 +23,14 @@ from robot_learning.runtime.bundle import BundleError
 COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
     "command",
     discover=(
-        "robot_learning.cli.collect", "robot_learning.cli.dataset", "robot_learning.cli.bench",
-        "robot_learning.cli.train", "robot_learning.cli.eval", "robot_learning.cli.export",
-        "robot_learning.cli.deploy", "robot_learning.cli.finetune",
+        "robot_learning.cli.collect",
+        "robot_learning.cli.dataset",
+        "robot_learning.cli.bench",
+        "robot_learning.cli.train",
+        "robot_learning.cli.eval",
+        "robot_learning.cli.export",
+        "robot_learning.cli.deploy",
+        "robot_learning.cli.finetune",
     ),
 )
 
@@ -77,8 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         return 130
-    except (ValueError, KeyError, DatasetError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            BundleError, ExportError, RuntimeUnavailable) as exc:
+    except (
+        ValueError,
+        KeyError,
+        DatasetError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        BundleError,
+        ExportError,
+        RuntimeUnavailable,
+    ) as exc:
         if verbose:
             raise
         _error(str(exc))

@@ -18,7 +18,9 @@ BENCHES = ("sim", "train", "inference", "ros")
 def bench_command(args: list[str]) -> int:
     """Dispatch to one benchmark."""
     if not args or args[0] not in BENCHES:
-        raise ConfigError(f"usage: robot-learning bench <{'|'.join(BENCHES)}> [key=value ...]; got {args[:1]}")
+        raise ConfigError(
+            f"usage: robot-learning bench <{'|'.join(BENCHES)}> [key=value ...]; got {args[:1]}"
+        )
     if args[0] == "train":
         from robot_learning.cli.bench_train import bench_train
 
@@ -53,8 +55,12 @@ def _bench_sim(args: list[str]) -> int:
         table.add_column(col)
     for row in result["results"]:
         table.add_row(
-            row["task"], row["backend"], row["obs"], f"{row['steps_per_s_single']:.0f}",
-            f"{row[vec_key]:.0f}", f"{row['vector_speedup']:.2f}x",
+            row["task"],
+            row["backend"],
+            row["obs"],
+            f"{row['steps_per_s_single']:.0f}",
+            f"{row[vec_key]:.0f}",
+            f"{row['vector_speedup']:.2f}x",
         )
     console.print(table)
     console.print(f"wrote {out}")

@@ -21,19 +21,36 @@ def bench_ros(args: list[str]) -> int:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid bench ros settings: {exc}") from exc
     console = Console()
-    console.print(f"deploying {len(cfg.cases)} policies over ROS 2 for {cfg.steps} steps each at {cfg.control_rate_hz:g} Hz ...")
-    result = run_ros_bench(cfg, report=lambda row: console.print(
-        f"  {row['case']}: p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms, "
-        f"{row['control_rate_hz']:.1f} Hz, {row['missed_deadlines']} missed deadlines"))
+    console.print(
+        f"deploying {len(cfg.cases)} policies over ROS 2 for {cfg.steps} steps each at {cfg.control_rate_hz:g} Hz ..."
+    )
+    result = run_ros_bench(
+        cfg,
+        report=lambda row: console.print(
+            f"  {row['case']}: p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms, "
+            f"{row['control_rate_hz']:.1f} Hz, {row['missed_deadlines']} missed deadlines"
+        ),
+    )
     out = Path(cfg.out) / "bench.json"
     write_json(out, result)
-    table = Table(title=f"bench ros (observation->command over DDS, {result['machine']['cpus']} CPUs)")
+    table = Table(
+        title=f"bench ros (observation->command over DDS, {result['machine']['cpus']} CPUs)"
+    )
     for col in ("case", "runtime", "steps", "p50 ms", "p99 ms", "max ms", "Hz", "missed"):
-        table.add_column(col, justify="left" if col in ("case", "runtime") else "right", overflow="fold")
+        table.add_column(
+            col, justify="left" if col in ("case", "runtime") else "right", overflow="fold"
+        )
     for row in result["results"]:
-        table.add_row(row["case"], row["runtime"], str(row["steps"]), f"{row['latency_ms_p50']:.2f}",
-                      f"{row['latency_ms_p99']:.2f}", f"{row['latency_ms_max']:.2f}", f"{row['control_rate_hz']:.1f}",
-                      str(row["missed_deadlines"]))
+        table.add_row(
+            row["case"],
+            row["runtime"],
+            str(row["steps"]),
+            f"{row['latency_ms_p50']:.2f}",
+            f"{row['latency_ms_p99']:.2f}",
+            f"{row['latency_ms_max']:.2f}",
+            f"{row['control_rate_hz']:.1f}",
+            str(row["missed_deadlines"]),
+        )
     console.print(table)
     console.print(f"wrote {out}")
     return 0

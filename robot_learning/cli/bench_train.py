@@ -23,20 +23,33 @@ def bench_train(args: list[str]) -> int:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid bench train settings: {exc}") from exc
     console = Console()
-    result = run_train_bench(cfg, report=lambda stage, message: console.print(f"[bold]{stage}[/] {message}"))
+    result = run_train_bench(
+        cfg, report=lambda stage, message: console.print(f"[bold]{stage}[/] {message}")
+    )
     out = Path(cfg.out) / "bench.json"
     write_json(out, result)
     train, ev, lat = result["train"], result["eval"], result["latency_ms"]
-    table = Table(title=f"bench train {cfg.preset} / {cfg.policy} ({result['machine']['cpus']} CPUs)")
+    table = Table(
+        title=f"bench train {cfg.preset} / {cfg.policy} ({result['machine']['cpus']} CPUs)"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
-        ("demonstrations", f"{result['dataset']['episodes']} ({result['dataset']['frames']} frames)"),
+        (
+            "demonstrations",
+            f"{result['dataset']['episodes']} ({result['dataset']['frames']} frames)",
+        ),
         ("parameters", f"{train['parameters'] / 1e6:.2f} M"),
-        ("training steps", f"{train['steps']} in {train['seconds'] / 60:.1f} min ({train['steps_per_s']:.2f} steps/s)"),
+        (
+            "training steps",
+            f"{train['steps']} in {train['seconds'] / 60:.1f} min ({train['steps_per_s']:.2f} steps/s)",
+        ),
         ("final loss", f"{train['final_loss']:.4f}" if train["final_loss"] is not None else "-"),
-        ("success rate", f"{ev['success_rate']:.1%} (95% CI {ev['success_ci95'][0]:.1%}-{ev['success_ci95'][1]:.1%}, "
-                         f"{ev['episodes']} episodes)"),
+        (
+            "success rate",
+            f"{ev['success_rate']:.1%} (95% CI {ev['success_ci95'][0]:.1%}-{ev['success_ci95'][1]:.1%}, "
+            f"{ev['episodes']} episodes)",
+        ),
         ("mean max reward", f"{ev['mean_max_reward']:.3f}"),
         ("predict_chunk p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms (batch 1)"),
     ]

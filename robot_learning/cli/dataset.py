@@ -15,7 +15,9 @@ ACTIONS = ("info", "validate", "visualize")
 
 def _parse(args: list[str]) -> tuple[str, Path, dict[str, str]]:
     if len(args) < 2 or args[0] not in ACTIONS:
-        raise ConfigError(f"usage: robot-learning dataset <{'|'.join(ACTIONS)}> DIR [key=value ...]; got {args}")
+        raise ConfigError(
+            f"usage: robot-learning dataset <{'|'.join(ACTIONS)}> DIR [key=value ...]; got {args}"
+        )
     options = {}
     for item in args[2:]:
         if "=" not in item:

@@ -10,8 +10,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robot_learning.cli import COMMANDS, err_console
 from robot_learning.config import ConfigError, load_config, task_config, to_container
 
-DEPLOY_KEYS = ("episodes", "robot", "runtime", "threads", "seed", "control_rate_hz", "lockstep", "realtime",
-               "stale_after_s", "domain_id", "startup_timeout_s", "episode_timeout_s", "grace_s")
+DEPLOY_KEYS = (
+    "episodes",
+    "robot",
+    "runtime",
+    "threads",
+    "seed",
+    "control_rate_hz",
+    "lockstep",
+    "realtime",
+    "stale_after_s",
+    "domain_id",
+    "startup_timeout_s",
+    "episode_timeout_s",
+    "grace_s",
+)
 
 
 @COMMANDS.register("deploy")
@@ -25,7 +38,9 @@ def deploy_command(args: list[str]) -> int:
     try:
         from ros_nodes.deploy import DeployConfig, DeployError, run_deploy
     except ImportError as exc:
-        raise ConfigError(f"deploy needs ROS 2 (rclpy and message packages): pip install -e '.[ros]' ({exc})") from exc
+        raise ConfigError(
+            f"deploy needs ROS 2 (rclpy and message packages): pip install -e '.[ros]' ({exc})"
+        ) from exc
     cfg = load_config("deploy", args)
     data = to_container(cfg)
     bundle = Path(data["bundle"])
@@ -38,17 +53,30 @@ def deploy_command(args: list[str]) -> int:
         task.max_episode_steps = int(data["max_episode_steps"])
     out = Path(data["out"]) if data["out"] is not None else bundle / "deploy"
     try:
-        run = DeployConfig(bundle=str(bundle), task=task, out=str(out), **{k: data[k] for k in DEPLOY_KEYS})
+        run = DeployConfig(
+            bundle=str(bundle), task=task, out=str(out), **{k: data[k] for k in DEPLOY_KEYS}
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid deploy settings: {exc}") from exc
     console = Console()
-    columns = [TextColumn("[bold]deploy[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("success {task.fields[rate]}"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]deploy[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("success {task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=console) as bar:
-        bar_id = bar.add_task(f"{spec['policy']} on {task.name} over ROS 2", total=run.episodes, rate="-")
+        bar_id = bar.add_task(
+            f"{spec['policy']} on {task.name} over ROS 2", total=run.episodes, rate="-"
+        )
         try:
-            report = run_deploy(run, progress=lambda done, total, rate: bar.update(bar_id, completed=done,
-                                                                                   rate=f"{rate:.0%}"))
+            report = run_deploy(
+                run,
+                progress=lambda done, total, rate: bar.update(
+                    bar_id, completed=done, rate=f"{rate:.0%}"
+                ),
+            )
         except DeployError as exc:
             err_console.print("[red]error:[/] ", end="")
             err_console.print(str(exc), markup=False, highlight=False)

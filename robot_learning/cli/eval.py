@@ -26,7 +26,9 @@ def eval_command(args: list[str]) -> int:
     cfg = load_config("eval", args)
     data = to_container(cfg)
     if (data["bundle"] is None) == (data["checkpoint"] is None):
-        raise ConfigError("eval needs exactly one of checkpoint=DIR (a training checkpoint) or bundle=DIR (an export)")
+        raise ConfigError(
+            "eval needs exactly one of checkpoint=DIR (a training checkpoint) or bundle=DIR (an export)"
+        )
     if data["bundle"] is not None:
         source, folder, recorded_task, extra = _bundle_source(data)
     else:
@@ -37,8 +39,13 @@ def eval_command(args: list[str]) -> int:
         task = resolve_task(_recorded_task(recorded_task, folder, data), source.features, args)
     out = Path(data["out"]) if data["out"] is not None else folder
     try:
-        run = EvalConfig(task=task, episodes=int(data["episodes"]), num_envs=int(data["num_envs"]),
-                         seed=int(data["seed"]), video_episodes=int(data["video_episodes"]) if data["video"] else 0)
+        run = EvalConfig(
+            task=task,
+            episodes=int(data["episodes"]),
+            num_envs=int(data["num_envs"]),
+            seed=int(data["seed"]),
+            video_episodes=int(data["video_episodes"]) if data["video"] else 0,
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid eval settings: {exc}") from exc
     source.reseed(run.seed)
@@ -50,7 +57,8 @@ def eval_command(args: list[str]) -> int:
         f"[bold]eval[/] {source.name} ({source.runtime}) on {task.name}/{task.backend}/{task.obs}: success "
         f"{payload['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) over {payload['episodes']} episodes, "
         f"mean max reward {payload['mean_max_reward']:.3f}, mean length {payload['mean_episode_length']:.1f}; "
-        f"wrote {out / 'eval.json'}" + (f" and {len(result.videos)} videos" if result.videos else "")
+        f"wrote {out / 'eval.json'}"
+        + (f" and {len(result.videos)} videos" if result.videos else "")
     )
     return 0
 
@@ -72,8 +80,17 @@ def _checkpoint_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
     checkpoint = checkpoint_dir(data["checkpoint"])
     policy = Policy.load(checkpoint, map_location=data["device"]).to(data["device"])
     meta = json.loads((checkpoint / "config.json").read_text())
-    extra = {"checkpoint": str(checkpoint.resolve()), "step": meta.get("step"), "policy_config": meta.get("config")}
-    return TorchPolicySource(policy), checkpoint, (meta.get("train_config") or {}).get("task"), extra
+    extra = {
+        "checkpoint": str(checkpoint.resolve()),
+        "step": meta.get("step"),
+        "policy_config": meta.get("config"),
+    }
+    return (
+        TorchPolicySource(policy),
+        checkpoint,
+        (meta.get("train_config") or {}).get("task"),
+        extra,
+    )
 
 
 def _bundle_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
@@ -82,8 +99,13 @@ def _bundle_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
     bundle = Path(data["bundle"])
     policy = load_bundle(bundle, runtime=data["runtime"] or "auto", threads=data["threads"])
     spec = policy.spec
-    extra = {"bundle": str(bundle.resolve()), "device": policy.backend.device, "sampler": spec["sampler"],
-             "source": spec["source"], "policy_config": spec.get("policy_config")}
+    extra = {
+        "bundle": str(bundle.resolve()),
+        "device": policy.backend.device,
+        "sampler": spec["sampler"],
+        "source": spec["source"],
+        "policy_config": spec.get("policy_config"),
+    }
     return policy, bundle, spec.get("task"), extra
 
 
@@ -92,8 +114,11 @@ def checkpoint_dir(path: str | Path) -> Path:
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    hints = [p for p in (path / "final", path / "checkpoints" / "last", path / "train" / "final")
-             if (p / "config.json").is_file()]
+    hints = [
+        p
+        for p in (path / "final", path / "checkpoints" / "last", path / "train" / "final")
+        if (p / "config.json").is_file()
+    ]
     hint = f"; did you mean checkpoint={hints[0]}?" if hints else ""
     raise FileNotFoundError(f"{path} is not a policy checkpoint (no config.json){hint}")
 

@@ -28,7 +28,9 @@ def export_command(args: list[str]) -> int:
         raise ConfigError(f"Invalid export settings: {exc}") from exc
     console = Console()
     with console.status("exporting") as status:
-        out = (export_finetuned if finetuned else export_checkpoint)(cfg, report=lambda message: status.update(message) or console.print(f"  {message}"))
+        out = (export_finetuned if finetuned else export_checkpoint)(
+            cfg, report=lambda message: status.update(message) or console.print(f"  {message}")
+        )
     spec = json.loads((out / BUNDLE_FILE).read_text())
     size = sum(f["bytes"] for f in spec["files"].values()) / 1e6
     console.print(

@@ -21,7 +21,9 @@ def finetune_command(args: list[str]) -> int:
     algo = dict(data["algo"])
     name = algo.pop("name", None)
     if not name:
-        raise ConfigError("configs/algo/<name>.yaml must set 'name:' to the registered algorithm name")
+        raise ConfigError(
+            "configs/algo/<name>.yaml must set 'name:' to the registered algorithm name"
+        )
     task = task_config(cfg)
     for key in _CLI_ONLY:
         data.pop(key, None)
@@ -30,11 +32,16 @@ def finetune_command(args: list[str]) -> int:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid finetune settings: {exc}") from exc
     console = Console()
-    console.print(f"[bold]finetune[/] {name} on {task.name} -> {run.out} ({run.env_steps} env steps, "
-                  f"{run.num_envs} envs, utd {run.utd_ratio})")
+    console.print(
+        f"[bold]finetune[/] {name} on {task.name} -> {run.out} ({run.env_steps} env steps, "
+        f"{run.num_envs} envs, utd {run.utd_ratio})"
+    )
+
     def on_eval(steps: int, summary: dict) -> None:
-        console.print(f"eval at {steps} env steps: return {summary['return']:.3f}, "
-                      f"success {summary['success_rate']:.0%} ({run.eval_episodes} episodes)")
+        console.print(
+            f"eval at {steps} env steps: return {summary['return']:.3f}, "
+            f"success {summary['success_rate']:.0%} ({run.eval_episodes} episodes)"
+        )
 
     result = finetune(run, progress=True, on_eval=on_eval)
     first, last = result.evals[0], result.evals[-1]
@@ -45,6 +52,8 @@ def finetune_command(args: list[str]) -> int:
         f"curve in {run.out}/learning_curve.png"
     )
     if result.stopped != "completed":
-        console.print(f"stopped early ({result.stopped}) at {result.env_steps} env steps; checkpoint saved, "
-                      "continue with resume=true")
+        console.print(
+            f"stopped early ({result.stopped}) at {result.env_steps} env steps; checkpoint saved, "
+            "continue with resume=true"
+        )
     return 0

@@ -26,7 +26,9 @@ def train_command(args: list[str]) -> int:
     policy_fields = dict(data.pop("policy"))
     name = policy_fields.pop("name", None)
     if not name:
-        raise ConfigError("configs/policy/<name>.yaml must set 'name:' to the registered policy name")
+        raise ConfigError(
+            "configs/policy/<name>.yaml must set 'name:' to the registered policy name"
+        )
     task = None
     if "task" in data:
         features = LeRobotDataset(data["dataset"]).features
@@ -41,18 +43,26 @@ def train_command(args: list[str]) -> int:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Invalid train settings: {exc}") from exc
     console = Console()
-    console.print(f"[bold]train[/] {name} on {run.dataset} -> {run.out} ({run.steps} steps, batch {run.batch_size})")
+    console.print(
+        f"[bold]train[/] {name} on {run.dataset} -> {run.out} ({run.steps} steps, batch {run.batch_size})"
+    )
     result = train(run)
     console.print(
         f"{result.stopped} at step {result.step}: {result.steps_per_s:.1f} steps/s, "
         f"final loss {_last_loss(result.losses)}; "
-        + (f"policy in {result.final_dir}" if result.final_dir else f"resume with resume=true out={run.out}")
+        + (
+            f"policy in {result.final_dir}"
+            if result.final_dir
+            else f"resume with resume=true out={run.out}"
+        )
     )
     if result.evals:
         step, ev = max(result.evals.items())
         low, high = ev["success_ci95"]
-        console.print(f"eval at step {step}: success {ev['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) "
-                      f"over {ev['episodes']} episodes, mean max reward {ev['mean_max_reward']:.3f}")
+        console.print(
+            f"eval at step {step}: success {ev['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) "
+            f"over {ev['episodes']} episodes, mean max reward {ev['mean_max_reward']:.3f}"
+        )
     return 130 if result.stopped == "interrupted" else 0
 
 

@@ -27,7 +27,6 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-
 def tmp_path_for(path: Path) -> Path:
     """A unique hidden temporary name next to ``path`` (same directory, so rename is atomic)."""
     return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")

@@ -123,7 +123,9 @@ def build_table(columns: Mapping[str, Any], features: FeatureSpec) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def to_numpy(column: pa.ChunkedArray | pa.Array, feature: Feature, squeeze: bool = False) -> np.ndarray:
+def to_numpy(
+    column: pa.ChunkedArray | pa.Array, feature: Feature, squeeze: bool = False
+) -> np.ndarray:
     """A ``[T, *shape]`` array from a column (``[T]`` when ``squeeze`` and shape is ``(1,)``)."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     num = len(arr)
@@ -135,7 +137,11 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, feature: Feature, squeeze: bool
         return out
     if feature.dtype == "string":
         return np.array(arr.to_pylist(), dtype=str)
-    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+    while (
+        pa.types.is_list(arr.type)
+        or pa.types.is_large_list(arr.type)
+        or pa.types.is_fixed_size_list(arr.type)
+    ):
         arr = arr.flatten()
     flat = arr.to_numpy(zero_copy_only=False).astype(feature.numpy_dtype, copy=False)
     if squeeze and feature.shape in ((), (1,)):

@@ -96,8 +96,14 @@ def write_parquet_durable(table: pa.Table, path: Path) -> None:
     fsync_path(path)
 
 
-def episode_row(staged: StagedEpisode, length: int, tasks: list[str], start: int, fps: int,
-                ep_stats: stats_mod.Stats) -> dict[str, Any]:
+def episode_row(
+    staged: StagedEpisode,
+    length: int,
+    tasks: list[str],
+    start: int,
+    fps: int,
+    ep_stats: stats_mod.Stats,
+) -> dict[str, Any]:
     """The episodes-metadata row of a staged episode (LeRobot's column names and order)."""
     row: dict[str, Any] = {
         "episode_index": staged.index,
@@ -119,8 +125,13 @@ def episode_row(staged: StagedEpisode, length: int, tasks: list[str], start: int
     return row
 
 
-def commit(root: Path, staged: StagedEpisode, info: dict[str, Any], tasks: list[str] | None,
-           stats: stats_mod.Stats) -> None:
+def commit(
+    root: Path,
+    staged: StagedEpisode,
+    info: dict[str, Any],
+    tasks: list[str] | None,
+    stats: stats_mod.Stats,
+) -> None:
     """Move a fully staged episode into place and commit ``info`` (see module docstring).
 
     Args:
@@ -148,4 +159,3 @@ def commit(root: Path, staged: StagedEpisode, info: dict[str, Any], tasks: list[
     write_json_atomic(root / INFO_PATH, info)
     stage("committed", ep)
     shutil.rmtree(staged.directory, ignore_errors=True)
-

@@ -41,7 +41,9 @@ EPISODE_COLUMNS = (
 
 def video_columns(key: str) -> tuple[str, str, str, str]:
     """Episodes-metadata columns locating one camera's frames of an episode."""
-    return tuple(f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp"))
+    return tuple(
+        f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
+    )
 
 
 @dataclass
@@ -74,7 +76,9 @@ class Episodes:
         for rec in self.records:
             if rec.meta_path not in tables:
                 table = pq.read_table(rec.meta_path)
-                tables[rec.meta_path] = table.select([c for c in table.column_names if c.startswith("stats/")])
+                tables[rec.meta_path] = table.select(
+                    [c for c in table.column_names if c.startswith("stats/")]
+                )
             row = tables[rec.meta_path].slice(rec.meta_row, 1).to_pylist()[0]
             out.append(stats_mod.from_episode_row(row))
         return out
@@ -91,7 +95,9 @@ def read_tasks(root: Path) -> tuple[list[str], list[str]]:
         return [], [f"{path}: unreadable parquet ({exc})"]
     text_col = next((c for c in ("__index_level_0__", "task") if c in table.column_names), None)
     if "task_index" not in table.column_names or text_col is None:
-        return [], [f"{path}: needs columns 'task_index' and the task text, has {table.column_names}"]
+        return [], [
+            f"{path}: needs columns 'task_index' and the task text, has {table.column_names}"
+        ]
     indices = table["task_index"].to_pylist()
     texts = table[text_col].to_pylist()
     if sorted(indices) != list(range(len(indices))):
@@ -108,14 +114,29 @@ def write_tasks(root: Path, tasks: list[str]) -> None:
     pandas_meta = {
         "index_columns": ["__index_level_0__"],
         "column_indexes": [
-            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
-             "metadata": {"encoding": "UTF-8"}}
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
         ],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
-             "numpy_type": "int64", "metadata": None},
-            {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode",
-             "numpy_type": "object", "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": None,
+                "field_name": "__index_level_0__",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
         ],
         "creator": {"library": "pyarrow", "version": pa.__version__},
         "pandas_version": "2.2.3",
@@ -179,7 +200,9 @@ def read_episodes(root: Path, info: dict[str, Any]) -> Episodes:
             if rec.index >= total:
                 uncommitted.append(rec.index)
             elif rec.index in found:
-                result.problems.append(f"{rel}: episode {rec.index} is listed twice (also in {found[rec.index].meta_path.relative_to(root)})")
+                result.problems.append(
+                    f"{rel}: episode {rec.index} is listed twice (also in {found[rec.index].meta_path.relative_to(root)})"
+                )
             else:
                 found[rec.index] = rec
     if uncommitted:
@@ -189,7 +212,9 @@ def read_episodes(root: Path, info: dict[str, Any]) -> Episodes:
     missing_eps = [i for i in range(total) if i not in found]
     if missing_eps:
         shown = missing_eps if len(missing_eps) <= 10 else [*missing_eps[:10], "..."]
-        result.problems.append(f"{EPISODES_DIR}: no metadata for committed episodes {shown} (info.json says {total})")
+        result.problems.append(
+            f"{EPISODES_DIR}: no metadata for committed episodes {shown} (info.json says {total})"
+        )
     result.records = [found[i] for i in sorted(found)]
     _check_continuity(result, info)
     return result
@@ -212,7 +237,9 @@ def _check_continuity(result: Episodes, info: dict[str, Any]) -> None:
         expected_from = rec.to_index
         for key, (_, _, start, end) in rec.videos.items():
             if end <= start:
-                result.problems.append(f"{where}: videos/{key} to_timestamp {end} <= from_timestamp {start}")
+                result.problems.append(
+                    f"{where}: videos/{key} to_timestamp {end} <= from_timestamp {start}"
+                )
     total_len = sum(r.length for r in result.records)
     if not result.problems and total_len != info["total_frames"]:
         result.problems.append(
@@ -251,7 +278,9 @@ def find_leftovers(root: Path, info: dict[str, Any], episodes: Episodes) -> list
     for top in ("meta", "data", "videos"):
         if (root / top).is_dir():
             out += list((root / top).rglob(f"{TMP_PREFIX}*"))
-    dirs = [root / EPISODES_DIR, root / "data"] + [root / "videos" / k for k in video_keys(info["features"])]
+    dirs = [root / EPISODES_DIR, root / "data"] + [
+        root / "videos" / k for k in video_keys(info["features"])
+    ]
     for directory in dirs:
         out += [p for p in list_chunk_files(directory).values() if p not in refs]
     return sorted(set(out))

@@ -69,7 +69,12 @@ class LeRobotDataset:
         for note in episodes.notes:
             log.info("%s: %s", self.root, note)
         if len(tasks) < self.info["total_tasks"]:
-            _raise(self.root, [f"meta/tasks.parquet has {len(tasks)} tasks, info.json says {self.info['total_tasks']}"])
+            _raise(
+                self.root,
+                [
+                    f"meta/tasks.parquet has {len(tasks)} tasks, info.json says {self.info['total_tasks']}"
+                ],
+            )
         self.tasks: list[str] = tasks[: self.info["total_tasks"]]
         """Task strings indexed by ``task_index``."""
         self.features: FeatureSpec = spec_from_info(self.info["features"])
@@ -101,7 +106,10 @@ class LeRobotDataset:
         if self.num_frames and count is not None and count != self.num_frames:
             log.warning(
                 "%s: meta/stats.json covers %d frames, the dataset has %d (interrupted commit); "
-                "re-aggregating from meta/episodes", self.root, count, self.num_frames,
+                "re-aggregating from meta/episodes",
+                self.root,
+                count,
+                self.num_frames,
             )
             stats = stats_mod.aggregate(episodes.stats())
         problems = stats_mod.check_stats(stats, self._all) if self.num_frames else []
@@ -160,7 +168,9 @@ class LeRobotDataset:
             mask = pc.and_(pc.greater_equal(idx, rec.from_index), pc.less(idx, rec.to_index))
             table = table.filter(mask)
         if table.num_rows != rec.length:
-            raise DatasetError(f"{path}: {table.num_rows} rows for episode {rec.index}, expected {rec.length}")
+            raise DatasetError(
+                f"{path}: {table.num_rows} rows for episode {rec.index}, expected {rec.length}"
+            )
         return table
 
     def episode(self, index: int) -> dict[str, np.ndarray]:
@@ -174,7 +184,9 @@ class LeRobotDataset:
         for key, feat in self._all.items():
             if has_column(feat):
                 if key not in table.column_names:
-                    raise DatasetError(f"{data_relpath(self.info, *rec.data_pos)}: no column {key!r}")
+                    raise DatasetError(
+                        f"{data_relpath(self.info, *rec.data_pos)}: no column {key!r}"
+                    )
                 out[key] = to_numpy(table[key], feat, squeeze=key in BOOKKEEPING_FEATURES)
         for key, (chunk, file, start, end) in rec.videos.items():
             path = self.root / video_relpath(self.info, key, chunk, file)

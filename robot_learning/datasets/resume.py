@@ -75,7 +75,9 @@ class ResumeState:
         """Files per chunk folder."""
         return int(self.info["chunks_size"])
 
-    def advance(self, info: dict[str, Any], tasks: list[str], stats: stats_mod.Stats, staged: Any) -> None:
+    def advance(
+        self, info: dict[str, Any], tasks: list[str], stats: stats_mod.Stats, staged: Any
+    ) -> None:
         """Record a successful commit of ``staged``."""
         self.info, self.tasks, self.stats, self.tasks_dirty = info, tasks, stats, False
         self.positions["data"] = staged.data_pos
@@ -89,7 +91,9 @@ def _fail(root: Path, problems: list[str]) -> DatasetError:
     return DatasetError(f"cannot append to {root}, it has problems (run validate):\n  - {listed}")
 
 
-def load_for_resume(root: Path, features: FeatureSpec, fps: int, robot_type: str | None) -> ResumeState:
+def load_for_resume(
+    root: Path, features: FeatureSpec, fps: int, robot_type: str | None
+) -> ResumeState:
     """Check that ``root`` can take more episodes of ``features`` at ``fps``; repair leftovers."""
     info = read_info(root)
     if int(info["fps"]) != int(fps):
@@ -97,13 +101,17 @@ def load_for_resume(root: Path, features: FeatureSpec, fps: int, robot_type: str
     stored = spec_from_info(info["features"])
     stored.check_matches(normalise_spec(features), what=f"features given to resume {root}")
     if robot_type is not None and info.get("robot_type") not in (None, robot_type):
-        raise DatasetError(f"{root}: robot_type {robot_type!r} != the dataset's {info['robot_type']!r}")
+        raise DatasetError(
+            f"{root}: robot_type {robot_type!r} != the dataset's {info['robot_type']!r}"
+        )
     episodes = read_episodes(root, info)
     if episodes.problems:
         raise _fail(root, episodes.problems)
     tasks, problems = read_tasks(root)
     if not problems and len(tasks) < info["total_tasks"]:
-        problems = [f"meta/tasks.parquet has {len(tasks)} tasks, info.json says {info['total_tasks']}"]
+        problems = [
+            f"meta/tasks.parquet has {len(tasks)} tasks, info.json says {info['total_tasks']}"
+        ]
     if problems:
         raise _fail(root, problems)
     _remove_leftovers(root, info, episodes)
@@ -120,11 +128,15 @@ def load_for_resume(root: Path, features: FeatureSpec, fps: int, robot_type: str
 def _committed_stats(root: Path, info: dict[str, Any], episodes: Episodes) -> stats_mod.Stats:
     """stats.json if it matches the committed frames, else re-aggregated (and rewritten)."""
     stats, problems = read_stats_json(root)
-    all_features = FeatureSpec({**spec_from_info(info["features"]).features, **BOOKKEEPING_FEATURES.features})
+    all_features = FeatureSpec(
+        {**spec_from_info(info["features"]).features, **BOOKKEEPING_FEATURES.features}
+    )
     if stats is not None and not problems:
         if info["total_frames"] == 0 and not stats:
             return stats
-        if stats_mod.count_of(stats) == info["total_frames"] and not stats_mod.check_stats(stats, all_features):
+        if stats_mod.count_of(stats) == info["total_frames"] and not stats_mod.check_stats(
+            stats, all_features
+        ):
             return stats
     fresh = stats_mod.aggregate(episodes.stats()) if info["total_frames"] else {}
     log.warning("%s: rewriting %s from the committed per-episode statistics", root, STATS_PATH)

@@ -21,7 +21,9 @@ STAT_KEYS = ("min", "max", "mean", "std", "count")
 Stats = dict[str, dict[str, np.ndarray]]
 
 
-def num_samples(length: int, min_samples: int = 100, max_samples: int = 10_000, power: float = 0.75) -> int:
+def num_samples(
+    length: int, min_samples: int = 100, max_samples: int = 10_000, power: float = 0.75
+) -> int:
     """How many frames of an episode of ``length`` frames feed the image statistics."""
     if length < min_samples:
         min_samples = length
@@ -73,13 +75,17 @@ def image_stats(samples: np.ndarray) -> dict[str, np.ndarray]:
         present = np.flatnonzero(hist)
         per_channel.append((present[0], present[-1], mean, np.sqrt(var)))
     arr = np.array(per_channel, dtype=np.float64) / 255.0
-    out = {k: arr[:, i].reshape(channels, 1, 1) for i, k in enumerate(("min", "max", "mean", "std"))}
+    out = {
+        k: arr[:, i].reshape(channels, 1, 1) for i, k in enumerate(("min", "max", "mean", "std"))
+    }
     out["count"] = np.array([num], dtype=np.int64)
     return out
 
 
 def episode_stats(
-    columns: Mapping[str, np.ndarray], image_samples: Mapping[str, np.ndarray], features: FeatureSpec
+    columns: Mapping[str, np.ndarray],
+    image_samples: Mapping[str, np.ndarray],
+    features: FeatureSpec,
 ) -> Stats:
     """Statistics of one episode.
 
@@ -143,7 +149,9 @@ def from_json(obj: Mapping[str, Any]) -> Stats:
 
 def to_episode_columns(stats: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
     """``stats/<feature>/<stat>`` values of one episodes-metadata row (LeRobot's flattening)."""
-    return {f"stats/{k}/{s}": np.asarray(v).tolist() for k, st in stats.items() for s, v in st.items()}
+    return {
+        f"stats/{k}/{s}": np.asarray(v).tolist() for k, st in stats.items() for s, v in st.items()
+    }
 
 
 def from_episode_row(row: Mapping[str, Any]) -> Stats:

@@ -84,13 +84,19 @@ def check_dataset(root: str | Path, deep: bool = False) -> ValidationReport:
         report.problems.append(_rel(root, str(exc)))
         report.problems += [_rel(root, p) for p in read_tasks(root)[1] + read_stats_json(root)[1]]
         return report
-    all_features = FeatureSpec({**spec_from_info(info["features"]).features, **BOOKKEEPING_FEATURES.features})
+    all_features = FeatureSpec(
+        {**spec_from_info(info["features"]).features, **BOOKKEEPING_FEATURES.features}
+    )
     tasks, problems = read_tasks(root)
     report.problems += [_rel(root, p) for p in problems]
     if not problems and len(tasks) < info["total_tasks"]:
-        report.problems.append(f"meta/tasks.parquet: {len(tasks)} tasks, info.json total_tasks is {info['total_tasks']}")
+        report.problems.append(
+            f"meta/tasks.parquet: {len(tasks)} tasks, info.json total_tasks is {info['total_tasks']}"
+        )
     elif len(tasks) > info["total_tasks"]:
-        report.notes.append(f"meta/tasks.parquet: {len(tasks) - info['total_tasks']} uncommitted task(s) (interrupted commit)")
+        report.notes.append(
+            f"meta/tasks.parquet: {len(tasks) - info['total_tasks']} uncommitted task(s) (interrupted commit)"
+        )
     _check_stats(root, info, all_features, report)
     episodes = read_episodes(root, info)
     report.problems += episodes.problems
@@ -98,7 +104,9 @@ def check_dataset(root: str | Path, deep: bool = False) -> ValidationReport:
     _check_data(root, info, all_features, episodes.records, len(tasks), report)
     _check_videos(root, info, all_features, episodes.records, deep, report)
     for path in find_leftovers(root, info, episodes):
-        report.notes.append(f"{path.relative_to(root)}: not part of any committed episode (leftover of an interrupted commit)")
+        report.notes.append(
+            f"{path.relative_to(root)}: not part of any committed episode (leftover of an interrupted commit)"
+        )
     if info["total_episodes"] and not episodes.records and not episodes.problems:
         report.problems.append("meta/episodes: no episodes metadata files")
     return report
@@ -108,7 +116,9 @@ def _rel(root: Path, message: str) -> str:
     return message.replace(f"{root}/", "")
 
 
-def _check_stats(root: Path, info: dict[str, Any], features: FeatureSpec, report: ValidationReport) -> None:
+def _check_stats(
+    root: Path, info: dict[str, Any], features: FeatureSpec, report: ValidationReport
+) -> None:
     stats, problems = read_stats_json(root)
     report.problems += [_rel(root, p) for p in problems]
     if stats is None or info["total_frames"] == 0:
@@ -116,9 +126,13 @@ def _check_stats(root: Path, info: dict[str, Any], features: FeatureSpec, report
     report.problems += [f"{STATS_PATH}: {p}" for p in stats_mod.check_stats(stats, features)]
     count = stats_mod.count_of(stats)
     if count is not None and count > info["total_frames"]:
-        report.notes.append(f"{STATS_PATH}: covers {count} frames, {info['total_frames']} committed (interrupted commit; readers re-aggregate)")
+        report.notes.append(
+            f"{STATS_PATH}: covers {count} frames, {info['total_frames']} committed (interrupted commit; readers re-aggregate)"
+        )
     elif count is not None and count < info["total_frames"]:
-        report.problems.append(f"{STATS_PATH}: covers {count} frames but the dataset has {info['total_frames']}")
+        report.problems.append(
+            f"{STATS_PATH}: covers {count} frames but the dataset has {info['total_frames']}"
+        )
 
 
 def _check_schema(rel: str, schema: pa.Schema, features: FeatureSpec) -> list[str]:
@@ -139,8 +153,14 @@ def _check_schema(rel: str, schema: pa.Schema, features: FeatureSpec) -> list[st
     return problems
 
 
-def _check_data(root: Path, info: dict[str, Any], features: FeatureSpec, records: list[EpisodeRecord],
-                num_tasks: int, report: ValidationReport) -> None:
+def _check_data(
+    root: Path,
+    info: dict[str, Any],
+    features: FeatureSpec,
+    records: list[EpisodeRecord],
+    num_tasks: int,
+    report: ValidationReport,
+) -> None:
     by_file: dict[tuple[int, int], list[EpisodeRecord]] = {}
     for rec in records:
         by_file.setdefault(rec.data_pos, []).append(rec)
@@ -166,20 +186,32 @@ def _check_data(root: Path, info: dict[str, Any], features: FeatureSpec, records
             rows = int(mask.sum())
             where = f"{rel} (episode {rec.index})"
             if rows != rec.length:
-                report.problems.append(f"{where}: frame count mismatch, {rows} data rows but episode length {rec.length}")
+                report.problems.append(
+                    f"{where}: frame count mismatch, {rows} data rows but episode length {rec.length}"
+                )
                 continue
             ep = {k: v[mask] for k, v in cols.items()}
             _check_episode_columns(where, rec, ep, fps, num_tasks, report)
         covered = sum(r.length for r in recs)
         if covered != table.num_rows:
-            report.problems.append(f"{rel}: {table.num_rows - covered} rows belong to no committed episode")
+            report.problems.append(
+                f"{rel}: {table.num_rows - covered} rows belong to no committed episode"
+            )
 
 
-def _check_episode_columns(where: str, rec: EpisodeRecord, ep: dict[str, np.ndarray], fps: int,
-                           num_tasks: int, report: ValidationReport) -> None:
+def _check_episode_columns(
+    where: str,
+    rec: EpisodeRecord,
+    ep: dict[str, np.ndarray],
+    fps: int,
+    num_tasks: int,
+    report: ValidationReport,
+) -> None:
     n = rec.length
     if not np.array_equal(ep["index"], np.arange(rec.from_index, rec.to_index)):
-        report.problems.append(f"{where}: index discontinuity, 'index' is not {rec.from_index}..{rec.to_index - 1}")
+        report.problems.append(
+            f"{where}: index discontinuity, 'index' is not {rec.from_index}..{rec.to_index - 1}"
+        )
     if not np.array_equal(ep["frame_index"], np.arange(n)):
         report.problems.append(f"{where}: frame_index discontinuity, not 0..{n - 1}")
     if not (ep["episode_index"] == rec.index).all():
@@ -190,11 +222,19 @@ def _check_episode_columns(where: str, rec: EpisodeRecord, ep: dict[str, np.ndar
         report.problems.append(f"{where}: timestamps are not frame_index / fps ({fps})")
     bad = np.unique(ep["task_index"][(ep["task_index"] < 0) | (ep["task_index"] >= num_tasks)])
     if bad.size:
-        report.problems.append(f"{where}: task_index values {bad.tolist()} not in meta/tasks.parquet")
+        report.problems.append(
+            f"{where}: task_index values {bad.tolist()} not in meta/tasks.parquet"
+        )
 
 
-def _check_videos(root: Path, info: dict[str, Any], features: FeatureSpec, records: list[EpisodeRecord],
-                  deep: bool, report: ValidationReport) -> None:
+def _check_videos(
+    root: Path,
+    info: dict[str, Any],
+    features: FeatureSpec,
+    records: list[EpisodeRecord],
+    deep: bool,
+    report: ValidationReport,
+) -> None:
     probes: dict[Path, Any] = {}
     for rec in records:
         for key, (chunk, file, start, end) in rec.videos.items():
@@ -215,7 +255,9 @@ def _check_videos(root: Path, info: dict[str, Any], features: FeatureSpec, recor
                 try:
                     decoded = decode_video(path, info["fps"], start, end, features[key].shape[2])
                     if len(decoded) != rec.length:
-                        report.problems.append(f"{rel} (episode {rec.index}): decoded {len(decoded)} frames, expected {rec.length}")
+                        report.problems.append(
+                            f"{rel} (episode {rec.index}): decoded {len(decoded)} frames, expected {rec.length}"
+                        )
                 except (OSError, ValueError) as exc:
                     report.problems.append(f"{rel} (episode {rec.index}): cannot decode ({exc})")
 
@@ -230,7 +272,9 @@ def _probe(rel: str, path: Path, shape: tuple[int, ...], report: ValidationRepor
         report.problems.append(f"{rel}: unreadable video ({exc})")
         return None
     if (probe.height, probe.width) != tuple(shape[:2]):
-        report.problems.append(f"{rel}: resolution {probe.height}x{probe.width}, info.json declares {shape[0]}x{shape[1]}")
+        report.problems.append(
+            f"{rel}: resolution {probe.height}x{probe.width}, info.json declares {shape[0]}x{shape[1]}"
+        )
     return probe
 
 
@@ -264,7 +308,9 @@ def dataset_info(root: str | Path) -> dict[str, Any]:
         "features": {k: f"{f.dtype} {tuple(f.shape)}" for k, f in spec.items()},
         "cameras": spec.image_keys,
         "episode_length": (
-            {"min": min(lengths), "mean": round(float(np.mean(lengths)), 2), "max": max(lengths)} if lengths else None
+            {"min": min(lengths), "mean": round(float(np.mean(lengths)), 2), "max": max(lengths)}
+            if lengths
+            else None
         ),
         "size_bytes": size,
         "size": _human(size),

@@ -39,9 +39,13 @@ class VideoSettings:
 
     def __post_init__(self) -> None:
         if self.codec not in ("libx264", "libsvtav1"):
-            raise ValueError(f"VideoSettings.codec must be 'libx264' or 'libsvtav1', got {self.codec!r}")
+            raise ValueError(
+                f"VideoSettings.codec must be 'libx264' or 'libsvtav1', got {self.codec!r}"
+            )
         if not 0 <= self.crf <= 63 or self.gop < 1:
-            raise ValueError(f"VideoSettings: crf must be in [0, 63] and gop >= 1, got {self.crf}, {self.gop}")
+            raise ValueError(
+                f"VideoSettings: crf must be in [0, 63] and gop >= 1, got {self.crf}, {self.gop}"
+            )
 
 
 class VideoEncoder:
@@ -54,7 +58,9 @@ class VideoEncoder:
         settings: codec options.
     """
 
-    def __init__(self, path: Path, fps: int, shape: tuple[int, ...], settings: VideoSettings | None = None):
+    def __init__(
+        self, path: Path, fps: int, shape: tuple[int, ...], settings: VideoSettings | None = None
+    ):
         settings = settings or VideoSettings()
         self.path = Path(path)
         self.shape = tuple(shape)
@@ -83,7 +89,9 @@ class VideoEncoder:
     def add(self, frame: np.ndarray) -> None:
         """Encode one ``(H, W, C)`` uint8 frame."""
         if frame.shape != self.shape or frame.dtype != np.uint8:
-            raise ValueError(f"video frame must be uint8 {self.shape}, got {frame.dtype} {frame.shape}")
+            raise ValueError(
+                f"video frame must be uint8 {self.shape}, got {frame.dtype} {frame.shape}"
+            )
         rgb = np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame
         vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         vframe = self._reformatter.reformat(vframe, format=self.pix_fmt)

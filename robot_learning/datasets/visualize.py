@@ -22,8 +22,18 @@ THUMB_HEIGHT = 128
 PLOT_HEIGHT = 110
 MAX_COLUMNS = 8
 MAX_PLOTS = 5
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 BACKGROUND, INK, GRID = (255, 255, 255), (20, 20, 20), (215, 215, 215)
 
 
@@ -50,13 +60,22 @@ def _resize(frame: np.ndarray, height: int) -> Image.Image:
 
 
 def _plot_keys(ds: LeRobotDataset) -> list[str]:
-    keys = [k for k, f in ds.features.items() if not f.is_image and f.dtype not in ("string",)
-            and len(f.shape) <= 1]
+    keys = [
+        k
+        for k, f in ds.features.items()
+        if not f.is_image and f.dtype not in ("string",) and len(f.shape) <= 1
+    ]
     return keys[:MAX_PLOTS]
 
 
-def _draw_plot(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], values: np.ndarray,
-               title: str, marks: list[int], cursor: int | None = None) -> None:
+def _draw_plot(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    values: np.ndarray,
+    title: str,
+    marks: list[int],
+    cursor: int | None = None,
+) -> None:
     """Line plot of ``values`` ``[T, D]`` inside ``box`` (x0, y0, x1, y1)."""
     font = ImageFont.load_default()
     x0, y0, x1, y1 = box
@@ -87,7 +106,9 @@ def _draw_plot(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], values
 
 def _contact_sheet(ds: LeRobotDataset, data: dict[str, np.ndarray], episode: int) -> Image.Image:
     length = len(data["index"])
-    picks = sorted(set(np.linspace(0, length - 1, min(MAX_COLUMNS, length)).round().astype(int).tolist()))
+    picks = sorted(
+        set(np.linspace(0, length - 1, min(MAX_COLUMNS, length)).round().astype(int).tolist())
+    )
     cams, plots = ds.camera_keys, _plot_keys(ds)
     rows = [[_resize(data[k][t], THUMB_HEIGHT) for t in picks] for k in cams]
     label_w, pad, header = 150, 4, 30
@@ -100,11 +121,21 @@ def _contact_sheet(ds: LeRobotDataset, data: dict[str, np.ndarray], episode: int
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     tasks = ", ".join(dict.fromkeys(data["task"].tolist()))
-    draw.text((pad, 4), f"{ds.root.name}  episode {episode}  {length} frames @ {ds.fps} fps", fill=INK, font=font)
+    draw.text(
+        (pad, 4),
+        f"{ds.root.name}  episode {episode}  {length} frames @ {ds.fps} fps",
+        fill=INK,
+        font=font,
+    )
     draw.text((pad, 16), f"task: {tasks}", fill=INK, font=font)
     y = header
     for key, row in zip(cams, rows, strict=True):
-        draw.text((pad, y + THUMB_HEIGHT // 2), key.removeprefix("observation.images."), fill=INK, font=font)
+        draw.text(
+            (pad, y + THUMB_HEIGHT // 2),
+            key.removeprefix("observation.images."),
+            fill=INK,
+            font=font,
+        )
         x = label_w
         for t, im in zip(picks, row, strict=True):
             sheet.paste(im, (x, y))
@@ -133,8 +164,12 @@ def _episode_video(ds: LeRobotDataset, data: dict[str, np.ndarray], out: Path) -
     try:
         for t in range(length):
             if cams:
-                tiles = [_resize(data[k][t], max(THUMB_HEIGHT, ds.features[k].shape[0])) for k in cams]
-                canvas = Image.new("RGB", (sum(im.width for im in tiles), tiles[0].height), BACKGROUND)
+                tiles = [
+                    _resize(data[k][t], max(THUMB_HEIGHT, ds.features[k].shape[0])) for k in cams
+                ]
+                canvas = Image.new(
+                    "RGB", (sum(im.width for im in tiles), tiles[0].height), BACKGROUND
+                )
                 x = 0
                 for im in tiles:
                     canvas.paste(im, (x, 0))

@@ -55,7 +55,9 @@ def _acquire_lock(root: Path) -> IO[str]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise DatasetError(f"{root}: another writer holds {LOCK_FILE}; one writer per dataset") from None
+        raise DatasetError(
+            f"{root}: another writer holds {LOCK_FILE}; one writer per dataset"
+        ) from None
     return handle
 
 
@@ -80,7 +82,9 @@ def _coerce(key: str, feature: Feature, value: Any) -> Any:
         return arr
     kind = arr.dtype.kind
     allowed = {"f": "fiub", "i": "iub", "u": "iub", "b": "b"}[np.dtype(feature.numpy_dtype).kind]
-    if kind not in allowed and not (feature.dtype == "bool" and kind in "iu" and np.isin(arr, (0, 1)).all()):
+    if kind not in allowed and not (
+        feature.dtype == "bool" and kind in "iu" and np.isin(arr, (0, 1)).all()
+    ):
         raise FeatureMismatchError(f"{key!r}: cannot store {arr.dtype} values as {feature.dtype}")
     return arr.astype(feature.numpy_dtype)
 
@@ -92,7 +96,9 @@ class LeRobotDatasetWriter:
     dataset in a state that is not readable.
     """
 
-    def __init__(self, root: Path, state: ResumeState, lock: IO[str], video_settings: VideoSettings):
+    def __init__(
+        self, root: Path, state: ResumeState, lock: IO[str], video_settings: VideoSettings
+    ):
         self.root = root
         self._state = state
         self._lock: IO[str] | None = lock
@@ -136,12 +142,16 @@ class LeRobotDatasetWriter:
             raise DatasetError(f"{root} exists and is not a directory")
         has_info = (root / INFO_PATH).is_file()
         # our lock file and staging area may survive a killed writer; they do not count
-        occupied = root.is_dir() and any(p.name not in (LOCK_FILE, STAGING_DIR) for p in root.iterdir())
+        occupied = root.is_dir() and any(
+            p.name not in (LOCK_FILE, STAGING_DIR) for p in root.iterdir()
+        )
         if occupied and not resume:
             what = "holds a dataset" if has_info else "is not empty"
             raise DatasetError(f"{root} {what}; pass resume=True to append to it")
         if not has_info:
-            new_info(features, fps, robot_type)  # validate fps and feature names before touching disk
+            new_info(
+                features, fps, robot_type
+            )  # validate fps and feature names before touching disk
         root.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(root)
         try:
@@ -152,17 +162,28 @@ class LeRobotDatasetWriter:
         except BaseException:
             lock.close()
             raise
-        log.info("dataset writer on %s: %d episodes, %d frames", root, state.num_episodes, state.num_frames)
+        log.info(
+            "dataset writer on %s: %d episodes, %d frames",
+            root,
+            state.num_episodes,
+            state.num_frames,
+        )
         return cls(root, state, lock, video_settings or VideoSettings())
 
     @staticmethod
-    def _initialise(root: Path, features: FeatureSpec, fps: int, robot_type: str | None) -> ResumeState:
+    def _initialise(
+        root: Path, features: FeatureSpec, fps: int, robot_type: str | None
+    ) -> ResumeState:
         for sub in ("data", "videos", "meta/episodes"):
             if any((root / sub).rglob("*.parquet")) or any((root / sub).rglob("*.mp4")):
-                raise DatasetError(f"{root}/{sub} has files but meta/info.json is missing; refusing to overwrite")
+                raise DatasetError(
+                    f"{root}/{sub} has files but meta/info.json is missing; refusing to overwrite"
+                )
         info = new_info(features, fps, robot_type)
         shutil.rmtree(root / STAGING_DIR, ignore_errors=True)
-        shutil.rmtree(root / "meta", ignore_errors=True)  # only leftovers of an interrupted creation
+        shutil.rmtree(
+            root / "meta", ignore_errors=True
+        )  # only leftovers of an interrupted creation
         # build meta/ aside and rename it into place: the dataset appears complete or not at all
         staging = new_staging_dir(root)
         write_tasks(staging, [])
@@ -194,7 +215,9 @@ class LeRobotDatasetWriter:
         return len(self._task_list)
 
     def _reset_buffer(self) -> None:
-        self._columns: dict[str, list[Any]] = {k: [] for k, f in self.features.items() if f.dtype != "video"}
+        self._columns: dict[str, list[Any]] = {
+            k: [] for k, f in self.features.items() if f.dtype != "video"
+        }
         self._thumbs: dict[str, list[np.ndarray]] = {k: [] for k in self.features.image_keys}
         self._task_list: list[str] = []
         self._encoders: dict[str, VideoEncoder] = {}
@@ -280,8 +303,10 @@ class LeRobotDatasetWriter:
             if task not in task_ids:
                 task_ids[task] = len(tasks)
                 tasks.append(task)
-        columns: dict[str, Any] = {k: np.stack(v) if v and isinstance(v[0], np.ndarray) else v
-                                   for k, v in self._columns.items()}
+        columns: dict[str, Any] = {
+            k: np.stack(v) if v and isinstance(v[0], np.ndarray) else v
+            for k, v in self._columns.items()
+        }
         frame_index = np.arange(length, dtype=np.int64)
         columns.update(
             timestamp=(frame_index / fps).astype(np.float32),
@@ -312,7 +337,9 @@ class LeRobotDatasetWriter:
                 info["features"][key]["info"] = video_info(encoder.path)
         self._encoders = {}
         write_parquet_durable(build_table(columns, self._all), staged.data_file)
-        row = episode_row(staged, length, list(dict.fromkeys(self._task_list)), start, fps, ep_stats)
+        row = episode_row(
+            staged, length, list(dict.fromkeys(self._task_list)), start, fps, ep_stats
+        )
         write_parquet_durable(pa.Table.from_pylist([row]), staged.meta_file)
 
         new_stats = stats_mod.aggregate([state.stats, ep_stats])
@@ -338,7 +365,9 @@ class LeRobotDatasetWriter:
         if self._lock is None:
             return
         if self.buffered_frames:
-            log.warning("discarding %d unsaved frames on close of %s", self.buffered_frames, self.root)
+            log.warning(
+                "discarding %d unsaved frames on close of %s", self.buffered_frames, self.root
+            )
         self.discard_episode()
         with contextlib.suppress(OSError):
             (self.root / STAGING_DIR).rmdir()  # only when empty

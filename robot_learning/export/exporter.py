@@ -86,7 +86,9 @@ def export_checkpoint(cfg: ExportConfig, report=None) -> Path:
     check_out(out, cfg.overwrite)
     if cfg.format == "tensorrt":
         _require_tensorrt()
-    meta = json.loads((source / CONFIG_FILE).read_text()) if (source / CONFIG_FILE).is_file() else None
+    meta = (
+        json.loads((source / CONFIG_FILE).read_text()) if (source / CONFIG_FILE).is_file() else None
+    )
     policy = Policy.load(source)  # raises a clear error for a non-checkpoint folder
     if cfg.sampler is not None or cfg.steps is not None:
         policy.set_inference(sampler=cfg.sampler, steps=cfg.steps)
@@ -100,10 +102,15 @@ def export_checkpoint(cfg: ExportConfig, report=None) -> Path:
         started = time.perf_counter()
         graph = export_onnx(policy, staging / GRAPH_FILE, simplify=cfg.simplify)
         graph["seconds"] = round(time.perf_counter() - started, 1)
-        report(f"graph checked: {graph['nodes']} nodes, max |onnx - torch| = {graph['parity_max_abs_error']:.1e}")
+        report(
+            f"graph checked: {graph['nodes']} nodes, max |onnx - torch| = {graph['parity_max_abs_error']:.1e}"
+        )
         if cfg.include_torch:
             (staging / TORCH_DIR).mkdir()
-            policy.save(staging / TORCH_DIR, extra={k: v for k, v in meta.items() if k in ("train_config", "step")})
+            policy.save(
+                staging / TORCH_DIR,
+                extra={k: v for k, v in meta.items() if k in ("train_config", "step")},
+            )
         spec = _policy_json(policy, meta, source, rate, cfg, graph, staging)
         (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2))
         if cfg.format == "tensorrt":
@@ -119,7 +126,9 @@ def export_checkpoint(cfg: ExportConfig, report=None) -> Path:
     return out
 
 
-def _policy_json(policy, meta: dict, source: Path, rate: float, cfg: ExportConfig, graph: dict, root: Path) -> dict[str, Any]:
+def _policy_json(
+    policy, meta: dict, source: Path, rate: float, cfg: ExportConfig, graph: dict, root: Path
+) -> dict[str, Any]:
     import onnx
     import torch
 
@@ -127,22 +136,34 @@ def _policy_json(policy, meta: dict, source: Path, rate: float, cfg: ExportConfi
     horizon, n_obs = policy.config.horizon, policy.config.n_obs_steps
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        files[path.relative_to(root).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        files[path.relative_to(root).as_posix()] = {
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
     return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
         "policy": policy.name,
         "features": policy.features.to_dict(),
         "input_keys": list(policy.input_keys),
-        "inputs": declared_inputs(policy.features, list(policy.input_keys), n_obs, horizon,
-                                  noise=NOISE in graph["graph_inputs"]),
+        "inputs": declared_inputs(
+            policy.features,
+            list(policy.input_keys),
+            n_obs,
+            horizon,
+            noise=NOISE in graph["graph_inputs"],
+        ),
         "outputs": declared_outputs(policy.features, horizon),
         "n_obs_steps": n_obs,
         "horizon": horizon,
         "n_action_steps": policy.config.n_action_steps,
         "control_rate_hz": rate,
         "sampler": settings,
-        "normalization": {"in_graph": True, "modes": policy.normalizer.modes, "stats": policy.normalizer.stats_dict()},
+        "normalization": {
+            "in_graph": True,
+            "modes": policy.normalizer.modes,
+            "stats": policy.normalizer.stats_dict(),
+        },
         "precision": {"graph": "fp32", "fp16": bool(cfg.fp16)},
         "max_batch": cfg.max_batch,
         "policy_config": dataclasses.asdict(policy.config),
@@ -188,17 +209,23 @@ def _require_tensorrt() -> None:
 
     why = RUNTIMES.get("tensorrt").unavailable_reason()
     if why is not None:
-        raise RuntimeUnavailable(f"format=tensorrt needs TensorRT and a CUDA GPU: {why}. Export format=onnx instead "
-                                 "(the TensorRT engine is then built on the robot at first load).")
+        raise RuntimeUnavailable(
+            f"format=tensorrt needs TensorRT and a CUDA GPU: {why}. Export format=onnx instead "
+            "(the TensorRT engine is then built on the robot at first load)."
+        )
 
 
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse to write over anything but an existing bundle, and over one only with ``overwrite``."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not (out / BUNDLE_FILE).is_file():
-            raise FileExistsError(f"{out} exists and is not a bundle; choose another out= (nothing was written)")
+            raise FileExistsError(
+                f"{out} exists and is not a bundle; choose another out= (nothing was written)"
+            )
         if not overwrite:
-            raise FileExistsError(f"{out} already holds a bundle; pass overwrite=true to replace it")
+            raise FileExistsError(
+                f"{out} already holds a bundle; pass overwrite=true to replace it"
+            )
 
 
 def swap_into_place(staging: Path, out: Path) -> None:

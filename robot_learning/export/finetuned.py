@@ -82,30 +82,46 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     run, out = Path(cfg.checkpoint), Path(cfg.out)
     check_out(out, cfg.overwrite)
     if cfg.format != "onnx":
-        raise ExportError("finetuned policies export as format=onnx (TensorRT engines are built from it at load)")
+        raise ExportError(
+            "finetuned policies export as format=onnx (TensorRT engines are built from it at load)"
+        )
     run_cfg = FinetuneConfig(**json.loads((run / RUN_CONFIG).read_text()))
     saved = load_learner(run / "checkpoints")
     if saved is None:
-        raise FileNotFoundError(f"{run} has no checkpoint yet (checkpoints/last); let the run save one first")
+        raise FileNotFoundError(
+            f"{run} has no checkpoint yet (checkpoints/last); let the run save one first"
+        )
     algo_cfg = algo_config(run_cfg)
     env = make_learner_env(run_cfg, algo_cfg)
     spec, rate = env.features, cfg.control_rate_hz or getattr(env.unwrapped, "fps", None)
     env.close()
     if not rate:
-        raise ValueError(f"task {run_cfg.task.name!r} does not declare a control rate; pass control_rate_hz=<Hz>")
-    keys, action = state_keys(spec, skip_images=learner_skips_images(run_cfg.algo)), action_feature(spec)
+        raise ValueError(
+            f"task {run_cfg.task.name!r} does not declare a control rate; pass control_rate_hz=<Hz>"
+        )
+    keys, action = (
+        state_keys(spec, skip_images=learner_skips_images(run_cfg.algo)),
+        action_feature(spec),
+    )
     algo = build_algo(run_cfg, obs_dim(spec, keys), action, algo_cfg)
     algo.load_state_dict(saved.state["algo"])
     graph = ActorGraph(algo.policy_module()).eval()
-    source = {"run": str(run.resolve()), "checkpoint": str(saved.path.resolve()), "algo": run_cfg.algo,
-              "env_steps": saved.meta.get("env_steps"), "sha256": _learner_hash(saved.path)}
+    source = {
+        "run": str(run.resolve()),
+        "checkpoint": str(saved.path.resolve()),
+        "algo": run_cfg.algo,
+        "env_steps": saved.meta.get("env_steps"),
+        "sha256": _learner_hash(saved.path),
+    }
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         if BASE_ACTION in keys:
             _write_residual(cfg, run_cfg, algo_cfg, graph, spec, keys, source, staging, report)
         else:
-            _write_actor(cfg, run_cfg, algo_cfg, graph, spec, keys, float(rate), source, staging, report)
+            _write_actor(
+                cfg, run_cfg, algo_cfg, graph, spec, keys, float(rate), source, staging, report
+            )
         read_bundle(staging)
         swap_into_place(staging, out)
     except BaseException:
@@ -114,29 +130,44 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     return out
 
 
-def _write_actor(cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, rate: float, source, root: Path,
-                 report) -> None:
+def _write_actor(
+    cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, rate: float, source, root: Path, report
+) -> None:
     from robot_learning.export.onnx_graph import export_graph
 
     root.mkdir(parents=True)
     report(f"tracing the {run_cfg.algo} actor to ONNX")
-    facts = _export(graph, spec, keys, root / GRAPH_FILE, cfg.simplify, f"{run_cfg.algo} actor", export_graph)
+    facts = _export(
+        graph, spec, keys, root / GRAPH_FILE, cfg.simplify, f"{run_cfg.algo} actor", export_graph
+    )
     features = spec.select([*keys, ACTION])
     bundle = {
-        "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "policy": run_cfg.algo,
-        "features": features.to_dict(), "input_keys": keys,
-        "inputs": declared_inputs(features, keys, 1, 1, noise=False), "outputs": declared_outputs(features, 1),
-        "n_obs_steps": 1, "horizon": 1, "n_action_steps": 1, "control_rate_hz": rate,
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "policy": run_cfg.algo,
+        "features": features.to_dict(),
+        "input_keys": keys,
+        "inputs": declared_inputs(features, keys, 1, 1, noise=False),
+        "outputs": declared_outputs(features, 1),
+        "n_obs_steps": 1,
+        "horizon": 1,
+        "n_action_steps": 1,
+        "control_rate_hz": rate,
         "sampler": {"name": "deterministic actor", "steps": 1},
         "normalization": {"in_graph": True, "modes": {}, "stats": {}},
-        "precision": {"graph": "fp32", "fp16": bool(cfg.fp16)}, "max_batch": cfg.max_batch,
-        "policy_config": _jsonable(algo_cfg), "task": dataclasses.asdict(run_cfg.task),
-        "source": source, "export": _export_facts(facts),
+        "precision": {"graph": "fp32", "fp16": bool(cfg.fp16)},
+        "max_batch": cfg.max_batch,
+        "policy_config": _jsonable(algo_cfg),
+        "task": dataclasses.asdict(run_cfg.task),
+        "source": source,
+        "export": _export_facts(facts),
     }
     _write_spec(root, bundle)
 
 
-def _write_residual(cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, source, root: Path, report) -> None:
+def _write_residual(
+    cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, source, root: Path, report
+) -> None:
     from robot_learning.export.onnx_graph import export_graph
     from robot_learning.policy import CONFIG_FILE
 
@@ -156,20 +187,30 @@ def _write_residual(cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, sour
         if not (checkpoint / CONFIG_FILE).is_file():
             raise ExportError(f"the residual's base {base} is neither a bundle nor a checkpoint")
         report(f"exporting the base policy {checkpoint}")
-        base_cfg = dataclasses.replace(cfg, checkpoint=str(checkpoint), out=str(root), overwrite=False)
+        base_cfg = dataclasses.replace(
+            cfg, checkpoint=str(checkpoint), out=str(root), overwrite=False
+        )
         export_checkpoint(base_cfg, report)
     bundle = json.loads((root / BUNDLE_FILE).read_text())
     outside = [k for k in keys if k != BASE_ACTION and k not in bundle["input_keys"]]
     if outside:
-        raise ExportError(f"the residual reads {outside}, which the base policy's bundle does not take as inputs "
-                          f"({bundle['input_keys']}); the policy node would never receive them")
+        raise ExportError(
+            f"the residual reads {outside}, which the base policy's bundle does not take as inputs "
+            f"({bundle['input_keys']}); the policy node would never receive them"
+        )
     report("tracing the residual actor to ONNX")
-    facts = _export(graph, spec, keys, root / RESIDUAL_GRAPH, cfg.simplify, "residual actor", export_graph)
+    facts = _export(
+        graph, spec, keys, root / RESIDUAL_GRAPH, cfg.simplify, "residual actor", export_graph
+    )
     features = spec.select(keys)
     bundle["residual"] = {
-        "graph": RESIDUAL_GRAPH, "input_keys": keys, "features": features.to_dict(),
-        "inputs": residual_inputs(features, keys), "scale": algo_cfg.scale,
-        "config": _jsonable(algo_cfg), "export": _export_facts(facts),
+        "graph": RESIDUAL_GRAPH,
+        "input_keys": keys,
+        "features": features.to_dict(),
+        "inputs": residual_inputs(features, keys),
+        "scale": algo_cfg.scale,
+        "config": _jsonable(algo_cfg),
+        "export": _export_facts(facts),
     }
     bundle["policy"] = f"residual({bundle['policy']})"
     bundle["task"] = dataclasses.asdict(run_cfg.task)  # the task the residual was trained on
@@ -178,8 +219,15 @@ def _write_residual(cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, sour
     _write_spec(root, bundle)
 
 
-def _export(graph: ActorGraph, spec: FeatureSpec, keys: list[str], path: Path, simplify: bool, what: str,
-            export_graph) -> dict[str, Any]:
+def _export(
+    graph: ActorGraph,
+    spec: FeatureSpec,
+    keys: list[str],
+    path: Path,
+    simplify: bool,
+    what: str,
+    export_graph,
+) -> dict[str, Any]:
     def make_inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         out = {}
@@ -204,14 +252,21 @@ def _export(graph: ActorGraph, spec: FeatureSpec, keys: list[str], path: Path, s
 def _export_facts(facts: dict[str, Any]) -> dict[str, Any]:
     import onnx
 
-    return {**facts, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
-            "onnx": onnx.__version__}
+    return {
+        **facts,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+    }
 
 
 def _write_spec(root: Path, bundle: dict[str, Any]) -> None:
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != BUNDLE_FILE):
-        files[path.relative_to(root).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        files[path.relative_to(root).as_posix()] = {
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
     bundle["files"] = files
     (root / BUNDLE_FILE).write_text(json.dumps(bundle, indent=2))
 
@@ -224,6 +279,8 @@ def _learner_hash(path: Path) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("replay")):
+    for file in sorted(
+        p for p in path.iterdir() if p.is_file() and not p.name.startswith("replay")
+    ):
         digest.update(f"{file.name}:{sha256_file(file)}\n".encode())
     return digest.hexdigest()

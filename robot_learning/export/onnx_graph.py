@@ -61,7 +61,9 @@ def example_inputs(policy: Policy, batch: int, seed: int = 0) -> dict[str, np.nd
         if policy.features[key].is_image:
             out[key] = rng.integers(0, 256, shape, dtype=np.uint8)
         elif "min" in s:
-            out[key] = (s["min"] + (s["max"] - s["min"]) * rng.uniform(0.0, 1.0, shape)).astype(np.float32)
+            out[key] = (s["min"] + (s["max"] - s["min"]) * rng.uniform(0.0, 1.0, shape)).astype(
+                np.float32
+            )
         elif "mean" in s:
             out[key] = (s["mean"] + s["std"] * rng.uniform(-1.0, 1.0, shape)).astype(np.float32)
         else:
@@ -70,7 +72,9 @@ def example_inputs(policy: Policy, batch: int, seed: int = 0) -> dict[str, np.nd
     return out
 
 
-def export_onnx(policy: Policy, path: str | Path, simplify: bool = True, opset: int = OPSET) -> dict[str, Any]:
+def export_onnx(
+    policy: Policy, path: str | Path, simplify: bool = True, opset: int = OPSET
+) -> dict[str, Any]:
     """Write ``policy`` as an ONNX graph at ``path``; returns facts for ``policy.json``.
 
     The graph is checked with ``onnx.checker`` (full check with shape inference) and compared
@@ -83,13 +87,28 @@ def export_onnx(policy: Policy, path: str | Path, simplify: bool = True, opset: 
         obs = {k: torch.from_numpy(inputs[k]) for k in policy.input_keys}
         return policy.predict_chunk(obs, noise=torch.from_numpy(inputs[NOISE])).numpy()
 
-    return export_graph(PolicyGraph(policy), [*policy.input_keys, NOISE], lambda b, s: example_inputs(policy, b, s),
-                        reference, path, simplify=simplify, opset=opset, what=f"policy {policy.name!r}")
+    return export_graph(
+        PolicyGraph(policy),
+        [*policy.input_keys, NOISE],
+        lambda b, s: example_inputs(policy, b, s),
+        reference,
+        path,
+        simplify=simplify,
+        opset=opset,
+        what=f"policy {policy.name!r}",
+    )
 
 
-def export_graph(module: nn.Module, names: list[str], make_inputs: Callable[[int, int], dict[str, np.ndarray]],
-                 reference: Callable[[dict[str, np.ndarray]], np.ndarray], path: str | Path, simplify: bool = True,
-                 opset: int = OPSET, what: str = "module") -> dict[str, Any]:
+def export_graph(
+    module: nn.Module,
+    names: list[str],
+    make_inputs: Callable[[int, int], dict[str, np.ndarray]],
+    reference: Callable[[dict[str, np.ndarray]], np.ndarray],
+    path: str | Path,
+    simplify: bool = True,
+    opset: int = OPSET,
+    what: str = "module",
+) -> dict[str, Any]:
     """Export ``module`` (positional inputs ``names``, batch dimension dynamic) to ``path`` and verify it.
 
     ``make_inputs(batch, seed)`` gives valid random inputs by name; ``reference(inputs)`` the torch
@@ -108,7 +127,9 @@ def export_graph(module: nn.Module, names: list[str], make_inputs: Callable[[int
                 dynamic_shapes=(tuple({0: batch} for _ in names),), opset_version=opset, external_data=False, verbose=False,
             )  # fmt: skip
         except Exception as exc:  # the exporter raises many internal types; say what failed
-            raise ExportError(f"torch.onnx.export failed for {what}: {type(exc).__name__}: {exc}") from exc
+            raise ExportError(
+                f"torch.onnx.export failed for {what}: {type(exc).__name__}: {exc}"
+            ) from exc
     model = program.model_proto
     _check(model, what)
 
@@ -121,10 +142,14 @@ def export_graph(module: nn.Module, names: list[str], make_inputs: Callable[[int
         if slim is not None and max_error(slim) <= PARITY_TOL:
             model, tried_simplify = slim, True
         else:
-            log.warning("onnxslim's graph did not pass the parity check; keeping the unsimplified graph")
+            log.warning(
+                "onnxslim's graph did not pass the parity check; keeping the unsimplified graph"
+            )
     error = max_error(model)
     if not error <= PARITY_TOL:
-        raise ExportError(f"The exported graph differs from the torch {what} by {error:.2e} (> {PARITY_TOL}); not writing it")
+        raise ExportError(
+            f"The exported graph differs from the torch {what} by {error:.2e} (> {PARITY_TOL}); not writing it"
+        )
     tmp = path.with_name(f".{path.name}.tmp")
     onnx.save_model(model, str(tmp))
     tmp.replace(path)
@@ -149,12 +174,19 @@ def _simplified(model: onnx.ModelProto) -> onnx.ModelProto | None:
         onnx.checker.check_model(slim, full_check=True)
         return slim
     except Exception as exc:  # noqa: BLE001  (simplification is an optional improvement)
-        log.warning("onnxslim could not simplify the graph (%s: %s); keeping it as exported", type(exc).__name__, exc)
+        log.warning(
+            "onnxslim could not simplify the graph (%s: %s); keeping it as exported",
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 
-def _max_error(model: onnx.ModelProto, make_inputs: Callable[[int, int], dict[str, np.ndarray]],
-               reference: Callable[[dict[str, np.ndarray]], np.ndarray]) -> float:
+def _max_error(
+    model: onnx.ModelProto,
+    make_inputs: Callable[[int, int], dict[str, np.ndarray]],
+    reference: Callable[[dict[str, np.ndarray]], np.ndarray],
+) -> float:
     """Largest |onnxruntime - torch| over random inputs at batch 1 and 3 (same noise)."""
     import onnxruntime as ort
 

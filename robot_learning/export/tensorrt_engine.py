@@ -45,10 +45,16 @@ def import_tensorrt() -> Any:
         import tensorrt
     except ModuleNotFoundError as exc:
         if exc.name != "tensorrt":
-            raise RuntimeUnavailable(f"the tensorrt Python package cannot be imported ({exc}); reinstall it ({INSTALL_HINT})") from exc
-        raise RuntimeUnavailable(f"the tensorrt Python package is not installed ({INSTALL_HINT})") from exc
+            raise RuntimeUnavailable(
+                f"the tensorrt Python package cannot be imported ({exc}); reinstall it ({INSTALL_HINT})"
+            ) from exc
+        raise RuntimeUnavailable(
+            f"the tensorrt Python package is not installed ({INSTALL_HINT})"
+        ) from exc
     except (ImportError, OSError) as exc:  # a wheel whose native libraries do not load
-        raise RuntimeUnavailable(f"the tensorrt Python package cannot be imported ({exc}); reinstall it ({INSTALL_HINT})") from exc
+        raise RuntimeUnavailable(
+            f"the tensorrt Python package cannot be imported ({exc}); reinstall it ({INSTALL_HINT})"
+        ) from exc
     return tensorrt
 
 
@@ -60,7 +66,9 @@ def import_cudart() -> Any:
         try:
             from cuda import cudart as runtime
         except ImportError as exc:
-            raise RuntimeUnavailable(f"the cuda-python package is not installed ({INSTALL_HINT})") from exc
+            raise RuntimeUnavailable(
+                f"the cuda-python package is not installed ({INSTALL_HINT})"
+            ) from exc
     return runtime
 
 
@@ -130,7 +138,9 @@ def build_settings(spec: dict) -> tuple[bool, int]:
     fp16 = bool((spec.get("precision") or {}).get("fp16", False))
     max_batch = int(spec.get("max_batch", DEFAULT_MAX_BATCH))
     if max_batch < 1:
-        raise ValueError(f"policy.json has max_batch={max_batch}; it must be >= 1 (re-export the bundle)")
+        raise ValueError(
+            f"policy.json has max_batch={max_batch}; it must be >= 1 (re-export the bundle)"
+        )
     return fp16, max_batch
 
 
@@ -147,7 +157,9 @@ def engine_path(bundle_dir: str | Path, spec: dict, trt_version: str, gpu: str =
     return Path(bundle_dir) / ENGINE_DIR / f"{onnx_sha[:12]}-{digest[:12]}.engine"
 
 
-def build_engine(onnx_path: str | Path, engine_out: str | Path, spec: dict, workspace_bytes: int = 1 << 30) -> Path:
+def build_engine(
+    onnx_path: str | Path, engine_out: str | Path, spec: dict, workspace_bytes: int = 1 << 30
+) -> Path:
     """Parse ``onnx_path``, build an engine with a batch profile 1..max_batch, write it atomically to ``engine_out``.
 
     Raises :class:`RuntimeUnavailable` without TensorRT or a GPU, :class:`EngineBuildError`
@@ -162,15 +174,21 @@ def build_engine(onnx_path: str | Path, engine_out: str | Path, spec: dict, work
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or ["(the parser gave no details)"]
-        raise EngineBuildError(f"TensorRT {trt.__version__} cannot parse {onnx_path}:\n  - " + "\n  - ".join(errors))
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or [
+            "(the parser gave no details)"
+        ]
+        raise EngineBuildError(
+            f"TensorRT {trt.__version__} cannot parse {onnx_path}:\n  - " + "\n  - ".join(errors)
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
     if fp16:
         _enable_fp16(trt, config)
     profile = _batch_profile(builder, network, max_batch)
     if profile is not None and config.add_optimization_profile(profile) < 0:
-        raise EngineBuildError(f"TensorRT rejected the batch profile 1..{max_batch} for {onnx_path}")
+        raise EngineBuildError(
+            f"TensorRT rejected the batch profile 1..{max_batch} for {onnx_path}"
+        )
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(
@@ -195,8 +213,14 @@ def ensure_engine(bundle_dir: str | Path, spec: dict) -> Path:
         return path
     onnx_path = bundle_dir / GRAPH_FILE
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"{onnx_path} is missing; TensorRT builds its engine from it (re-export the bundle)")
-    log.info("building TensorRT engine %s from %s (takes a while, once per machine)", path.name, onnx_path)
+        raise FileNotFoundError(
+            f"{onnx_path} is missing; TensorRT builds its engine from it (re-export the bundle)"
+        )
+    log.info(
+        "building TensorRT engine %s from %s (takes a while, once per machine)",
+        path.name,
+        onnx_path,
+    )
     build_engine(onnx_path, path, spec)
     remove_stale_engines(path)
     return path
@@ -259,7 +283,9 @@ def _write_atomic(path: Path, data: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise EngineBuildError(f"cannot write the TensorRT engine cache {path.parent} ({exc}); make the bundle folder writable") from exc
+        raise EngineBuildError(
+            f"cannot write the TensorRT engine cache {path.parent} ({exc}); make the bundle folder writable"
+        ) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -33,7 +33,9 @@ def load_base_source(path: str | Path, seed: int = 0, threads: int | None = None
 
     root = Path(path)
     if not root.exists():
-        raise FileNotFoundError(f"base policy {root} does not exist; pass algo.base=<checkpoint or bundle folder>")
+        raise FileNotFoundError(
+            f"base policy {root} does not exist; pass algo.base=<checkpoint or bundle folder>"
+        )
     if (root / BUNDLE_FILE).is_file():
         from robot_learning.runtime import load_bundle
 
@@ -94,10 +96,17 @@ class BaseActionWrapper(gym.Wrapper):
         from robot_learning.envs import spaces_from_spec
         from robot_learning.evaluation import check_task_features
 
-        check_task_features(source.features, list(source.input_keys), env.features, what=f"base policy {source.name}")
+        check_task_features(
+            source.features,
+            list(source.input_keys),
+            env.features,
+            what=f"base policy {source.name}",
+        )
         self.runner = BaseRunner(source)
         self.features = with_base_action(env.features)
-        self.observation_space = spaces_from_spec(self.features.select(self.features.observation_keys))
+        self.observation_space = spaces_from_spec(
+            self.features.select(self.features.observation_keys)
+        )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         obs, info = self.env.reset(seed=seed, options=options)

@@ -44,7 +44,9 @@ class Collector:
 
     def __init__(self, envs: list[Any], buffer: ReplayBuffer, seed: int) -> None:
         if len(envs) != buffer.streams:
-            raise ValueError(f"{len(envs)} environments but the buffer has {buffer.streams} streams")
+            raise ValueError(
+                f"{len(envs)} environments but the buffer has {buffer.streams} streams"
+            )
         self.envs, self.buffer, self.seed = envs, buffer, seed
         act = envs[0].features[ACTION]
         self.low = np.asarray(act.low, np.float32).reshape(act.shape)
@@ -89,7 +91,11 @@ class Collector:
             self._ret[e] += float(r)
             self._success[e] = self._success[e] or bool(info.get("is_success", False))
             if term or trunc:
-                finished.append(EpisodeStats(self._seed[e], self._ret[e], len(self._actions[e]), self._success[e]))
+                finished.append(
+                    EpisodeStats(
+                        self._seed[e], self._ret[e], len(self._actions[e]), self._success[e]
+                    )
+                )
                 self._reset(e)
         return finished
 
@@ -98,9 +104,15 @@ class Collector:
         return {
             "next_episode": self.next_episode,
             "envs": [
-                {"seed": self._seed[e], "ret": self._ret[e], "success": self._success[e],
-                 "actions": np.asarray(self._actions[e], np.float32).reshape(-1, *self.low.shape),
-                 "obs": dict(self._obs[e])}
+                {
+                    "seed": self._seed[e],
+                    "ret": self._ret[e],
+                    "success": self._success[e],
+                    "actions": np.asarray(self._actions[e], np.float32).reshape(
+                        -1, *self.low.shape
+                    ),
+                    "obs": dict(self._obs[e]),
+                }
                 for e in range(len(self.envs))
             ],
         }
@@ -108,7 +120,9 @@ class Collector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output by replaying each running episode (see module doc)."""
         if len(state["envs"]) != len(self.envs):
-            raise ValueError(f"collector state has {len(state['envs'])} environments, this run {len(self.envs)}")
+            raise ValueError(
+                f"collector state has {len(state['envs'])} environments, this run {len(self.envs)}"
+            )
         self.next_episode = int(state["next_episode"])
         for e, saved in enumerate(state["envs"]):
             obs, _ = self.envs[e].reset(seed=int(saved["seed"]))
@@ -125,8 +139,9 @@ class Collector:
             self._ret[e], self._success[e] = float(saved["ret"]), bool(saved["success"])
 
 
-def run_episodes(env: Any, act: Callable[[dict[str, np.ndarray]], np.ndarray],
-                 seeds: list[int]) -> list[EpisodeStats]:
+def run_episodes(
+    env: Any, act: Callable[[dict[str, np.ndarray]], np.ndarray], seeds: list[int]
+) -> list[EpisodeStats]:
     """Roll out ``act`` (``[1, ...]`` observations -> ``[1, A]`` actions) for one episode per seed."""
     out = []
     for seed in seeds:

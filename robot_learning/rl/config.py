@@ -11,8 +11,18 @@ from robot_learning.envs import TaskConfig
 log = logging.getLogger(__name__)
 
 #: fields that may differ when resuming (everything else must match the checkpoint)
-RESUMABLE_CHANGES = ("env_steps", "resume", "eval_every", "eval_episodes", "save_every",
-                     "keep_checkpoints", "log_every", "threads", "device", "max_minutes")
+RESUMABLE_CHANGES = (
+    "env_steps",
+    "resume",
+    "eval_every",
+    "eval_episodes",
+    "save_every",
+    "keep_checkpoints",
+    "log_every",
+    "threads",
+    "device",
+    "max_minutes",
+)
 
 
 @dataclass
@@ -74,22 +84,33 @@ class FinetuneConfig:
             self.task = TaskConfig.from_dict(self.task)
         positive = ("env_steps", "num_envs", "batch_size", "buffer_size", "n_step", "eval_episodes")
         bad = [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
-        bad += [f"{name}={getattr(self, name)}" for name in ("warmup_steps", "eval_every", "save_every", "log_every")
-                if getattr(self, name) < 0]
+        bad += [
+            f"{name}={getattr(self, name)}"
+            for name in ("warmup_steps", "eval_every", "save_every", "log_every")
+            if getattr(self, name) < 0
+        ]
         if bad:
-            raise ValueError(f"finetune settings must be positive (warm-up/intervals >= 0): {', '.join(bad)}")
+            raise ValueError(
+                f"finetune settings must be positive (warm-up/intervals >= 0): {', '.join(bad)}"
+            )
         algo_utd = self.algo_overrides.get("utd_ratio")
         if self.utd_ratio is None:
             self.utd_ratio = float(algo_utd) if algo_utd is not None else 1.0
         elif algo_utd is not None and float(algo_utd) != float(self.utd_ratio):
-            log.warning("finetune utd_ratio=%s differs from algo.utd_ratio=%s: the actor will not step once per "
-                        "environment step", self.utd_ratio, algo_utd)
+            log.warning(
+                "finetune utd_ratio=%s differs from algo.utd_ratio=%s: the actor will not step once per "
+                "environment step",
+                self.utd_ratio,
+                algo_utd,
+            )
         if self.utd_ratio <= 0:
             raise ValueError(f"finetune utd_ratio={self.utd_ratio} must be > 0")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"finetune gamma={self.gamma} must be in (0, 1]")
         if self.buffer_size < 2 * self.num_envs:
-            raise ValueError(f"finetune buffer_size={self.buffer_size} must be >= 2 * num_envs={2 * self.num_envs}")
+            raise ValueError(
+                f"finetune buffer_size={self.buffer_size} must be >= 2 * num_envs={2 * self.num_envs}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready resolved config."""

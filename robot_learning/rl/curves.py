@@ -75,7 +75,7 @@ class LearningCurves:
         train = np.array([(s, r, ok) for s, r, ok in self.train], float).reshape(-1, 3)
         evals = np.array(self.evals, float).reshape(-1, 3)
         success = train[:, 2]
-        running = np.array([success[max(0, i - 19): i + 1].mean() for i in range(len(success))])
+        running = np.array([success[max(0, i - 19) : i + 1].mean() for i in range(len(success))])
         panels = [
             ("return", train[:, :2], evals[:, [0, 1]]),
             ("success rate", np.stack([train[:, 0], running], 1), evals[:, [0, 2]]),
@@ -83,15 +83,36 @@ class LearningCurves:
         steps = np.concatenate([train[:, 0], evals[:, 0], [1.0]])
         for i, (name, tr, ev) in enumerate(panels):
             values = np.concatenate([tr[:, 1], ev[:, 1]])
-            lo, hi = (0.0, 1.0) if name == "success rate" else (float(values.min(initial=0)), float(values.max(initial=1)))
-            _panel(draw, i * _W, 24, name, tr, ev, (0.0, float(steps.max())), (lo, hi if hi > lo else lo + 1))
+            lo, hi = (
+                (0.0, 1.0)
+                if name == "success rate"
+                else (float(values.min(initial=0)), float(values.max(initial=1)))
+            )
+            _panel(
+                draw,
+                i * _W,
+                24,
+                name,
+                tr,
+                ev,
+                (0.0, float(steps.max())),
+                (lo, hi if hi > lo else lo + 1),
+            )
         path = Path(path)
         img.save(path)
         return path
 
 
-def _panel(draw: Any, x0: int, y0: int, name: str, train: np.ndarray, evals: np.ndarray,
-           xr: tuple[float, float], yr: tuple[float, float]) -> None:
+def _panel(
+    draw: Any,
+    x0: int,
+    y0: int,
+    name: str,
+    train: np.ndarray,
+    evals: np.ndarray,
+    xr: tuple[float, float],
+    yr: tuple[float, float],
+) -> None:
     left, top, right, bottom = x0 + _PAD, y0 + 12, x0 + _W - 16, y0 + _H - _PAD
 
     def xy(x: float, y: float) -> tuple[float, float]:

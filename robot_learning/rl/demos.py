@@ -40,7 +40,9 @@ def check_demo_reward(root: str | Path, reward: str) -> None:
     record = Path(root) / "collect.json"
     if not record.is_file():
         return
-    recorded = ((json.loads(record.read_text()).get("config") or {}).get("task") or {}).get("reward")
+    recorded = ((json.loads(record.read_text()).get("config") or {}).get("task") or {}).get(
+        "reward"
+    )
     if recorded is not None and recorded != reward:
         raise ValueError(
             f"demonstrations {root} were collected with task.reward={recorded} but the task uses reward={reward}; "
@@ -48,8 +50,12 @@ def check_demo_reward(root: str | Path, reward: str) -> None:
         )
 
 
-def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success",
-               derive: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None) -> ReplayBuffer:
+def load_demos(
+    root: str | Path,
+    spec: FeatureSpec,
+    done_means: str = "success",
+    derive: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+) -> ReplayBuffer:
     """A :class:`ReplayBuffer` holding every episode of the dataset at ``root``.
 
     Args:
@@ -81,10 +87,14 @@ def load_demos(root: str | Path, spec: FeatureSpec, done_means: str = "success",
         reward = ep["next.reward"].reshape(-1)
         done = ep["next.done"].reshape(-1).astype(bool)
         if done[:-1].any():
-            raise ValueError(f"{root}: episode {i} has next.done set before its last frame "
-                             f"(frame {int(np.argmax(done))} of {len(done)})")
+            raise ValueError(
+                f"{root}: episode {i} has next.done set before its last frame "
+                f"(frame {int(np.argmax(done))} of {len(done)})"
+            )
         success = bool(ep["next.success"].reshape(-1)[-1]) if "next.success" in ep else False
-        terminated = bool(done[-1]) and (done_means == "terminated" or (done_means == "success" and success))
+        terminated = bool(done[-1]) and (
+            done_means == "terminated" or (done_means == "success" and success)
+        )
         obs = {k: ep[k] for k in recorded}
         if derive is not None:
             obs.update(derive(i, obs))

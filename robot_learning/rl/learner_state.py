@@ -57,8 +57,14 @@ def restore_rng(state: dict[str, Any], generator: np.random.Generator) -> None:
     generator.bit_generator.state = state["generator"]
 
 
-def save_learner(root: Path, env_steps: int, state: dict[str, Any], replay: dict[str, np.ndarray],
-                 meta: dict[str, Any], keep: int | None = None) -> Path:
+def save_learner(
+    root: Path,
+    env_steps: int,
+    state: dict[str, Any],
+    replay: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    keep: int | None = None,
+) -> Path:
     """Commit ``root/step_<env_steps>`` atomically and point ``root/last`` at it."""
 
     def write(tmp: Path) -> None:
@@ -79,5 +85,9 @@ def load_learner(root: Path) -> LearnerCheckpoint | None:
         raise FileNotFoundError(f"{path} is not a learner checkpoint: {missing} missing")
     meta = json.loads((path / META_FILE).read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path / META_FILE} is not a {FORMAT} file (format {meta.get('format')!r})")
-    return LearnerCheckpoint(path, ckpt.load_state(path / LEARNER_FILE), load_file(str(path / REPLAY_FILE)), meta)
+        raise ValueError(
+            f"{path / META_FILE} is not a {FORMAT} file (format {meta.get('format')!r})"
+        )
+    return LearnerCheckpoint(
+        path, ckpt.load_state(path / LEARNER_FILE), load_file(str(path / REPLAY_FILE)), meta
+    )

@@ -85,8 +85,11 @@ def build_algo(cfg: FinetuneConfig, dim: int, action: Any, algo_cfg: Any = None)
     return ALGOS.get(cfg.algo)(algo_cfg if algo_cfg is not None else algo_config(cfg), dim, action)
 
 
-def finetune(cfg: FinetuneConfig, progress: bool = False,
-             on_eval: Callable[[int, dict[str, float]], None] | None = None) -> FinetuneResult:
+def finetune(
+    cfg: FinetuneConfig,
+    progress: bool = False,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+) -> FinetuneResult:
     """Run (or resume) ``cfg``; see the module docstring.
 
     ``progress`` shows a progress bar; ``on_eval(env_steps, summary)`` hears every evaluation.
@@ -100,27 +103,36 @@ def finetune(cfg: FinetuneConfig, progress: bool = False,
         torch.set_num_threads(threads)
 
 
-def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[str, float]], None]) -> FinetuneResult:
+def _finetune(
+    cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[str, float]], None]
+) -> FinetuneResult:
     # ---------------------------------------------------------------- setup
     out, device = Path(cfg.out), torch.device(cfg.device)
     ckpt_root = out / "checkpoints"
     saved = learner_state.load_learner(ckpt_root) if cfg.resume else None
     if not cfg.resume and ckpt_root.exists() and any(ckpt_root.iterdir()):
-        raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+        raise FileExistsError(
+            f"{out} already holds a run; pass resume=true to continue it or choose another out="
+        )
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     algo_cls, algo_cfg = ALGOS.get(cfg.algo), algo_config(cfg)
     envs = [make_learner_env(cfg, algo_cfg) for _ in range(cfg.num_envs)]
     eval_env = make_learner_env(cfg, algo_cfg)
     spec = envs[0].features
-    keys, action = state_keys(spec, skip_images=learner_skips_images(cfg.algo)), action_feature(spec)
+    keys, action = (
+        state_keys(spec, skip_images=learner_skips_images(cfg.algo)),
+        action_feature(spec),
+    )
     algo = build_algo(cfg, obs_dim(spec, keys), action, algo_cfg)
     buffer = ReplayBuffer(spec.select([*keys, "action"]), cfg.buffer_size, streams=cfg.num_envs)
     demos = None
     if cfg.demos:
         check_demo_reward(cfg.demos, cfg.task.reward)
         labeler = getattr(algo_cls, "demo_labeler", None)
-        demos = load_demos(cfg.demos, buffer.spec, cfg.demo_done_means, derive=labeler and labeler(algo_cfg))
+        demos = load_demos(
+            cfg.demos, buffer.spec, cfg.demo_done_means, derive=labeler and labeler(algo_cfg)
+        )
     uniform_warmup = getattr(algo_cls, "uniform_warmup", True)
     sampler = SymmetricSampler(buffer, demos)
     collector = Collector(envs, buffer, seed=cfg.seed)
@@ -147,15 +159,26 @@ def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[
     def evaluate() -> None:
         seeds = [EVAL_SEED_OFFSET + i for i in range(cfg.eval_episodes)]
         summary = curves.evaluation(env_steps, run_episodes(eval_env, policy, seeds))
-        log.info("eval at %d env steps: return %.3f success %.0f%%", env_steps, summary["return"],
-                 100 * summary["success_rate"])
+        log.info(
+            "eval at %d env steps: return %.3f success %.0f%%",
+            env_steps,
+            summary["return"],
+            100 * summary["success_rate"],
+        )
         on_eval(env_steps, summary)
 
     def save() -> None:
-        state = {"algo": algo.state_dict(), "collector": collector.state_dict(), "curves": curves.state_dict(),
-                 "rng": learner_state.capture_rng(rng), "env_steps": env_steps}
+        state = {
+            "algo": algo.state_dict(),
+            "collector": collector.state_dict(),
+            "curves": curves.state_dict(),
+            "rng": learner_state.capture_rng(rng),
+            "env_steps": env_steps,
+        }
         meta = {"config": cfg.to_dict(), "env_steps": env_steps, "updates": algo.updates}
-        learner_state.save_learner(ckpt_root, env_steps, state, buffer.state_dict(), meta, cfg.keep_checkpoints)
+        learner_state.save_learner(
+            ckpt_root, env_steps, state, buffer.state_dict(), meta, cfg.keep_checkpoints
+        )
         curves.plot(out / "learning_curve.png", f"{cfg.algo} on {cfg.task.name}")
 
     if saved is None:
@@ -177,8 +200,12 @@ def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[
             due = int(max(0, env_steps - cfg.warmup_steps) * cfg.utd_ratio)
             while algo.updates < due:
                 sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
-                batch = Batch.from_numpy(sample, obs_vector(sample["obs"], keys),
-                                         obs_vector(sample["next_obs"], keys), device)
+                batch = Batch.from_numpy(
+                    sample,
+                    obs_vector(sample["obs"], keys),
+                    obs_vector(sample["next_obs"], keys),
+                    device,
+                )
                 metrics = algo.update(batch)
             if metrics and _crossed(previous, env_steps, cfg.log_every):
                 curves.scalars(env_steps, metrics)
@@ -189,8 +216,11 @@ def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[
             if metrics:
                 bar.update(env_steps, metrics["critic_loss"])
             if stop.requested or (deadline is not None and time.perf_counter() > deadline):
-                log.warning("stopping at %d env steps (%s); resume with resume=true", env_steps,
-                            "signal" if stop.requested else f"max_minutes={cfg.max_minutes}")
+                log.warning(
+                    "stopping at %d env steps (%s); resume with resume=true",
+                    env_steps,
+                    "signal" if stop.requested else f"max_minutes={cfg.max_minutes}",
+                )
                 result.stopped = "interrupted" if stop.requested else "time_budget"
                 break
     # ---------------------------------------------------------------- end
@@ -202,11 +232,18 @@ def _finetune(cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[
     result.seconds = time.perf_counter() - start
     result.evals = [{"env_steps": s, "return": r, "success_rate": ok} for s, r, ok in curves.evals]
     summary = {
-        "algo": cfg.algo, "task": cfg.task.name, "env_steps": env_steps, "updates": algo.updates,
+        "algo": cfg.algo,
+        "task": cfg.task.name,
+        "env_steps": env_steps,
+        "updates": algo.updates,
         "seconds_this_process": round(result.seconds, 3),
         "stopped": result.stopped,
-        "env_steps_per_s": round((env_steps - result.start_step) / result.seconds, 2) if result.seconds else 0.0,
-        "initial_eval": result.evals[0], "final_eval": result.evals[-1], "evals": result.evals,
+        "env_steps_per_s": round((env_steps - result.start_step) / result.seconds, 2)
+        if result.seconds
+        else 0.0,
+        "initial_eval": result.evals[0],
+        "final_eval": result.evals[-1],
+        "evals": result.evals,
         "train_episodes": len(curves.train),
     }
     write_json(out / "finetune.json", summary)
@@ -220,15 +257,23 @@ def _crossed(previous: int, now: int, every: int) -> bool:
     return every > 0 and now // every > previous // every
 
 
-def _restore(saved: learner_state.LearnerCheckpoint, cfg: FinetuneConfig, algo: Algorithm,
-             buffer: ReplayBuffer, collector: Collector, rng: np.random.Generator) -> int:
+def _restore(
+    saved: learner_state.LearnerCheckpoint,
+    cfg: FinetuneConfig,
+    algo: Algorithm,
+    buffer: ReplayBuffer,
+    collector: Collector,
+    rng: np.random.Generator,
+) -> int:
     """Load a checkpoint into the freshly built learner; returns its environment step count."""
     before = saved.meta["config"]
     now = json.loads(json.dumps(cfg.to_dict()))  # same JSON types as the saved copy
     changed = [k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {saved.path}: settings differ from the checkpoint ({detail})")
+        raise ValueError(
+            f"cannot resume {saved.path}: settings differ from the checkpoint ({detail})"
+        )
     algo.load_state_dict(saved.state["algo"])
     buffer.load_state_dict(saved.replay)
     collector.load_state_dict(saved.state["collector"])

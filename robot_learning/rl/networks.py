@@ -37,7 +37,9 @@ def state_keys(spec: FeatureSpec, skip_images: bool = False) -> list[str]:
 
 def obs_vector(obs: Mapping[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
     """Concatenate the state keys of a batch ``{key: [B, ...]}`` into ``[B, D]`` float32."""
-    return np.concatenate([np.asarray(obs[k], np.float32).reshape(len(obs[k]), -1) for k in keys], axis=1)
+    return np.concatenate(
+        [np.asarray(obs[k], np.float32).reshape(len(obs[k]), -1) for k in keys], axis=1
+    )
 
 
 def obs_dim(spec: FeatureSpec, keys: Sequence[str]) -> int:
@@ -74,14 +76,18 @@ class TanhGaussianActor(_Bounded):
         super().__init__(action)
         self.net = mlp(obs_dim, 2 * action.shape[0], hidden)
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, D]`` -> (action ``[B, A]``, log-probability ``[B]``; the mean action when deterministic)."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
         pre = mean if deterministic else mean + std * torch.randn_like(mean)
         u = torch.tanh(pre)
-        normal_logp = (-0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        normal_logp = (
+            -0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        ).sum(-1)
         # change of variables for tanh and the affine scale (SAC paper, appendix C)
         log_prob = normal_logp - torch.log(self.scale * (1 - u.pow(2)) + 1e-6).sum(-1)
         return u * self.scale + self.bias, log_prob
@@ -107,17 +113,29 @@ class GreedyPolicy(nn.Module):
         self.actor = actor
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        out = self.actor(obs, deterministic=True) if isinstance(self.actor, TanhGaussianActor) else self.actor(obs)
+        out = (
+            self.actor(obs, deterministic=True)
+            if isinstance(self.actor, TanhGaussianActor)
+            else self.actor(obs)
+        )
         return out[0] if isinstance(out, tuple) else out
 
 
 class QEnsemble(nn.Module):
     """``num_q`` independent Q-networks on ``concat(obs, action)`` (twin Q for SAC/TD3)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], num_q: int = 2,
-                 layer_norm: bool = False) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        num_q: int = 2,
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
-        self.qs = nn.ModuleList(mlp(obs_dim + action_dim, 1, hidden, layer_norm) for _ in range(num_q))
+        self.qs = nn.ModuleList(
+            mlp(obs_dim + action_dim, 1, hidden, layer_norm) for _ in range(num_q)
+        )
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``[B, D]``, ``[B, A]`` -> Q-values ``[num_q, B]``."""
@@ -136,5 +154,7 @@ def action_feature(spec: FeatureSpec) -> Feature:
     """The 1-D bounded ``action`` feature of ``spec``; anything else is a clear error."""
     act = spec[ACTION]
     if len(act.shape) != 1 or act.low is None:
-        raise ValueError(f"RL needs a 1-D bounded action, got shape {act.shape} with bounds {act.low is not None}")
+        raise ValueError(
+            f"RL needs a 1-D bounded action, got shape {act.shape} with bounds {act.low is not None}"
+        )
     return act

@@ -45,7 +45,9 @@ class ReplayBuffer:
         if streams < 1:
             raise ValueError(f"replay buffer streams={streams} must be >= 1")
         if capacity // streams < 2:
-            raise ValueError(f"replay buffer capacity={capacity} is too small for {streams} streams (>= 2 rows each)")
+            raise ValueError(
+                f"replay buffer capacity={capacity} is too small for {streams} streams (>= 2 rows each)"
+            )
         self.obs_keys = spec.observation_keys
         if not self.obs_keys:
             raise ValueError(f"replay buffer spec has no observation.* features: {sorted(spec)}")
@@ -54,7 +56,8 @@ class ReplayBuffer:
         shape = (self.rows, streams)
         self.obs = {
             k: np.zeros(shape + f.shape, np.uint8 if f.is_image else np.float32)
-            for k, f in self.spec.items() if k != ACTION
+            for k, f in self.spec.items()
+            if k != ACTION
         }
         self.action = np.zeros(shape + self.spec.action.shape, np.float32)
         self.reward = np.zeros(shape, np.float32)
@@ -73,7 +76,9 @@ class ReplayBuffer:
         return int(self.has_action.sum())
 
     # ------------------------------------------------------------------ writing
-    def _write_obs(self, rows: np.ndarray, streams: np.ndarray, obs: Mapping[str, np.ndarray]) -> None:
+    def _write_obs(
+        self, rows: np.ndarray, streams: np.ndarray, obs: Mapping[str, np.ndarray]
+    ) -> None:
         for k, arr in self.obs.items():
             arr[rows, streams] = obs[k]
         self.has_action[rows, streams] = False
@@ -81,8 +86,15 @@ class ReplayBuffer:
         self.truncated[rows, streams] = False
         self.written[streams] = np.minimum(self.rows, self.written[streams] + 1)
 
-    def add(self, obs: Mapping[str, np.ndarray], action: np.ndarray, reward: np.ndarray,
-            next_obs: Mapping[str, np.ndarray], terminated: np.ndarray, truncated: np.ndarray) -> None:
+    def add(
+        self,
+        obs: Mapping[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: Mapping[str, np.ndarray],
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
         """Store one step of every stream; arrays are ``[streams, ...]``.
 
         ``obs`` is written only when a stream starts an episode (afterwards it is the previous
@@ -94,7 +106,9 @@ class ReplayBuffer:
         truncated = np.asarray(truncated, bool).reshape(self.streams) & ~terminated
         fresh = ~self.open
         if fresh.any():
-            self._write_obs(self.head[fresh], s[fresh], {k: np.asarray(v)[fresh] for k, v in obs.items()})
+            self._write_obs(
+                self.head[fresh], s[fresh], {k: np.asarray(v)[fresh] for k, v in obs.items()}
+            )
         row = self.head
         self.action[row, s] = action
         self.reward[row, s] = np.asarray(reward, np.float32).reshape(self.streams)
@@ -107,8 +121,14 @@ class ReplayBuffer:
         self.head = np.where(ended, (nxt + 1) % self.rows, nxt)
         self.open = ~ended
 
-    def add_episode(self, obs: Mapping[str, np.ndarray], action: np.ndarray, reward: np.ndarray,
-                    terminated: bool, stream: int = 0) -> None:
+    def add_episode(
+        self,
+        obs: Mapping[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: bool,
+        stream: int = 0,
+    ) -> None:
         """Store a whole finished episode at once: ``obs`` ``[T+1, ...]`` (the last one is the
         final observation), ``action``/``reward`` ``[T, ...]``; it ends terminated or truncated."""
         steps = len(action)
@@ -118,7 +138,9 @@ class ReplayBuffer:
             raise ValueError(f"stream {stream} has an open episode; finish it before add_episode")
         lengths = {k: len(obs[k]) for k in self.obs}
         if any(n != steps + 1 for n in lengths.values()) or len(reward) != steps:
-            raise ValueError(f"add_episode needs T+1={steps + 1} observations and T rewards, got {lengths}, {len(reward)}")
+            raise ValueError(
+                f"add_episode needs T+1={steps + 1} observations and T rewards, got {lengths}, {len(reward)}"
+            )
         rows = (self.head[stream] + np.arange(steps + 1)) % self.rows
         for k, arr in self.obs.items():
             arr[rows, stream] = obs[k]
@@ -134,8 +156,9 @@ class ReplayBuffer:
         self.head[stream] = (rows[-1] + 1) % self.rows
 
     # ------------------------------------------------------------------ reading
-    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
-               gamma: float = 0.99) -> dict[str, object]:
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99
+    ) -> dict[str, object]:
         """``batch_size`` transitions drawn uniformly with replacement, as :meth:`gather` returns."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
@@ -148,8 +171,9 @@ class ReplayBuffer:
             rows, streams = np.concatenate([rows, r[keep]]), np.concatenate([streams, s[keep]])
         return self.gather(rows[:batch_size], streams[:batch_size], n_step, gamma)
 
-    def gather(self, rows: np.ndarray, streams: np.ndarray, n_step: int = 1,
-               gamma: float = 0.99) -> dict[str, object]:
+    def gather(
+        self, rows: np.ndarray, streams: np.ndarray, n_step: int = 1, gamma: float = 0.99
+    ) -> dict[str, object]:
         """n-step transitions starting at ``(rows, streams)`` (rows must hold an action).
 
         Returns ``obs``/``next_obs`` (dicts of ``[B, ...]``), ``action`` ``[B, A]``, ``reward``
@@ -175,7 +199,9 @@ class ReplayBuffer:
             cut = term.copy()
             cut[active] |= self.truncated[r, s]
             done |= term
-            cur[active] = (r + 1) % self.rows  # the next observation: bootstrap row or next transition
+            cur[active] = (
+                r + 1
+            ) % self.rows  # the next observation: bootstrap row or next transition
             cut[active] |= ~self.has_action[cur[active], s]
             active &= ~cut
         discount = np.where(done, 0.0, gamma**steps)
@@ -195,18 +221,26 @@ class ReplayBuffer:
         out = {f"obs/{k}": v[:filled] for k, v in self.obs.items()}
         out["action"] = self.action[:filled]
         out.update({name: getattr(self, name)[:filled] for name in _ROW_FIELDS})
-        out.update(head=self.head, open=self.open, written=self.written,
-                   layout=np.array([self.rows, self.streams], np.int64))
+        out.update(
+            head=self.head,
+            open=self.open,
+            written=self.written,
+            layout=np.array([self.rows, self.streams], np.int64),
+        )
         return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore :meth:`state_dict` output; the layout and features must match this buffer."""
         rows, streams = (int(v) for v in state["layout"])
         if (rows, streams) != (self.rows, self.streams):
-            raise ValueError(f"replay state has {rows} rows x {streams} streams, buffer has {self.rows} x {self.streams}")
+            raise ValueError(
+                f"replay state has {rows} rows x {streams} streams, buffer has {self.rows} x {self.streams}"
+            )
         keys = sorted(k.removeprefix("obs/") for k in state if k.startswith("obs/"))
         if keys != sorted(self.obs):
-            raise ValueError(f"replay state observation keys {keys} differ from the buffer's {sorted(self.obs)}")
+            raise ValueError(
+                f"replay state observation keys {keys} differ from the buffer's {sorted(self.obs)}"
+            )
         filled = int(np.asarray(state["written"]).max())
         targets = {f"obs/{k}": v for k, v in self.obs.items()} | {"action": self.action}
         targets.update({name: getattr(self, name) for name in _ROW_FIELDS})

@@ -17,8 +17,10 @@ class SymmetricSampler:
 
     def __init__(self, online: ReplayBuffer, demos: ReplayBuffer | None = None) -> None:
         if demos is not None and demos.spec != online.spec:
-            raise ValueError("demonstration and online buffers store different features: "
-                             + "; ".join(demos.spec.diff(online.spec)))
+            raise ValueError(
+                "demonstration and online buffers store different features: "
+                + "; ".join(demos.spec.diff(online.spec))
+            )
         self.online, self.demos = online, demos
 
     def split(self, batch_size: int) -> tuple[int, int]:
@@ -26,8 +28,9 @@ class SymmetricSampler:
         n_demo = batch_size // 2 if self.demos is not None else 0
         return n_demo, batch_size - n_demo
 
-    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
-               gamma: float = 0.99) -> dict[str, object]:
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, n_step: int = 1, gamma: float = 0.99
+    ) -> dict[str, object]:
         """A batch as :meth:`ReplayBuffer.gather` returns it, demos first, plus ``is_demo`` ``[B]``."""
         n_demo, n_online = self.split(batch_size)
         online = self.online.sample(n_online, rng, n_step, gamma)

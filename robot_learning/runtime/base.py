@@ -18,7 +18,9 @@ import numpy as np
 
 from robot_learning.registry import Registry
 
-RUNTIMES: Registry[type[Runtime]] = Registry("runtime", discover=("robot_learning.runtime.backends",))
+RUNTIMES: Registry[type[Runtime]] = Registry(
+    "runtime", discover=("robot_learning.runtime.backends",)
+)
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -76,6 +78,7 @@ def resolve_runtime(name: str, bundle_dir: Path, spec: dict) -> type[Runtime]:
 
     Raises :class:`RuntimeUnavailable` naming what is missing (library, GPU or bundle file).
     """
+
     def why_not(cls: type[Runtime]) -> str | None:
         return cls.unavailable_reason() or cls.missing_from(bundle_dir, spec)
 

@@ -72,13 +72,17 @@ def declared_inputs(
         dtype = "uint8" if feat.is_image else "float32"
         inputs.append({"name": key, "dtype": dtype, "shape": [BATCH, n_obs_steps, *feat.shape]})
     if noise:
-        inputs.append({"name": NOISE, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]})
+        inputs.append(
+            {"name": NOISE, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]}
+        )
     return inputs
 
 
 def declared_outputs(features: FeatureSpec, horizon: int) -> list[dict]:
     """The graph's single output: the raw (unnormalised) action chunk."""
-    return [{"name": OUTPUT, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]}]
+    return [
+        {"name": OUTPUT, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]}
+    ]
 
 
 def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
@@ -92,7 +96,9 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str,
     root = Path(bundle_dir)
     path = root / BUNDLE_FILE
     if not root.is_dir():
-        raise BundleError(f"Bundle {root} does not exist (export one with `robot-learning export checkpoint=DIR out={root}`)")
+        raise BundleError(
+            f"Bundle {root} does not exist (export one with `robot-learning export checkpoint=DIR out={root}`)"
+        )
     if not path.is_file():
         raise BundleError(f"{root} is not a bundle: {BUNDLE_FILE} is missing (re-export it)")
     try:
@@ -100,7 +106,9 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str,
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
     if not isinstance(spec, dict) or spec.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} policy.json (format={spec.get('format') if isinstance(spec, dict) else None!r})")
+        raise BundleError(
+            f"{path} is not a {BUNDLE_FORMAT} policy.json (format={spec.get('format') if isinstance(spec, dict) else None!r})"
+        )
     if spec.get("format_version") != BUNDLE_VERSION:
         raise BundleError(
             f"{path} has format_version={spec.get('format_version')!r}; this robot-learning reads version "
@@ -125,12 +133,18 @@ def _file_problems(root: Path, spec: dict, verify_hashes: bool) -> list[str]:
     for name, meta in sorted(files.items()):
         path = root / name
         if not path.is_file():
-            problems.append(f"{name} is missing (policy.json lists it); copy the whole bundle folder or re-export")
+            problems.append(
+                f"{name} is missing (policy.json lists it); copy the whole bundle folder or re-export"
+            )
             continue
         if path.stat().st_size != meta.get("bytes"):
-            problems.append(f"{name} has {path.stat().st_size} bytes, policy.json records {meta.get('bytes')} (truncated or modified)")
+            problems.append(
+                f"{name} has {path.stat().st_size} bytes, policy.json records {meta.get('bytes')} (truncated or modified)"
+            )
         elif verify_hashes and sha256_file(path) != meta.get("sha256"):
-            problems.append(f"{name} does not match its SHA-256 in policy.json (modified after export); re-export the bundle")
+            problems.append(
+                f"{name} does not match its SHA-256 in policy.json (modified after export); re-export the bundle"
+            )
     return problems
 
 
@@ -158,11 +172,18 @@ def _spec_problems(spec: dict) -> list[str]:
         )
     problems += _residual_problems(spec)
     with_noise = any(isinstance(d, dict) and d.get("name") == NOISE for d in spec["inputs"])
-    expected_in = declared_inputs(features, keys, spec["n_obs_steps"], spec["horizon"], noise=with_noise)
+    expected_in = declared_inputs(
+        features, keys, spec["n_obs_steps"], spec["horizon"], noise=with_noise
+    )
     expected_out = declared_outputs(features, spec["horizon"])
-    for what, got, want in (("inputs", spec["inputs"], expected_in), ("outputs", spec["outputs"], expected_out)):
+    for what, got, want in (
+        ("inputs", spec["inputs"], expected_in),
+        ("outputs", spec["outputs"], expected_out),
+    ):
         if got != want:
-            problems.append(f"declared graph {what} {_brief(got)} do not follow from the feature spec: expected {_brief(want)}")
+            problems.append(
+                f"declared graph {what} {_brief(got)} do not follow from the feature spec: expected {_brief(want)}"
+            )
     return problems
 
 
@@ -186,11 +207,17 @@ def _residual_problems(spec: dict) -> list[str]:
         problems.append(f"the residual graph {graph} is not listed in files")
     outside = [k for k in keys if k != BASE_ACTION and k not in spec["input_keys"]]
     if outside:
-        problems.append(f"residual inputs {outside} are not observations the bundle receives ({spec['input_keys']})")
+        problems.append(
+            f"residual inputs {outside} are not observations the bundle receives ({spec['input_keys']})"
+        )
     if BASE_ACTION not in keys or not 0 < scale <= 1:
-        problems.append(f"residual inputs must include {BASE_ACTION!r} and scale={scale} be in (0, 1]")
+        problems.append(
+            f"residual inputs must include {BASE_ACTION!r} and scale={scale} be in (0, 1]"
+        )
     if not problems and section.get("inputs") != residual_inputs(features, keys):
-        problems.append(f"declared residual inputs {_brief(section.get('inputs'))} do not follow from its features")
+        problems.append(
+            f"declared residual inputs {_brief(section.get('inputs'))} do not follow from its features"
+        )
     return problems
 
 
@@ -201,11 +228,16 @@ def _brief(io: list[dict]) -> str:
         return repr(io)
 
 
-def check_signature(spec: dict, signature: dict[str, tuple[str, tuple]] | None, runtime: str) -> None:
+def check_signature(
+    spec: dict, signature: dict[str, tuple[str, tuple]] | None, runtime: str
+) -> None:
     """Compare a loaded graph's inputs with ``policy.json``; :class:`BundleError` on any difference."""
     if signature is None:
         return
-    declared = {d["name"]: (d["dtype"], tuple(None if s == BATCH else s for s in d["shape"])) for d in spec["inputs"]}
+    declared = {
+        d["name"]: (d["dtype"], tuple(None if s == BATCH else s for s in d["shape"]))
+        for d in spec["inputs"]
+    }
     if set(signature) != set(declared):
         raise BundleError(
             f"The graph loaded by {runtime} has inputs {sorted(signature)} but policy.json declares "
@@ -218,6 +250,12 @@ def check_signature(spec: dict, signature: dict[str, tuple[str, tuple]] | None, 
             g is None or w is None or g == w for g, w in zip(got_shape, shape, strict=True)
         )
         if got_dtype != dtype or not same_shape:
-            diffs.append(f"{name}: graph {got_dtype}{list(got_shape)} vs policy.json {dtype}{list(shape)}")
+            diffs.append(
+                f"{name}: graph {got_dtype}{list(got_shape)} vs policy.json {dtype}{list(shape)}"
+            )
     if diffs:
-        raise BundleError(f"Graph and policy.json disagree ({runtime}): " + "; ".join(diffs) + ". Re-export the bundle.")
+        raise BundleError(
+            f"Graph and policy.json disagree ({runtime}): "
+            + "; ".join(diffs)
+            + ". Re-export the bundle."
+        )

@@ -37,7 +37,13 @@ class ObservationError(ValueError):
 class BundlePolicy:
     """An exported policy served by one runtime (see the module docstring)."""
 
-    def __init__(self, bundle_dir: str | Path, runtime: str = "auto", threads: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        runtime: str = "auto",
+        threads: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.spec = read_bundle(self.bundle_dir)
         spec = self.spec
@@ -52,10 +58,14 @@ class BundlePolicy:
         self.action_low, self.action_high = _bounds(self.features[ACTION], self.action_shape)
         self._dtypes = {d["name"]: np.dtype(d["dtype"]) for d in spec["inputs"]}
         self.uses_noise = NOISE in self._dtypes
-        self.backend = resolve_runtime(runtime, self.bundle_dir, spec)(self.bundle_dir, spec, threads=threads)
+        self.backend = resolve_runtime(runtime, self.bundle_dir, spec)(
+            self.bundle_dir, spec, threads=threads
+        )
         self.runtime: str = self.backend.name
         check_signature(spec, self.backend.input_signature(), self.runtime)
-        self.residual = ResidualGraph(self.bundle_dir, spec, threads) if spec.get("residual") else None
+        self.residual = (
+            ResidualGraph(self.bundle_dir, spec, threads) if spec.get("residual") else None
+        )
         self.rng = np.random.default_rng(seed)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.n_obs_steps)
         self._queue: deque[np.ndarray] = deque()
@@ -66,15 +76,21 @@ class BundlePolicy:
         """Observations ``[B, n_obs_steps, *shape]`` -> arrays of the graph's dtypes; :class:`ObservationError` if bad."""
         missing = [k for k in self.input_keys if k not in batch]
         if missing:
-            raise ObservationError(f"Observation is missing {missing}; the bundle's inputs are {self.input_keys}")
+            raise ObservationError(
+                f"Observation is missing {missing}; the bundle's inputs are {self.input_keys}"
+            )
         out, size = {}, None
         for key in self.input_keys:
             value = np.asarray(batch[key])
             expected = (self.n_obs_steps, *self.features[key].shape)
             if value.ndim != len(expected) + 1 or value.shape[1:] != expected:
-                raise ObservationError(f"{key!r}: expected shape [B, {', '.join(map(str, expected))}], got {list(value.shape)}")
+                raise ObservationError(
+                    f"{key!r}: expected shape [B, {', '.join(map(str, expected))}], got {list(value.shape)}"
+                )
             if size is not None and value.shape[0] != size:
-                raise ObservationError(f"{key!r} has batch size {value.shape[0]}, other inputs {size}")
+                raise ObservationError(
+                    f"{key!r} has batch size {value.shape[0]}, other inputs {size}"
+                )
             size = value.shape[0]
             dtype = self._dtypes[key]
             if dtype == np.uint8 and value.dtype != np.uint8:
@@ -119,7 +135,9 @@ class BundlePolicy:
         frame = {}
         for key in self.input_keys:
             if key not in obs:
-                raise ObservationError(f"Observation is missing {key!r}; the bundle's inputs are {self.input_keys}")
+                raise ObservationError(
+                    f"Observation is missing {key!r}; the bundle's inputs are {self.input_keys}"
+                )
             frame[key] = np.asarray(obs[key])
         if not self._history:
             self._history.extend([frame] * self.n_obs_steps)
@@ -158,7 +176,9 @@ class BundlePolicy:
                 mid = (np.asarray(s["min"], np.float32) + np.asarray(s["max"], np.float32)) / 2
                 out[key] = np.broadcast_to(mid, shape).astype(self._dtypes[key])
             elif "mean" in s:
-                out[key] = np.broadcast_to(np.asarray(s["mean"], np.float32), shape).astype(self._dtypes[key])
+                out[key] = np.broadcast_to(np.asarray(s["mean"], np.float32), shape).astype(
+                    self._dtypes[key]
+                )
             else:
                 out[key] = np.zeros(shape, self._dtypes[key])
         return out
@@ -171,7 +191,9 @@ class BundlePolicy:
         except (ObservationError, FeatureMismatchError, BundleError):
             raise
         except Exception as exc:  # an engine error on valid inputs means the graph is broken
-            raise BundleError(f"{self.bundle_dir}: the {self.runtime} runtime failed on a valid observation: {exc}") from exc
+            raise BundleError(
+                f"{self.bundle_dir}: the {self.runtime} runtime failed on a valid observation: {exc}"
+            ) from exc
         expected = (1, self.horizon, *self.action_shape)
         if chunk.shape != expected or not np.all(np.isfinite(chunk)):
             raise BundleError(
@@ -197,7 +219,11 @@ class ResidualGraph:
         self.features = FeatureSpec.from_dict(section["features"])
         self.scale = float(section["scale"])
         self.backend = OnnxRuntime(bundle_dir, spec, threads=threads, graph=section["graph"])
-        check_signature({"inputs": section["inputs"]}, self.backend.input_signature(), "onnxruntime (residual graph)")
+        check_signature(
+            {"inputs": section["inputs"]},
+            self.backend.input_signature(),
+            "onnxruntime (residual graph)",
+        )
 
     def __call__(self, obs: dict[str, Any], base_action: np.ndarray) -> np.ndarray:
         """One step: ``obs`` holds one frame per key (no batch/time dims)."""
@@ -205,7 +231,9 @@ class ResidualGraph:
         for key in self.keys:
             value = base_action if key == BASE_ACTION else obs.get(key)
             if value is None:
-                raise ObservationError(f"Observation is missing {key!r}, an input of the residual policy")
+                raise ObservationError(
+                    f"Observation is missing {key!r}, an input of the residual policy"
+                )
             value = np.asarray(value, np.float32).reshape(1, 1, *self.features[key].shape)
             if not np.all(np.isfinite(value)):
                 raise ObservationError(f"{key!r} contains NaN or Inf")
@@ -213,12 +241,22 @@ class ResidualGraph:
         return self.backend.run(inputs)[0, 0].astype(np.float32)
 
 
-def load_bundle(bundle_dir: str | Path, runtime: str = "auto", threads: int | None = None, seed: int = 0) -> BundlePolicy:
+def load_bundle(
+    bundle_dir: str | Path, runtime: str = "auto", threads: int | None = None, seed: int = 0
+) -> BundlePolicy:
     """Load and verify an exported bundle with ``runtime`` (``auto``, ``onnxruntime``, ``tensorrt``, ``torch``)."""
     return BundlePolicy(bundle_dir, runtime=runtime, threads=threads, seed=seed)
 
 
 def _bounds(feature, shape: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    low = None if feature.low is None else np.broadcast_to(np.asarray(feature.low, np.float32), shape).copy()
-    high = None if feature.high is None else np.broadcast_to(np.asarray(feature.high, np.float32), shape).copy()
+    low = (
+        None
+        if feature.low is None
+        else np.broadcast_to(np.asarray(feature.low, np.float32), shape).copy()
+    )
+    high = (
+        None
+        if feature.high is None
+        else np.broadcast_to(np.asarray(feature.high, np.float32), shape).copy()
+    )
     return low, high

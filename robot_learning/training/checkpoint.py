@@ -55,22 +55,33 @@ def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") ->
         return {"__tensor__": path}
     if isinstance(obj, np.ndarray):
         # stored as raw bytes: safetensors has no uint32 etc. for every numpy dtype
-        tensors[path] = torch.from_numpy(np.ascontiguousarray(obj).view(np.uint8).reshape(-1).copy())
+        tensors[path] = torch.from_numpy(
+            np.ascontiguousarray(obj).view(np.uint8).reshape(-1).copy()
+        )
         return {"__ndarray__": path, "dtype": obj.dtype.str, "shape": list(obj.shape)}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
             return {k: flatten_state(v, tensors, f"{path}/{k}") for k, v in obj.items()}
-        return {"__items__": [[flatten_state(k, tensors, f"{path}/key{i}"), flatten_state(v, tensors, f"{path}/{k}")]
-                              for i, (k, v) in enumerate(obj.items())]}
+        return {
+            "__items__": [
+                [
+                    flatten_state(k, tensors, f"{path}/key{i}"),
+                    flatten_state(v, tensors, f"{path}/{k}"),
+                ]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
     if isinstance(obj, tuple):
         return {"__tuple__": [flatten_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
     if isinstance(obj, list):
         return [flatten_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {path or '/'} in a checkpoint (no pickle)")
+    raise TypeError(
+        f"cannot store {type(obj).__name__} at {path or '/'} in a checkpoint (no pickle)"
+    )
 
 
 def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -83,11 +94,16 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return tensors[skeleton["__tensor__"]]
     if "__ndarray__" in skeleton:
         raw = tensors[skeleton["__ndarray__"]].numpy().tobytes()
-        return np.frombuffer(raw, dtype=np.dtype(skeleton["dtype"])).reshape(skeleton["shape"]).copy()
+        return (
+            np.frombuffer(raw, dtype=np.dtype(skeleton["dtype"])).reshape(skeleton["shape"]).copy()
+        )
     if "__tuple__" in skeleton:
         return tuple(unflatten_state(v, tensors) for v in skeleton["__tuple__"])
     if "__items__" in skeleton:
-        return {unflatten_state(k, tensors): unflatten_state(v, tensors) for k, v in skeleton["__items__"]}
+        return {
+            unflatten_state(k, tensors): unflatten_state(v, tensors)
+            for k, v in skeleton["__items__"]
+        }
     return {k: unflatten_state(v, tensors) for k, v in skeleton.items()}
 
 
@@ -95,27 +111,38 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (nested dicts of tensors/arrays/scalars) as one safetensors file."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten_state(state, tensors)
-    metadata = {"format": "robot_learning.training_state", "format_version": str(STATE_FORMAT),
-                "state": json.dumps(skeleton)}
+    metadata = {
+        "format": "robot_learning.training_state",
+        "format_version": str(STATE_FORMAT),
+        "state": json.dumps(skeleton),
+    }
     save_file(tensors, str(path), metadata=metadata)
 
 
 def load_state(path: Path) -> dict[str, Any]:
     """Read a file written by :func:`save_state`."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path.parent} is not a resumable checkpoint: {path.name} is missing")
+        raise FileNotFoundError(
+            f"{path.parent} is not a resumable checkpoint: {path.name} is missing"
+        )
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     if metadata.get("format") != "robot_learning.training_state" or "state" not in metadata:
-        raise ValueError(f"{path} is not a robot_learning training state (metadata {sorted(metadata)})")
+        raise ValueError(
+            f"{path} is not a robot_learning training state (metadata {sorted(metadata)})"
+        )
     return unflatten_state(json.loads(metadata["state"]), tensors)
 
 
 # --------------------------------------------------------------------------- RNG
 def rng_state() -> dict[str, Any]:
     """Every global RNG the training step may draw from."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -159,7 +186,11 @@ def list_checkpoints(root: Path) -> list[Path]:
     """Committed step folders, oldest first."""
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if (m := _STEP_DIR.match(p.name)) and p.is_dir()
+    ]
     return [p for _, p in sorted(found)]
 
 

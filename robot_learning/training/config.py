@@ -81,15 +81,22 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.dataset = str(Path(self.dataset).expanduser().absolute())
         self.out = str(Path(self.out).expanduser().absolute())
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "log_every": self.log_every,
-                    "save_every": self.save_every, "eval_episodes": self.eval_episodes,
-                    "eval_num_envs": self.eval_num_envs}
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "log_every": self.log_every,
+            "save_every": self.save_every,
+            "eval_episodes": self.eval_episodes,
+            "eval_num_envs": self.eval_num_envs,
+        }
         bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
         if bad:
             raise ValueError(f"train settings must be >= 1: {', '.join(bad)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"need lr > 0, weight_decay >= 0, grad_clip >= 0; got lr={self.lr}, "
-                             f"weight_decay={self.weight_decay}, grad_clip={self.grad_clip}")
+            raise ValueError(
+                f"need lr > 0, weight_decay >= 0, grad_clip >= 0; got lr={self.lr}, "
+                f"weight_decay={self.weight_decay}, grad_clip={self.grad_clip}"
+            )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas} must be two values in [0, 1)")
         if not 0 <= self.warmup_steps < self.steps:
@@ -99,17 +106,23 @@ class TrainConfig:
         if self.use_ema and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay} must be in (0, 1) (or use_ema=false)")
         if self.use_ema and self.ema_power is not None and self.ema_power <= 0:
-            raise ValueError(f"ema_power={self.ema_power} must be > 0 (or null for a constant decay)")
+            raise ValueError(
+                f"ema_power={self.ema_power} must be > 0 (or null for a constant decay)"
+            )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
         if self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers} must be >= 0")
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints={self.keep_checkpoints} must be >= 1 (or null to keep all)")
+            raise ValueError(
+                f"keep_checkpoints={self.keep_checkpoints} must be >= 1 (or null to keep all)"
+            )
         if self.eval_every < 0:
             raise ValueError(f"eval_every={self.eval_every} must be >= 0")
         if self.eval_every and self.task is None:
-            raise ValueError(f"eval_every={self.eval_every} needs a task (task=<name>) to evaluate on")
+            raise ValueError(
+                f"eval_every={self.eval_every} needs a task (task=<name>) to evaluate on"
+            )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes={self.max_minutes} must be > 0 (or null for no budget)")
         try:

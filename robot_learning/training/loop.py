@@ -46,8 +46,21 @@ log = logging.getLogger(__name__)
 guard_triton()  # before any env is built: see robot_learning.compat
 
 #: config fields that may change when resuming (everything else must match the checkpoint)
-RESUMABLE_CHANGES = ("steps", "resume", "max_minutes", "eval_every", "eval_episodes", "eval_num_envs",
-                     "log_every", "save_every", "keep_checkpoints", "num_workers", "task", "device", "threads")
+RESUMABLE_CHANGES = (
+    "steps",
+    "resume",
+    "max_minutes",
+    "eval_every",
+    "eval_episodes",
+    "eval_num_envs",
+    "log_every",
+    "save_every",
+    "keep_checkpoints",
+    "num_workers",
+    "task",
+    "device",
+    "threads",
+)
 
 
 @dataclass
@@ -75,7 +88,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cfg.lr * (
+        cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -85,8 +100,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: TrainConfig, progress: bool = True,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, progress: bool = True, on_step: Callable[[int, float], None] | None = None
+) -> TrainResult:
     """Train ``cfg.policy`` on ``cfg.dataset``; ``on_step(step, loss)`` is called after every step."""
     threads = torch.get_num_threads()
     if cfg.threads is not None:
@@ -97,7 +113,9 @@ def train(cfg: TrainConfig, progress: bool = True,
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], None] | None) -> TrainResult:
+def _train(
+    cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], None] | None
+) -> TrainResult:
     # ---------------------------------------------------------------- setup
     out = Path(cfg.out)
     ckpt_root = out / "checkpoints"
@@ -111,10 +129,17 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
     if cfg.task is not None:
         _check_task(cfg.task, dataset, policy)
     windows = WindowDataset(dataset, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+    )
     ema = _make_ema(policy, cfg)
-    resolved = {**cfg.to_dict(), "policy_config": asdict(policy_cfg), "dataset_episodes": dataset.num_episodes,
-                "dataset_frames": dataset.num_frames, "fps": dataset.fps}
+    resolved = {
+        **cfg.to_dict(),
+        "policy_config": asdict(policy_cfg),
+        "dataset_episodes": dataset.num_episodes,
+        "dataset_frames": dataset.num_frames,
+        "fps": dataset.fps,
+    }
     step = 0
     if resume_from is not None:
         step = _restore(resume_from, cfg, policy, optimizer, ema)
@@ -122,15 +147,21 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
     write_json(out / "train_config.json", resolved)
     writer = _summary_writer(out, step)
     result = TrainResult(start_step=step, step=step)
-    sampler = StepBatchSampler(len(windows), cfg.batch_size, cfg.seed, start_step=step, end_step=cfg.steps)
+    sampler = StepBatchSampler(
+        len(windows), cfg.batch_size, cfg.seed, start_step=step, end_step=cfg.steps
+    )
     batches = batch_iterator(windows, sampler, cfg.num_workers)
     t_start = time.monotonic()
     saved_step = step if resume_from is not None else -1
 
     def save_checkpoint() -> None:
         nonlocal saved_step
-        ckpt.commit_checkpoint(ckpt_root, step, lambda d: _write_checkpoint(d, step, policy, optimizer, ema, resolved),
-                               keep=cfg.keep_checkpoints)
+        ckpt.commit_checkpoint(
+            ckpt_root,
+            step,
+            lambda d: _write_checkpoint(d, step, policy, optimizer, ema, resolved),
+            keep=cfg.keep_checkpoints,
+        )
         saved_step = step
 
     # ---------------------------------------------------------------- loop
@@ -143,7 +174,9 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
                 policy.train()
                 loss, metrics = policy.compute_loss(batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; last checkpoint: {ckpt_root / ckpt.LAST}")
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at step {step}; last checkpoint: {ckpt_root / ckpt.LAST}"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = _clip_gradients(policy, cfg.grad_clip)
@@ -162,7 +195,9 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
                 if on_step is not None:
                     on_step(step, loss_value)
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    _log_scalars(writer, step, window_losses, metrics, lr, grad_norm, bar.steps_per_s)
+                    _log_scalars(
+                        writer, step, window_losses, metrics, lr, grad_norm, bar.steps_per_s
+                    )
                     window_losses = []
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                     result.evals[step] = _periodic_eval(cfg, policy, ema, step, out, writer)
@@ -172,7 +207,10 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
                     result.stopped = "interrupted"
                     log.warning("stopped at step %d; resume with resume=true", step)
                     break
-                if cfg.max_minutes is not None and time.monotonic() - t_start > 60 * cfg.max_minutes:
+                if (
+                    cfg.max_minutes is not None
+                    and time.monotonic() - t_start > 60 * cfg.max_minutes
+                ):
                     result.stopped = "time_budget"
                     log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
                     break
@@ -185,7 +223,9 @@ def _train(cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], Non
         save_checkpoint()
     if result.stopped != "interrupted":
         final = _deployable(policy, ema)
-        ckpt.write_atomic_dir(out / "final", lambda d: final.save(d, extra={"train_config": resolved, "step": step}))
+        ckpt.write_atomic_dir(
+            out / "final", lambda d: final.save(d, extra={"train_config": resolved, "step": step})
+        )
         result.final_dir = str(out / "final")
     writer.close()
     write_json(out / "train.json", _summary(cfg, result, policy))
@@ -211,7 +251,9 @@ def _check_task(task: TaskConfig, dataset: LeRobotDataset, policy: Policy) -> No
     env = make_env(task)
     try:
         check_task_features(
-            dataset.features, policy.input_keys, env.features,
+            dataset.features,
+            policy.input_keys,
+            env.features,
             what=f"task {task.name!r} ({task.backend}, obs={task.obs}) env spec vs dataset {dataset.root}",
         )
     finally:
@@ -239,11 +281,21 @@ def _clip_gradients(policy: Policy, max_norm: float) -> float:
     params = [p for p in policy.parameters() if p.grad is not None]
     if max_norm > 0:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+    return (
+        float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+        if params
+        else 0.0
+    )
 
 
-def _write_checkpoint(directory: Path, step: int, policy: Policy, optimizer: torch.optim.Optimizer, ema: Any,
-                      resolved: dict[str, Any]) -> None:
+def _write_checkpoint(
+    directory: Path,
+    step: int,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    ema: Any,
+    resolved: dict[str, Any],
+) -> None:
     _deployable(policy, ema).save(directory, extra={"train_config": resolved, "step": step})
     state = {
         "step": step,
@@ -256,14 +308,18 @@ def _write_checkpoint(directory: Path, step: int, policy: Policy, optimizer: tor
     ckpt.save_state(directory / ckpt.STATE_FILE, state)
 
 
-def _restore(directory: Path, cfg: TrainConfig, policy: Policy, optimizer: torch.optim.Optimizer, ema: Any) -> int:
+def _restore(
+    directory: Path, cfg: TrainConfig, policy: Policy, optimizer: torch.optim.Optimizer, ema: Any
+) -> int:
     state = ckpt.load_state(directory / ckpt.STATE_FILE)
     saved = state["train_config"]
     current = cfg.to_dict()
     changed = [k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {directory}: settings differ from the checkpoint ({detail})")
+        raise ValueError(
+            f"cannot resume {directory}: settings differ from the checkpoint ({detail})"
+        )
     policy.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if (ema is None) != (state["ema"] is None):
@@ -281,20 +337,33 @@ def _summary_writer(out: Path, step: int) -> Any:
     return SummaryWriter(str(out / "tb"), purge_step=step if step else None)
 
 
-def _log_scalars(writer: Any, step: int, losses: list[float], metrics: dict[str, float], lr: float,
-                 grad_norm: float, steps_per_s: float) -> None:
+def _log_scalars(
+    writer: Any,
+    step: int,
+    losses: list[float],
+    metrics: dict[str, float],
+    lr: float,
+    grad_norm: float,
+    steps_per_s: float,
+) -> None:
     writer.add_scalar("train/loss", float(np.mean(losses)), step)
     writer.add_scalar("train/lr", lr, step)
     writer.add_scalar("train/grad_norm", grad_norm, step)
     writer.add_scalar("train/steps_per_s", steps_per_s, step)
     for name, value in (metrics or {}).items():  # the policy's own metrics of the last step
         writer.add_scalar(f"policy/{name}", float(value), step)
-    log.info("step %d loss %.5f lr %.2e grad_norm %.3f", step, float(np.mean(losses)), lr, grad_norm)
+    log.info(
+        "step %d loss %.5f lr %.2e grad_norm %.3f", step, float(np.mean(losses)), lr, grad_norm
+    )
 
 
-def _periodic_eval(cfg: TrainConfig, policy: Policy, ema: Any, step: int, out: Path, writer: Any) -> dict[str, Any]:
+def _periodic_eval(
+    cfg: TrainConfig, policy: Policy, ema: Any, step: int, out: Path, writer: Any
+) -> dict[str, Any]:
     assert cfg.task is not None
-    source = TorchPolicySource(_deployable(policy, ema) if ema is not None else copy.deepcopy(policy))
+    source = TorchPolicySource(
+        _deployable(policy, ema) if ema is not None else copy.deepcopy(policy)
+    )
     eval_cfg = EvalConfig(task=cfg.task, episodes=cfg.eval_episodes, num_envs=cfg.eval_num_envs)
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training RNG stream
         result = evaluate(source, eval_cfg)
@@ -302,12 +371,17 @@ def _periodic_eval(cfg: TrainConfig, policy: Policy, ema: Any, step: int, out: P
     write_json(out / "evals" / f"step_{step:06d}.json", payload)
     for key in ("success_rate", "mean_max_reward", "mean_episode_length"):
         writer.add_scalar(f"eval/{key}", payload[key], step)
-    log.info("step %d eval success %.3f mean max reward %.3f", step, payload["success_rate"], payload["mean_max_reward"])
+    log.info(
+        "step %d eval success %.3f mean max reward %.3f",
+        step,
+        payload["success_rate"],
+        payload["mean_max_reward"],
+    )
     return payload
 
 
 def _summary(cfg: TrainConfig, result: TrainResult, policy: Policy) -> dict[str, Any]:
-    last = result.losses[-min(len(result.losses), cfg.log_every):]
+    last = result.losses[-min(len(result.losses), cfg.log_every) :]
     return {
         "policy": cfg.policy,
         "steps": result.step,
@@ -318,6 +392,8 @@ def _summary(cfg: TrainConfig, result: TrainResult, policy: Policy) -> dict[str,
         "final_loss": float(np.mean(last)) if last else None,
         "parameters": sum(p.numel() for p in policy.parameters()),
         "final": result.final_dir,
-        "evals": {str(k): {m: v[m] for m in ("success_rate", "success_ci95", "mean_max_reward")}
-                  for k, v in result.evals.items()},
+        "evals": {
+            str(k): {m: v[m] for m in ("success_rate", "success_ci95", "mean_max_reward")}
+            for k, v in result.evals.items()
+        },
     }

@@ -25,9 +25,14 @@ class TrainProgress:
 
     def __init__(self, total: int, start: int, enabled: bool = True, label: str = "train") -> None:
         self._bar = Progress(
-            TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+            TextColumn(f"[bold]{label}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} steps/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not enabled,
         )
         self._task = self._bar.add_task("train", total=total, completed=start, loss="-", rate="-")
         self._t0, self._start = time.monotonic(), start
@@ -45,7 +50,9 @@ class TrainProgress:
         """Record a finished step and its loss (shown as an exponential moving average)."""
         self._smoothed = loss if self._smoothed is None else 0.95 * self._smoothed + 0.05 * loss
         self.steps_per_s = (step - self._start) / max(time.monotonic() - self._t0, 1e-9)
-        self._bar.update(self._task, completed=step, loss=f"{self._smoothed:.4f}", rate=f"{self.steps_per_s:.1f}")
+        self._bar.update(
+            self._task, completed=step, loss=f"{self._smoothed:.4f}", rate=f"{self.steps_per_s:.1f}"
+        )
 
 
 class GracefulStop:
@@ -61,8 +68,10 @@ class GracefulStop:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("%s received: stopping after this step (Ctrl-C again to abort without saving)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s received: stopping after this step (Ctrl-C again to abort without saving)",
+            signal.Signals(signum).name,
+        )
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
@@ -70,8 +79,12 @@ class GracefulStop:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()

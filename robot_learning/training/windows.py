@@ -45,7 +45,9 @@ class WindowDataset(Dataset):
         horizon: action steps per window, starting ``n_obs_steps - 1`` frames before the current one.
     """
 
-    def __init__(self, dataset: LeRobotDataset, obs_keys: Sequence[str], n_obs_steps: int, horizon: int) -> None:
+    def __init__(
+        self, dataset: LeRobotDataset, obs_keys: Sequence[str], n_obs_steps: int, horizon: int
+    ) -> None:
         if n_obs_steps < 1 or horizon < 1:
             raise ValueError(f"n_obs_steps={n_obs_steps} and horizon={horizon} must be >= 1")
         missing = [k for k in [*obs_keys, ACTION] if k not in dataset.features]
@@ -61,11 +63,17 @@ class WindowDataset(Dataset):
         self.data = _load_arrays(dataset, [*self.obs_keys, ACTION])
         """Feature key -> every frame of the dataset concatenated, ``[N, *shape]``."""
         lengths = np.asarray(dataset.episode_lengths, dtype=np.int64)
-        self.obs_index, self.action_index, self.action_is_pad = window_indices(lengths, n_obs_steps, horizon)
+        self.obs_index, self.action_index, self.action_is_pad = window_indices(
+            lengths, n_obs_steps, horizon
+        )
         megabytes = sum(a.nbytes for a in self.data.values()) / 2**20
         log.info(
             "windows: %d episodes, %d windows, n_obs_steps=%d horizon=%d, %.1f MB in memory",
-            len(lengths), len(self), n_obs_steps, horizon, megabytes,
+            len(lengths),
+            len(self),
+            n_obs_steps,
+            horizon,
+            megabytes,
         )
 
     def __len__(self) -> int:
@@ -77,7 +85,9 @@ class WindowDataset(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         obs_idx = self.obs_index[idx]  # [B, n_obs_steps]
         batch = {k: torch.from_numpy(self.data[k][obs_idx]) for k in self.obs_keys}
-        batch[ACTION] = torch.from_numpy(self.data[ACTION][self.action_index[idx]])  # [B, horizon, A]
+        batch[ACTION] = torch.from_numpy(
+            self.data[ACTION][self.action_index[idx]]
+        )  # [B, horizon, A]
         batch[ACTION_IS_PAD] = torch.from_numpy(self.action_is_pad[idx])  # [B, horizon]
         return batch
 
@@ -92,7 +102,9 @@ class WindowDataset(Dataset):
         return {k: v[0] for k, v in self.get_batch([index % len(self)]).items()}
 
 
-def window_indices(lengths: np.ndarray, n_obs_steps: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_indices(
+    lengths: np.ndarray, n_obs_steps: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Global frame indices of every window (see the module docstring for the layout).
 
     Returns ``obs_index`` ``[N, n_obs_steps]``, ``action_index`` ``[N, horizon]`` (int64) and
@@ -143,8 +155,14 @@ class StepBatchSampler(Sampler[list[int]]):
         end_step: yield batches ``start_step .. end_step-1`` (``None``: forever).
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, start_step: int = 0,
-                 end_step: int | None = None) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        end_step: int | None = None,
+    ) -> None:
         if num_samples < 1 or batch_size < 1:
             raise ValueError(f"num_samples={num_samples} and batch_size={batch_size} must be >= 1")
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
@@ -155,7 +173,9 @@ class StepBatchSampler(Sampler[list[int]]):
         if epoch not in self._perms:
             if len(self._perms) > 2:  # batches move forward: old epochs are never needed again
                 self._perms.pop(min(self._perms))
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(
+                self.num_samples
+            )
         return self._perms[epoch]
 
     def batch(self, step: int) -> np.ndarray:
@@ -185,12 +205,19 @@ def _passthrough(batch: Any) -> Any:
     return batch
 
 
-def batch_iterator(windows: WindowDataset, sampler: StepBatchSampler, num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+def batch_iterator(
+    windows: WindowDataset, sampler: StepBatchSampler, num_workers: int = 0
+) -> Iterator[dict[str, torch.Tensor]]:
     """Batches in sampler order; ``num_workers > 0`` gathers them in DataLoader worker processes."""
     if num_workers == 0:
         return (windows.get_batch(idx) for idx in sampler)
     loader = DataLoader(
-        windows, batch_sampler=sampler, num_workers=num_workers, collate_fn=_passthrough,
-        prefetch_factor=4, persistent_workers=False, worker_init_fn=ignore_sigint,
+        windows,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=_passthrough,
+        prefetch_factor=4,
+        persistent_workers=False,
+        worker_init_fn=ignore_sigint,
     )
     return iter(loader)

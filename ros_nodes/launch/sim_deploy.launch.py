@@ -22,11 +22,35 @@ def generate_launch_description() -> LaunchDescription:
         "lockstep": "true",
     }
     config = {name: LaunchConfiguration(name) for name in args}
-    return LaunchDescription([
-        *[DeclareLaunchArgument(name, default_value=value) for name, value in args.items()],
-        Node(package="ros_nodes", executable="sim_robot_node", name="sim_robot_node", output="screen",
-             parameters=[{"task": config["task"], "obs": config["obs"], "seed": config["seed"],
-                          "lockstep": config["lockstep"]}]),
-        Node(package="ros_nodes", executable="policy_node", name="policy_node", output="screen",
-             parameters=[{"bundle": config["bundle"], "runtime": config["runtime"], "seed": config["seed"]}]),
-    ])
+    return LaunchDescription(
+        [
+            *[DeclareLaunchArgument(name, default_value=value) for name, value in args.items()],
+            Node(
+                package="ros_nodes",
+                executable="sim_robot_node",
+                name="sim_robot_node",
+                output="screen",
+                parameters=[
+                    {
+                        "task": config["task"],
+                        "obs": config["obs"],
+                        "seed": config["seed"],
+                        "lockstep": config["lockstep"],
+                    }
+                ],
+            ),
+            Node(
+                package="ros_nodes",
+                executable="policy_node",
+                name="policy_node",
+                output="screen",
+                parameters=[
+                    {
+                        "bundle": config["bundle"],
+                        "runtime": config["runtime"],
+                        "seed": config["seed"],
+                    }
+                ],
+            ),
+        ]
+    )

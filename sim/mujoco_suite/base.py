@@ -44,9 +44,15 @@ class MujocoTaskEnv(TaskEnv):
         self.n_substeps = max(1, round(1.0 / (self.fps * self.model.opt.timestep)))
         self.max_episode_steps = cfg.max_episode_steps or self.default_max_episode_steps
         self.cameras = tuple(cfg.cameras) if cfg.cameras is not None else self.default_cameras
-        unknown = [c for c in self.cameras if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) < 0]
+        unknown = [
+            c
+            for c in self.cameras
+            if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) < 0
+        ]
         if unknown:
-            raise ValueError(f"Task {cfg.name!r} has no cameras {unknown}; it has {self._camera_names()}")
+            raise ValueError(
+                f"Task {cfg.name!r} has no cameras {unknown}; it has {self._camera_names()}"
+            )
         self.render_size = render_size
         self._renderers: dict[int, mujoco.Renderer] = {}
         self._nominal = {
@@ -143,7 +149,10 @@ class MujocoTaskEnv(TaskEnv):
         return obs
 
     def _camera_names(self) -> list[str]:
-        return [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
+        return [
+            mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i)
+            for i in range(self.model.ncam)
+        ]
 
     def body_id(self, name: str) -> int:
         """Body id by name, with a clear error."""

@@ -16,6 +16,7 @@ from sim.mujoco_suite.arm_base import MujocoArmEnv
 @register_task("lift")
 class LiftEnv(arm_common.LiftTask, MujocoArmEnv):
     """Pick up a cube placed in ``LIFT_CUBE_LOW .. LIFT_CUBE_HIGH`` and lift it."""
+
     randomized_bodies = ("cube",)
 
     def __init__(self, cfg) -> None:

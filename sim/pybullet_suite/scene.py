@@ -55,7 +55,10 @@ ARM_CAMERAS = {
         eye=FRONT_CAMERA_POS, target=FRONT_CAMERA_TARGET, up=(0.0, 0.0, 1.0), fov=FRONT_CAMERA_FOVY
     ),
     "wrist": CameraSpec(
-        eye=WRIST_CAMERA_POS, target=WRIST_CAMERA_TARGET, up=(1.0, 0.0, 0.0), fov=WRIST_CAMERA_FOVY,
+        eye=WRIST_CAMERA_POS,
+        target=WRIST_CAMERA_TARGET,
+        up=(1.0, 0.0, 0.0),
+        fov=WRIST_CAMERA_FOVY,
         link=HAND_LINK,
     ),
 }

@@ -49,14 +49,27 @@ class Batch:
     """``[B]`` True for transitions from demonstrations."""
 
     @classmethod
-    def from_numpy(cls, sample: dict[str, Any], obs: np.ndarray, next_obs: np.ndarray,
-                   device: torch.device | str = "cpu") -> Batch:
+    def from_numpy(
+        cls,
+        sample: dict[str, Any],
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        device: torch.device | str = "cpu",
+    ) -> Batch:
         """Build from a sampler batch plus its already flattened observations."""
+
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(x, device=device)
 
         is_demo = sample.get("is_demo", np.zeros(len(obs), bool))
-        return cls(t(obs), t(sample["action"]), t(sample["reward"]), t(sample["discount"]), t(next_obs), t(is_demo))
+        return cls(
+            t(obs),
+            t(sample["action"]),
+            t(sample["reward"]),
+            t(sample["discount"]),
+            t(next_obs),
+            t(is_demo),
+        )
 
 
 class Algorithm(Protocol):
@@ -91,8 +104,13 @@ class Algorithm(Protocol):
 
 ALGOS: Registry[type[Algorithm]] = Registry(
     "algorithm",
-    discover=("robot_learning.rl.algos.sac", "robot_learning.rl.algos.td3", "robot_learning.rl.algos.rlpd",
-              "robot_learning.rl.algos.dsac_t", "robot_learning.rl.algos.residual"),
+    discover=(
+        "robot_learning.rl.algos.sac",
+        "robot_learning.rl.algos.td3",
+        "robot_learning.rl.algos.rlpd",
+        "robot_learning.rl.algos.dsac_t",
+        "robot_learning.rl.algos.residual",
+    ),
 )
 
 

@@ -86,8 +86,10 @@ class DSACTConfig:
             if value is not None and not 0 < value <= 1:
                 raise ValueError(f"dsac_t {name}={value} must be in (0, 1]")
         if self.clip_xi <= 0 or self.std_eps <= 0 or self.init_alpha <= 0:
-            raise ValueError(f"dsac_t clip_xi={self.clip_xi}, std_eps={self.std_eps} and "
-                             f"init_alpha={self.init_alpha} must be > 0")
+            raise ValueError(
+                f"dsac_t clip_xi={self.clip_xi}, std_eps={self.std_eps} and "
+                f"init_alpha={self.init_alpha} must be > 0"
+            )
 
 
 class GaussianCritics(nn.Module):
@@ -158,8 +160,9 @@ class DSACT:
         # --- critics: Gaussian NLL gradients with the three refinements (module docstring)
         q, std = self.critic(batch.obs, batch.action)  # [2, B] each
         batch_std = std.detach().mean(1)
-        self.std_mean = torch.where(self.std_mean < 0, batch_std,
-                                    (1 - self.tau_b) * self.std_mean + self.tau_b * batch_std)
+        self.std_mean = torch.where(
+            self.std_mean < 0, batch_std, (1 - self.tau_b) * self.std_mean + self.tau_b * batch_std
+        )
         y_q, y_z = self.targets(batch)
         y_z = clip_target(y_z, q.detach(), self.cfg.clip_xi * self.std_mean)  # [2, B]
         s, eps = std.detach(), self.cfg.std_eps
@@ -170,8 +173,12 @@ class DSACT:
         self.critic_optim.zero_grad()
         critic_loss.backward()
         self.critic_optim.step()
-        metrics = {"critic_loss": critic_loss.item(), "q": q.mean().item(), "q_std": std.mean().item(),
-                   "q_std_running": self.std_mean.mean().item()}
+        metrics = {
+            "critic_loss": critic_loss.item(),
+            "q": q.mean().item(),
+            "q_std": std.mean().item(),
+            "q_std_running": self.std_mean.mean().item(),
+        }
 
         # --- delayed actor, temperature and targets
         if self.updates % self.cfg.actor_every == 0:
@@ -205,17 +212,29 @@ class DSACT:
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers, temperature, the std running mean and the update counter."""
         return {
-            "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
-            "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(), "std_mean": self.std_mean.clone(),
-            "actor_optim": self.actor_optim.state_dict(), "critic_optim": self.critic_optim.state_dict(),
-            "alpha_optim": self.alpha_optim.state_dict(), "updates": self.updates,
+            "actor": self.actor.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "std_mean": self.std_mean.clone(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "alpha_optim": self.alpha_optim.state_dict(),
+            "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_optim", "critic_optim",
-                     "alpha_optim"):
+        for name in (
+            "actor",
+            "actor_target",
+            "critic",
+            "critic_target",
+            "actor_optim",
+            "critic_optim",
+            "alpha_optim",
+        ):
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

@@ -70,26 +70,45 @@ class ResidualConfig:
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         if not self.base:
-            raise ValueError("residual needs algo.base=<checkpoint or bundle folder> of the frozen base policy")
+            raise ValueError(
+                "residual needs algo.base=<checkpoint or bundle folder> of the frozen base policy"
+            )
         if not 0 < self.scale <= 1:
-            raise ValueError(f"residual scale={self.scale} must be in (0, 1] (fraction of the action range)")
+            raise ValueError(
+                f"residual scale={self.scale} must be in (0, 1] (fraction of the action range)"
+            )
         if self.num_q < 1 or self.actor_every < 1 or self.critic_warmup < 0:
-            raise ValueError(f"residual num_q={self.num_q} and actor_every={self.actor_every} must be >= 1, "
-                             f"critic_warmup={self.critic_warmup} >= 0")
+            raise ValueError(
+                f"residual num_q={self.num_q} and actor_every={self.actor_every} must be >= 1, "
+                f"critic_warmup={self.critic_warmup} >= 0"
+            )
         if not 0 < self.tau <= 1:
             raise ValueError(f"residual tau={self.tau} must be in (0, 1]")
-        if min(self.exploration_noise, self.target_noise, self.target_noise_clip, self.residual_penalty) < 0:
+        if (
+            min(
+                self.exploration_noise,
+                self.target_noise,
+                self.target_noise_clip,
+                self.residual_penalty,
+            )
+            < 0
+        ):
             raise ValueError("residual noise settings and residual_penalty must be >= 0")
 
 
 class ResidualPolicy(nn.Module):
     """``[obs, a_base] -> clip(a_base + bound * tanh(f([obs, a_base])), low, high)``; last layer zero at init."""
 
-    def __init__(self, obs_dim: int, action: Feature, hidden: tuple[int, ...], scale: float) -> None:
+    def __init__(
+        self, obs_dim: int, action: Feature, hidden: tuple[int, ...], scale: float
+    ) -> None:
         super().__init__()
         if action.low is None:
             raise ValueError("the action feature needs bounds (low/high) for residual RL")
-        low, high = torch.tensor(action.low, dtype=torch.float32), torch.tensor(action.high, dtype=torch.float32)
+        low, high = (
+            torch.tensor(action.low, dtype=torch.float32),
+            torch.tensor(action.high, dtype=torch.float32),
+        )
         self.register_buffer("low", low)
         self.register_buffer("high", high)
         self.register_buffer("bound", scale * (high - low))
@@ -120,14 +139,20 @@ class Residual:
     """Frozen base + zero-initialised bounded residual actor + ensemble critics on ``[obs, a_base]``."""
 
     Config = ResidualConfig
-    uniform_warmup: ClassVar[bool] = False  # warm up with base + exploration noise, not random actions
-    state_only: ClassVar[bool] = True  # on camera tasks the base sees the images, the residual the states
+    uniform_warmup: ClassVar[bool] = (
+        False  # warm up with base + exploration noise, not random actions
+    )
+    state_only: ClassVar[bool] = (
+        True  # on camera tasks the base sees the images, the residual the states
+    )
 
     def __init__(self, cfg: ResidualConfig, obs_dim: int, action: Feature) -> None:
         self.cfg = cfg
         self.actor = ResidualPolicy(obs_dim, action, cfg.hidden, cfg.scale)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = QEnsemble(obs_dim, action.shape[0], cfg.hidden, num_q=cfg.num_q, layer_norm=cfg.layer_norm)
+        self.critic = QEnsemble(
+            obs_dim, action.shape[0], cfg.hidden, num_q=cfg.num_q, layer_norm=cfg.layer_norm
+        )
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -162,7 +187,9 @@ class Residual:
         cfg = self.cfg
         # --- critics: clipped (min over the ensemble) n-step target with a smoothed target residual
         with torch.no_grad():
-            next_residual = self._noisy(self.actor_target.residual(batch.next_obs), cfg.target_noise, cfg.target_noise_clip)
+            next_residual = self._noisy(
+                self.actor_target.residual(batch.next_obs), cfg.target_noise, cfg.target_noise_clip
+            )
             next_action = self.actor_target.combine(batch.next_obs, next_residual)
             next_q = self.critic_target(batch.next_obs, next_action).min(0).values
             target = batch.reward + batch.discount * next_q
@@ -178,13 +205,17 @@ class Residual:
         if self.updates >= cfg.critic_warmup and self.updates % cfg.actor_every == 0:
             residual = self.actor.residual(batch.obs)
             actor_q = self.critic(batch.obs, self.actor.combine(batch.obs, residual)).mean(0)
-            actor_loss = -actor_q.mean() + cfg.residual_penalty * (residual / self.actor.bound).pow(2).mean()
+            actor_loss = (
+                -actor_q.mean() + cfg.residual_penalty * (residual / self.actor.bound).pow(2).mean()
+            )
             self.actor_optim.zero_grad()
             actor_loss.backward()
             self.actor_optim.step()
             soft_update(self.actor_target, self.actor, cfg.tau)
-            metrics.update(actor_loss=actor_loss.item(),
-                           residual_fraction=(residual.abs() / self.actor.bound).mean().item())
+            metrics.update(
+                actor_loss=actor_loss.item(),
+                residual_fraction=(residual.abs() / self.actor.bound).mean().item(),
+            )
         self.updates += 1
         return metrics
 
@@ -203,14 +234,24 @@ class Residual:
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers and the update counter."""
         return {
-            "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
-            "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-            "actor_optim": self.actor_optim.state_dict(), "critic_optim": self.critic_optim.state_dict(),
+            "actor": self.actor.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
             "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_optim", "critic_optim"):
+        for name in (
+            "actor",
+            "actor_target",
+            "critic",
+            "critic_target",
+            "actor_optim",
+            "critic_optim",
+        ):
             getattr(self, name).load_state_dict(state[name])
         self.updates = int(state["updates"])

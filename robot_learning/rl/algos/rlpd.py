@@ -91,7 +91,9 @@ class RLPD:
         self.cfg = cfg
         act_dim = action.shape[0]
         self.actor = TanhGaussianActor(obs_dim, action, cfg.hidden)
-        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden, num_q=cfg.num_q, layer_norm=cfg.layer_norm)
+        self.critic = QEnsemble(
+            obs_dim, act_dim, cfg.hidden, num_q=cfg.num_q, layer_norm=cfg.layer_norm
+        )
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
         self.target_entropy = -act_dim / 2 if cfg.target_entropy is None else cfg.target_entropy
@@ -113,7 +115,11 @@ class RLPD:
         next_action, next_logp = self.actor(batch.next_obs)
         subset = torch.randperm(self.cfg.num_q)[: self.cfg.num_min_q]
         x = torch.cat([batch.next_obs, next_action], dim=-1)
-        next_q = torch.stack([self.critic_target.qs[i](x).squeeze(-1) for i in subset.tolist()]).min(0).values
+        next_q = (
+            torch.stack([self.critic_target.qs[i](x).squeeze(-1) for i in subset.tolist()])
+            .min(0)
+            .values
+        )
         if self.cfg.backup_entropy:
             next_q = next_q - self.alpha * next_logp
         return batch.reward + batch.discount * next_q, subset
@@ -123,8 +129,10 @@ class RLPD:
         if not self._checked_demos:
             self._checked_demos = True
             if not bool(batch.is_demo.any()):
-                log.warning("rlpd without demonstrations: batches are online-only (pass demos=DIR "
-                            "for RLPD's symmetric 50/50 demo/online sampling)")
+                log.warning(
+                    "rlpd without demonstrations: batches are online-only (pass demos=DIR "
+                    "for RLPD's symmetric 50/50 demo/online sampling)"
+                )
         # --- critics: every ensemble member regresses to the same subset-min target
         target, _ = self.td_target(batch)
         q = self.critic(batch.obs, batch.action)  # [num_q, B]
@@ -165,15 +173,26 @@ class RLPD:
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, temperature and the update counter."""
         return {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-            "actor_optim": self.actor_optim.state_dict(), "critic_optim": self.critic_optim.state_dict(),
-            "alpha_optim": self.alpha_optim.state_dict(), "updates": self.updates,
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "alpha_optim": self.alpha_optim.state_dict(),
+            "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
-        for name in ("actor", "critic", "critic_target", "actor_optim", "critic_optim", "alpha_optim"):
+        for name in (
+            "actor",
+            "critic",
+            "critic_target",
+            "actor_optim",
+            "critic_optim",
+            "alpha_optim",
+        ):
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

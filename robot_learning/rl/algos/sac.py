@@ -59,7 +59,9 @@ class SAC:
         self.actor = TanhGaussianActor(obs_dim, action, cfg.hidden)
         self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden, num_q=2)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(float(torch.log(torch.tensor(cfg.init_alpha))), requires_grad=True)
+        self.log_alpha = torch.tensor(
+            float(torch.log(torch.tensor(cfg.init_alpha))), requires_grad=True
+        )
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -76,7 +78,10 @@ class SAC:
         # --- critics: soft clipped double-Q target
         with torch.no_grad():
             next_action, next_logp = self.actor(batch.next_obs)
-            next_q = self.critic_target(batch.next_obs, next_action).min(0).values - self.alpha * next_logp
+            next_q = (
+                self.critic_target(batch.next_obs, next_action).min(0).values
+                - self.alpha * next_logp
+            )
             target = batch.reward + batch.discount * next_q  # [B]
         q = self.critic(batch.obs, batch.action)  # [2, B]
         critic_loss = (q - target).pow(2).mean(1).sum()
@@ -116,10 +121,14 @@ class SAC:
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimisers, temperature and the update counter."""
         return {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-            "actor_optim": self.actor_optim.state_dict(), "critic_optim": self.critic_optim.state_dict(),
-            "alpha_optim": self.alpha_optim.state_dict(), "updates": self.updates,
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "alpha_optim": self.alpha_optim.state_dict(),
+            "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

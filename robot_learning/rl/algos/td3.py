@@ -67,9 +67,16 @@ class TD3:
         """Critic step every call; actor and target updates every ``policy_every`` calls."""
         # --- critics: clipped double-Q target with a smoothed target action
         with torch.no_grad():
-            noise = (torch.randn_like(batch.action) * self.cfg.policy_noise).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
-            next_action = (self.actor_target(batch.next_obs) + noise * self.actor.scale).clamp(self.low, self.high)
-            target = batch.reward + batch.discount * self.critic_target(batch.next_obs, next_action).min(0).values
+            noise = (torch.randn_like(batch.action) * self.cfg.policy_noise).clamp(
+                -self.cfg.noise_clip, self.cfg.noise_clip
+            )
+            next_action = (self.actor_target(batch.next_obs) + noise * self.actor.scale).clamp(
+                self.low, self.high
+            )
+            target = (
+                batch.reward
+                + batch.discount * self.critic_target(batch.next_obs, next_action).min(0).values
+            )
         q = self.critic(batch.obs, batch.action)  # [2, B]
         critic_loss = (q - target).pow(2).mean(1).sum()
         self.critic_optim.zero_grad()
@@ -79,7 +86,9 @@ class TD3:
 
         # --- delayed actor (deterministic policy gradient through Q1) and targets
         if self.updates % self.cfg.policy_every == 0:
-            actor_loss = -self.critic.qs[0](torch.cat([batch.obs, self.actor(batch.obs)], -1)).mean()
+            actor_loss = -self.critic.qs[0](
+                torch.cat([batch.obs, self.actor(batch.obs)], -1)
+            ).mean()
             self.actor_optim.zero_grad()
             actor_loss.backward()
             self.actor_optim.step()
@@ -94,7 +103,9 @@ class TD3:
         """Deterministic action, plus clipped Gaussian exploration noise when ``explore``."""
         action = self.actor(obs)
         if explore:
-            action = action + torch.randn_like(action) * self.cfg.exploration_noise * self.actor.scale
+            action = (
+                action + torch.randn_like(action) * self.cfg.exploration_noise * self.actor.scale
+            )
         return action.clamp(self.low, self.high)
 
     def policy_module(self) -> torch.nn.Module:
@@ -104,14 +115,24 @@ class TD3:
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, optimisers and the update counter."""
         return {
-            "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
-            "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-            "actor_optim": self.actor_optim.state_dict(), "critic_optim": self.critic_optim.state_dict(),
+            "actor": self.actor.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
             "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_optim", "critic_optim"):
+        for name in (
+            "actor",
+            "actor_target",
+            "critic",
+            "critic_target",
+            "actor_optim",
+            "critic_optim",
+        ):
             getattr(self, name).load_state_dict(state[name])
         self.updates = int(state["updates"])

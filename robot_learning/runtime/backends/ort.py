@@ -34,7 +34,9 @@ class OnnxRuntime(Runtime):
     def missing_from(cls, bundle_dir: Path, spec: dict) -> str | None:
         return None if GRAPH_FILE in spec["files"] else f"the bundle has no {GRAPH_FILE}"
 
-    def __init__(self, bundle_dir: Path, spec: dict, threads: int | None = None, graph: str = GRAPH_FILE) -> None:
+    def __init__(
+        self, bundle_dir: Path, spec: dict, threads: int | None = None, graph: str = GRAPH_FILE
+    ) -> None:
         """Load ``graph`` (default ``model.onnx``; residual bundles also load ``residual.onnx``)."""
         import onnxruntime as ort
 
@@ -59,9 +61,13 @@ class OnnxRuntime(Runtime):
             else:
                 providers.append(name)
         try:
-            self.session = ort.InferenceSession(str(Path(bundle_dir) / graph), options, providers=providers)
+            self.session = ort.InferenceSession(
+                str(Path(bundle_dir) / graph), options, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-            raise BundleError(f"onnxruntime cannot load {Path(bundle_dir) / graph}: {exc}. Re-export the bundle.") from exc
+            raise BundleError(
+                f"onnxruntime cannot load {Path(bundle_dir) / graph}: {exc}. Re-export the bundle."
+            ) from exc
         self.output_name = self.session.get_outputs()[0].name
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -69,7 +75,10 @@ class OnnxRuntime(Runtime):
 
     def input_signature(self) -> dict[str, tuple[str, tuple]]:
         return {
-            i.name: (_DTYPES.get(i.type, i.type), tuple(d if isinstance(d, int) else None for d in i.shape))
+            i.name: (
+                _DTYPES.get(i.type, i.type),
+                tuple(d if isinstance(d, int) else None for d in i.shape),
+            )
             for i in self.session.get_inputs()
         }
 

@@ -42,18 +42,24 @@ class TensorRTRuntime(Runtime):
         self._engine: Any = None
         self._trt_runtime: Any = None
         self._trt, self._cudart = te.require_tensorrt()
-        self._device_index = te.cuda_check(self._cudart, self._cudart.cudaGetDevice(), "cudaGetDevice")
+        self._device_index = te.cuda_check(
+            self._cudart, self._cudart.cudaGetDevice(), "cudaGetDevice"
+        )
         self._max_batch = te.build_settings(spec)[1]
         self._engine = self._load_engine(Path(bundle_dir), spec)
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise RuntimeError("TensorRT could not create an execution context (out of GPU memory?)")
+            raise RuntimeError(
+                "TensorRT could not create an execution context (out of GPU memory?)"
+            )
         trt, engine = self._trt, self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if outputs != [OUTPUT]:
-            raise BundleError(f"the TensorRT engine has outputs {outputs}, expected [{OUTPUT!r}]; re-export the bundle")
+            raise BundleError(
+                f"the TensorRT engine has outputs {outputs}, expected [{OUTPUT!r}]; re-export the bundle"
+            )
         self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self._stream = self._call(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._stream_handle = _native_handle(self._stream)
@@ -69,30 +75,47 @@ class TensorRTRuntime(Runtime):
                 return engine
             if attempt == 0:
                 path.unlink(missing_ok=True)
-        raise RuntimeError(f"TensorRT {self._trt.__version__} cannot load the engine it just built ({path})")
+        raise RuntimeError(
+            f"TensorRT {self._trt.__version__} cannot load the engine it just built ({path})"
+        )
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if set(inputs) != set(self._inputs):
-            raise ValueError(f"the engine takes inputs {sorted(self._inputs)}, got {sorted(inputs)}")
+            raise ValueError(
+                f"the engine takes inputs {sorted(self._inputs)}, got {sorted(inputs)}"
+            )
         arrays = {n: np.ascontiguousarray(inputs[n], dtype=self._dtypes[n]) for n in self._inputs}
         batches = sorted({a.shape[0] if a.ndim else 0 for a in arrays.values()})
         if len(batches) != 1 or not 1 <= batches[0] <= self._max_batch:
-            raise ValueError(f"inputs must share one batch size in 1..{self._max_batch}, got {batches}")
+            raise ValueError(
+                f"inputs must share one batch size in 1..{self._max_batch}, got {batches}"
+            )
         ctx, cudart = self._context, self._cudart
         for name, array in arrays.items():
             if not ctx.set_input_shape(name, array.shape):
                 raise ValueError(f"input {name!r} of shape {array.shape} does not fit the engine")
         out = np.empty(tuple(ctx.get_tensor_shape(OUTPUT)), dtype=self._dtypes[OUTPUT])
-        to_device, to_host = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        to_device, to_host = (
+            cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+            cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+        )
         for name, array in arrays.items():
             ptr = self._reserve(name, array.nbytes)
-            self._call(cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, to_device, self._stream), "cudaMemcpyAsync")
+            self._call(
+                cudart.cudaMemcpyAsync(
+                    ptr, array.ctypes.data, array.nbytes, to_device, self._stream
+                ),
+                "cudaMemcpyAsync",
+            )
             ctx.set_tensor_address(name, ptr)
         out_ptr = self._reserve(OUTPUT, out.nbytes)
         ctx.set_tensor_address(OUTPUT, out_ptr)
         if not ctx.execute_async_v3(self._stream_handle):
             raise RuntimeError("TensorRT failed to enqueue the inference (see the TensorRT log)")
-        self._call(cudart.cudaMemcpyAsync(out.ctypes.data, out_ptr, out.nbytes, to_host, self._stream), "cudaMemcpyAsync")
+        self._call(
+            cudart.cudaMemcpyAsync(out.ctypes.data, out_ptr, out.nbytes, to_host, self._stream),
+            "cudaMemcpyAsync",
+        )
         # the host arrays stay referenced until here, so the async copies read/write live memory
         self._call(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         return out.astype(np.float32, copy=False)
@@ -106,7 +129,9 @@ class TensorRTRuntime(Runtime):
             # every run ends with a stream synchronize, so the old buffer is idle
             self._call(self._cudart.cudaFree(ptr), "cudaFree")
             del self._buffers[name]
-        ptr = int(self._call(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes} bytes for {name!r})"))
+        ptr = int(
+            self._call(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes} bytes for {name!r})")
+        )
         self._buffers[name] = (ptr, nbytes)
         return ptr
 

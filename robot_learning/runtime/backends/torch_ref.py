@@ -42,7 +42,9 @@ class TorchRuntime(Runtime):
         sampler = spec["sampler"]
         if self.policy.inference_settings() != sampler:
             self.policy.set_inference(sampler=sampler["name"], steps=sampler["steps"])
-        if self.policy.name != spec["policy"] or list(self.policy.input_keys) != list(spec["input_keys"]):
+        if self.policy.name != spec["policy"] or list(self.policy.input_keys) != list(
+            spec["input_keys"]
+        ):
             raise BundleError(
                 f"{Path(bundle_dir) / TORCH_DIR} holds policy {self.policy.name!r} with inputs {self.policy.input_keys}, "
                 f"but policy.json declares {spec['policy']!r} with {spec['input_keys']}. Re-export the bundle."
