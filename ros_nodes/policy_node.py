@@ -8,8 +8,9 @@ Run: ``python -m ros_nodes.policy_node --ros-args -p bundle:=/path/to/bundle [-p
   ``/robot/<key without "observation.", dots as slashes>`` (see :mod:`ros_nodes.topics`);
 * publishes ``/policy/command`` (``trajectory_msgs/JointTrajectory``): ``header.stamp`` = the
   stamp of the newest observation used, ``joint_names`` = the action's element names,
-  ``points[0]`` = the action to execute now, ``points[1:]`` = the rest of the queued chunk at
-  ``time_from_start = k / control_rate_hz``; every action clipped to the bundle's bounds;
+  ``points[0]`` = the action to execute now (base + residual for residual RL bundles),
+  ``points[1:]`` = the rest of the queued chunk at ``time_from_start = k / control_rate_hz``;
+  every action clipped to the bundle's bounds;
 * publishes ``/policy/diagnostics`` (``diagnostic_msgs/DiagnosticArray``);
 * serves ``/policy/emergency_stop`` and ``/policy/reset`` (``std_srvs/Trigger``).
 
