@@ -215,6 +215,12 @@ def test_residual_exports_as_one_bundle_that_serves_base_plus_residual(
     assert (
         main(["eval", f"bundle={out}", "episodes=2", "num_envs=1", f"out={tmp_path / 'eval'}"]) == 0
     )
+    # the torch reference runtime serves the same bundle (torch/ holds the base; the residual runs on onnxruntime)
+    reference = load_bundle(out, runtime="torch")
+    reference.reset()
+    bundle.reset()
+    obs, _ = make_env(REACH).reset(seed=7)
+    np.testing.assert_allclose(reference.select_action(obs), bundle.select_action(obs), atol=1e-5)
 
 
 def test_a_tampered_residual_graph_fails_at_load(residual_run, tmp_path):

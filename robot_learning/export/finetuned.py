@@ -212,6 +212,7 @@ def _write_residual(
         "config": _jsonable(algo_cfg),
         "export": _export_facts(facts),
     }
+    bundle["base_policy"] = bundle["policy"]  # what model.onnx and torch/ hold
     bundle["policy"] = f"residual({bundle['policy']})"
     bundle["task"] = dataclasses.asdict(run_cfg.task)  # the task the residual was trained on
     bundle["base_source"], bundle["source"] = bundle["source"], source

@@ -42,12 +42,15 @@ class TorchRuntime(Runtime):
         sampler = spec["sampler"]
         if self.policy.inference_settings() != sampler:
             self.policy.set_inference(sampler=sampler["name"], steps=sampler["steps"])
-        if self.policy.name != spec["policy"] or list(self.policy.input_keys) != list(
+        graph_policy = spec.get(
+            "base_policy", spec["policy"]
+        )  # residual bundles: torch/ is the base
+        if self.policy.name != graph_policy or list(self.policy.input_keys) != list(
             spec["input_keys"]
         ):
             raise BundleError(
                 f"{Path(bundle_dir) / TORCH_DIR} holds policy {self.policy.name!r} with inputs {self.policy.input_keys}, "
-                f"but policy.json declares {spec['policy']!r} with {spec['input_keys']}. Re-export the bundle."
+                f"but policy.json declares {graph_policy!r} with {spec['input_keys']}. Re-export the bundle."
             )
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
