@@ -6,20 +6,20 @@ Run: ``python -m ros_nodes.recorder_node --ros-args -p out:=DIR -p task:=lift [-
 topics (defaults as everywhere: :mod:`ros_nodes.topics`). Services (``std_srvs/Trigger``):
 ``/recorder/start`` begins an episode, ``/recorder/stop`` commits it atomically through
 :class:`~robot_learning.datasets.LeRobotDatasetWriter` (response: JSON with the episode index and
-frame count). A crash mid-episode loses that episode only; committed ones are never touched.
+frame count), ``/recorder/status`` reports (JSON) whether it records, the frames so far and how many
+publishers each recorded topic has matched (start only once every count is >= 1, or the first
+frames are lost). A crash mid-episode loses that episode only; committed ones are never touched.
 
 A frame is written per command on the ``action`` topic (``points[0]``, the executed action),
-with the observations it answered: those with the command's ``header.stamp``, else the newest
-of each key. Re-sent commands (same stamp) are written once.
+with the observations it answered: those with the command's ``header.stamp``, whichever arrives
+first (:mod:`ros_nodes.frame_pairing`). Re-sent commands (same stamp) are written once.
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
@@ -38,10 +38,8 @@ from ros_nodes.conversions import (
     stamp_to_ns,
     trajectory_to_chunk,
 )
+from ros_nodes.frame_pairing import FramePairer, PairedFrame
 from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TopicMap
-
-#: observation stamps remembered for matching commands to the observations they answered
-MATCH_WINDOW = 64
 
 
 @dataclass
@@ -86,9 +84,8 @@ class RecorderNode(Node):
         self.writer: LeRobotDatasetWriter | None = None
         self.recording = False
         self.frames = 0
-        self._by_stamp: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
-        self._latest: dict[str, np.ndarray] = {}
-        self._last_stamp: int | None = None
+        self.pairer = FramePairer(self.keys)
+        self._subscriptions_by_topic: dict = {}
 
     def activate(self) -> None:
         """Open the dataset writer, subscribe to the topics, offer the services."""
@@ -97,16 +94,21 @@ class RecorderNode(Node):
             cfg.out, self.features, fps=self.fps, robot_type=self.robot_type, resume=cfg.resume
         )
         qos = QoSProfile(depth=50)  # reliable and deep: a recording should not lose frames
-        for b in self.topics.bindings.values():
-            self.create_subscription(
+        self._subscriptions_by_topic = {
+            b.topic: self.create_subscription(
                 Image if b.kind == IMAGE else JointState,
                 b.topic,
                 lambda msg, b=b: self._on_observation(msg, b),
                 qos,
             )
-        self.create_subscription(JointTrajectory, cfg.action, self._on_command, qos)
+            for b in self.topics.bindings.values()
+        }
+        self._subscriptions_by_topic[cfg.action] = self.create_subscription(
+            JointTrajectory, cfg.action, self._on_command, qos
+        )
         self.create_service(Trigger, "/recorder/start", self._on_start)
         self.create_service(Trigger, "/recorder/stop", self._on_stop)
+        self.create_service(Trigger, "/recorder/status", self._on_status)
         self.get_logger().info(
             f"recording {self.keys} + action from {cfg.action} into {cfg.out} at {self.fps} fps: "
             + "; ".join(self.topics.describe())
@@ -128,32 +130,24 @@ class RecorderNode(Node):
         except ConversionError as exc:
             self.get_logger().warning(f"ignored {binding.topic}: {exc}", throttle_duration_sec=1.0)
             return
-        self._latest[binding.key] = value
-        self._by_stamp.setdefault(stamp_to_ns(msg.header.stamp), {})[binding.key] = value
-        while len(self._by_stamp) > MATCH_WINDOW:
-            self._by_stamp.popitem(last=False)
+        self._write(self.pairer.observe(binding.key, stamp_to_ns(msg.header.stamp), value))
 
     def _on_command(self, msg: JointTrajectory) -> None:
-        stamp = stamp_to_ns(msg.header.stamp)
-        if not self.recording or stamp == self._last_stamp:
+        if not self.recording:
             return
         try:
             action = trajectory_to_chunk(msg, self.action_names)[0]
         except ConversionError as exc:
             self.get_logger().warning(f"ignored command: {exc}", throttle_duration_sec=1.0)
             return
-        matched = self._by_stamp.get(stamp, {})
-        obs = {k: matched.get(k, self._latest.get(k)) for k in self.keys}
-        missing = [k for k, v in obs.items() if v is None]
-        if missing:
-            self.get_logger().warning(
-                f"command without observations of {missing}; frame skipped",
-                throttle_duration_sec=1.0,
+        self._write(self.pairer.command(stamp_to_ns(msg.header.stamp), action))
+
+    def _write(self, frames: list[PairedFrame]) -> None:
+        for frame in frames:
+            self.writer.add_frame(
+                {**frame.observation, ACTION: frame.action}, task=self.task_description
             )
-            return
-        self.writer.add_frame({**obs, ACTION: action}, task=self.task_description)
-        self._last_stamp = stamp
-        self.frames += 1
+        self.frames += len(frames)
 
     def _on_start(self, request, response):
         if self.recording:
@@ -163,15 +157,47 @@ class RecorderNode(Node):
             )
             return response
         self.writer.discard_episode()
-        self.recording, self.frames, self._last_stamp = True, 0, None
-        response.success, response.message = True, json.dumps({"episode": self.writer.num_episodes})
+        self.recording, self.frames = True, 0
+        self.pairer.reset()
+        publishers = self.publisher_counts()
+        silent = [topic for topic, n in publishers.items() if n == 0]
+        if silent:
+            self.get_logger().warning(
+                f"recording started but nothing publishes on {silent} yet; frames need all of them"
+            )
+        response.success = True
+        response.message = json.dumps(
+            {"episode": self.writer.num_episodes, "publishers": publishers}
+        )
+        return response
+
+    def publisher_counts(self) -> dict[str, int]:
+        """Matched publishers per recorded topic (observations and the command topic)."""
+        return {t: sub.get_publisher_count() for t, sub in self._subscriptions_by_topic.items()}
+
+    def _on_status(self, request, response):
+        response.success = True
+        response.message = json.dumps(
+            {
+                "recording": self.recording,
+                "episodes": self.writer.num_episodes,
+                "frames": self.frames,
+                "waiting_commands": self.pairer.waiting,
+                "publishers": self.publisher_counts(),
+            }
+        )
         return response
 
     def _on_stop(self, request, response):
         if not self.recording:
             response.success, response.message = False, "not recording; call /recorder/start first"
             return response
+        self._write(self.pairer.flush())
         self.recording = False
+        if self.pairer.skipped:
+            self.get_logger().warning(
+                f"{self.pairer.skipped} commands came before any observation of some key; not recorded"
+            )
         if self.frames == 0:
             self.writer.discard_episode()
             response.success, response.message = False, "no frames were recorded; nothing saved"

@@ -454,15 +454,41 @@ def test_recorder_commits_episodes_from_topics(bundle, tmp_path):
     ]
     try:
         start_nodes(
-            nodes, probe, ["/robot/reset", "/policy/reset", "/recorder/start", "/recorder/stop"]
+            nodes,
+            probe,
+            [
+                "/robot/reset",
+                "/policy/reset",
+                "/recorder/start",
+                "/recorder/stop",
+                "/recorder/status",
+            ],
         )
+
+        def status() -> dict:
+            return json.loads(probe.call("/recorder/status").message)
+
+        # DDS matches endpoints asynchronously: an episode run before the recorder hears every
+        # topic would lose its first frames
+        probe.wait_for(lambda: min(status()["publishers"].values()) >= 1, 30.0, "recorder matched")
+        assert set(status()["publishers"]) == {
+            "/robot/state",
+            "/robot/environment_state",
+            "/policy/command",
+        }
         saved = []
         for i in range(2):
             assert probe.call("/recorder/start").success
             probe.call("/policy/reset")
             probe.call("/robot/reset")
             probe.wait_for(lambda i=i: len(probe.summaries) > i, 30.0, f"episode {i}")
-            probe.spin(0.2)  # the last command reaches the recorder
+            length = probe.summaries[i]["length"]
+            # the last command may still be on its way to the recorder
+            probe.wait_for(
+                lambda n=length: (s := status())["frames"] + s["waiting_commands"] >= n,
+                10.0,
+                f"recorder heard episode {i}'s {length} commands",
+            )
             stop = probe.call("/recorder/stop")
             assert stop.success, stop.message
             saved.append(json.loads(stop.message))
