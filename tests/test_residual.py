@@ -6,7 +6,9 @@ arbitrary but deterministic, which is all these tests need.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,11 @@ from robot_learning.rl import FinetuneConfig, finetune
 from robot_learning.rl.algos.residual import Residual, ResidualConfig
 from robot_learning.rl.base_policy import (
     BASE_ACTION,
+    BASE_SNAPSHOT,
     BaseActionWrapper,
     label_episode,
     load_base_source,
+    snapshot_base,
 )
 from robot_learning.rl.demos import load_demos
 from robot_learning.rl.networks import action_feature, obs_dim, obs_vector, state_keys
@@ -343,3 +347,47 @@ def test_residual_runs_on_a_camera_task_reading_only_its_states(tmp_path):
     replay = load_learner(out / "checkpoints").replay
     assert not any("images" in key for key in replay)
     assert any(BASE_ACTION in key for key in replay)
+
+
+def test_the_run_keeps_its_own_copy_of_the_base(base, tmp_path):
+    original = tmp_path / "base"
+    shutil.copytree(base, original)
+    run = tmp_path / "run"
+    cfg = FinetuneConfig(
+        task=REACH,
+        out=str(run),
+        algo="residual",
+        env_steps=60,
+        warmup_steps=20,
+        batch_size=16,
+        buffer_size=500,
+        eval_every=0,
+        eval_episodes=1,
+        save_every=0,
+        threads=1,
+        algo_overrides={"base": str(original), "hidden": [16, 16], "critic_warmup": 0},
+    )
+    finetune(cfg)
+    copy = run / BASE_SNAPSHOT
+    assert sorted(p.name for p in copy.iterdir()) == ["config.json", "model.safetensors"]
+    assert (copy / "model.safetensors").read_bytes() == (
+        original / "model.safetensors"
+    ).read_bytes()
+    shutil.rmtree(original)  # moved or deleted: resuming and exporting still work
+    assert finetune(dataclasses.replace(cfg, env_steps=100, resume=True)).env_steps == 100
+    out = tmp_path / "bundle"
+    assert main(["export", f"checkpoint={run}", f"out={out}", "include_torch=false"]) == 0
+    obs, _ = make_env(REACH).reset(seed=1)
+    assert load_bundle(out).select_action(obs).shape == (4,)
+
+
+def test_a_bundle_base_is_copied_whole_and_verified(base, tmp_path):
+    bundle = tmp_path / "base_bundle"
+    assert main(["export", f"checkpoint={base}", f"out={bundle}", "include_torch=false"]) == 0
+    copy = snapshot_base(bundle, tmp_path / "run", fresh=True)
+    assert {p.name for p in copy.iterdir()} == {p.name for p in bundle.iterdir()}
+    assert load_bundle(copy).input_keys == load_bundle(bundle).input_keys
+    (bundle / "model.onnx").write_bytes(b"broken")
+    assert snapshot_base(bundle, tmp_path / "run", fresh=False) == copy  # resume: the copy stands
+    with pytest.raises(BundleError, match="model.onnx"):
+        snapshot_base(bundle, tmp_path / "run", fresh=True)  # a fresh run verifies what it copies

@@ -71,10 +71,10 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     from robot_learning.rl.config import FinetuneConfig
     from robot_learning.rl.learner_state import load_learner
     from robot_learning.rl.loop import (
-        algo_config,
         build_algo,
         learner_skips_images,
         make_learner_env,
+        run_algo_config,
     )
     from robot_learning.rl.networks import action_feature, obs_dim, state_keys
 
@@ -91,7 +91,7 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
         raise FileNotFoundError(
             f"{run} has no checkpoint yet (checkpoints/last); let the run save one first"
         )
-    algo_cfg = algo_config(run_cfg)
+    algo_cfg = run_algo_config(run_cfg, run)  # residual: the run's copy of its base
     env = make_learner_env(run_cfg, algo_cfg)
     spec, rate = env.features, cfg.control_rate_hz or getattr(env.unwrapped, "fps", None)
     env.close()

@@ -11,6 +11,7 @@ function of its seed and actions (the collector's resume-by-replay relies on tha
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,47 @@ def load_base_source(path: str | Path, seed: int = 0, threads: int | None = None
     from robot_learning.policy import Policy
 
     return TorchPolicySource(Policy.load(checkpoint_dir(root)), seed=seed)
+
+
+#: the run folder's copy of the frozen base policy
+BASE_SNAPSHOT = "base"
+
+
+def snapshot_base(path: str | Path, run_dir: str | Path, fresh: bool) -> Path:
+    """Copy the frozen base into ``run_dir/base`` so the run needs nothing outside its folder.
+
+    A checkpoint contributes its ``config.json`` and weights, a bundle its ``policy.json`` and the
+    files it lists. ``fresh`` (a new run) replaces an existing copy; otherwise (resume, export) the
+    copy is used as it is and ``path`` is read only when there is none (runs from before copies).
+    The copy is written atomically: a crash leaves the old copy or none, never half of one.
+    """
+    from robot_learning.runtime.bundle import BUNDLE_FILE
+    from robot_learning.training.checkpoint import write_atomic_dir
+
+    dest = Path(run_dir) / BASE_SNAPSHOT
+    if dest.exists() and not fresh:
+        return dest
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"base policy {root} does not exist; pass algo.base=<checkpoint or bundle folder>"
+        )
+    if (root / BUNDLE_FILE).is_file():
+        from robot_learning.runtime.bundle import read_bundle
+
+        names = [BUNDLE_FILE, *read_bundle(root)["files"]]  # read_bundle names what is broken
+    else:
+        from robot_learning.cli.eval import checkpoint_dir
+        from robot_learning.policy import CONFIG_FILE, WEIGHTS_FILE
+
+        root, names = checkpoint_dir(root), [CONFIG_FILE, WEIGHTS_FILE]
+
+    def copy(tmp: Path) -> None:
+        for name in names:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, tmp / name)
+
+    return write_atomic_dir(dest, copy)
 
 
 class BaseRunner:

@@ -68,6 +68,14 @@ def algo_config(cfg: FinetuneConfig) -> Any:
     return cls.Config(**cfg.algo_overrides)
 
 
+def run_algo_config(cfg: FinetuneConfig, run_dir: str | Path, fresh: bool = False) -> Any:
+    """:func:`algo_config` passed through the algorithm's ``prepare_run`` hook for the run folder
+    ``run_dir`` (residual: its copy of the base policy; ``fresh`` for a new run)."""
+    algo_cfg = algo_config(cfg)
+    prepare = getattr(ALGOS.get(cfg.algo), "prepare_run", None)
+    return algo_cfg if prepare is None else prepare(algo_cfg, Path(run_dir), fresh)
+
+
 def make_learner_env(cfg: FinetuneConfig, algo_cfg: Any) -> Any:
     """The task's environment, wrapped by the algorithm's ``wrap_env`` hook when it has one."""
     env = make_env(cfg.task)
@@ -116,7 +124,7 @@ def _finetune(
         )
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    algo_cls, algo_cfg = ALGOS.get(cfg.algo), algo_config(cfg)
+    algo_cls, algo_cfg = ALGOS.get(cfg.algo), run_algo_config(cfg, out, fresh=saved is None)
     envs = [make_learner_env(cfg, algo_cfg) for _ in range(cfg.num_envs)]
     eval_env = make_learner_env(cfg, algo_cfg)
     spec = envs[0].features

@@ -21,7 +21,9 @@ learner's observation vector). On top of it:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -159,6 +161,14 @@ class Residual:
         self.updates = 0
 
     # ------------------------------------------------------------------ hooks used by the loop
+    @staticmethod
+    def prepare_run(cfg: ResidualConfig, run_dir: Path, fresh: bool) -> ResidualConfig:
+        """Use the run folder's copy of the base (made for a fresh run): moving or deleting the
+        original never breaks resuming or exporting the run."""
+        from robot_learning.rl.base_policy import snapshot_base
+
+        return dataclasses.replace(cfg, base=str(snapshot_base(cfg.base, run_dir, fresh)))
+
     @staticmethod
     def wrap_env(env: Any, cfg: ResidualConfig) -> Any:
         """Give ``env`` the ``observation.base_action`` key from the frozen base policy."""
