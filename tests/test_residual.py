@@ -379,6 +379,13 @@ def test_the_run_keeps_its_own_copy_of_the_base(base, tmp_path):
     assert main(["export", f"checkpoint={run}", f"out={out}", "include_torch=false"]) == 0
     obs, _ = make_env(REACH).reset(seed=1)
     assert load_bundle(out).select_action(obs).shape == (4,)
+    # an earlier checkpoint of the run exports too
+    early = tmp_path / "bundle_60"
+    step = run / "checkpoints" / "step_000060"
+    assert main(["export", f"checkpoint={step}", f"out={early}", "include_torch=false"]) == 0
+    sources = [json.loads((b / "policy.json").read_text())["source"] for b in (early, out)]
+    assert [s["env_steps"] for s in sources] == [60, 100]
+    assert sources[0]["checkpoint"] == str(step.resolve())
 
 
 def test_a_bundle_base_is_copied_whole_and_verified(base, tmp_path):

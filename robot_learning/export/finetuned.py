@@ -49,9 +49,20 @@ from robot_learning.runtime.bundle import (
 RUN_CONFIG = "finetune_config.json"
 
 
+def finetune_checkpoint(path: str | Path) -> tuple[Path, Path | None] | None:
+    """``(run folder, checkpoint)`` for a ``robot-learning finetune`` run folder (checkpoint None:
+    its last) or one of its checkpoints (``<run>/checkpoints/step_XXXXXX``); None for anything else."""
+    path = Path(path)
+    if (path / RUN_CONFIG).is_file():
+        return path, None
+    if path.parent.name == "checkpoints" and (path.parent.parent / RUN_CONFIG).is_file():
+        return path.parent.parent, path
+    return None
+
+
 def is_finetune_run(path: str | Path) -> bool:
-    """True for a ``robot-learning finetune`` run folder."""
-    return (Path(path) / RUN_CONFIG).is_file()
+    """True for a ``robot-learning finetune`` run folder or one of its checkpoints."""
+    return finetune_checkpoint(path) is not None
 
 
 class ActorGraph(nn.Module):
@@ -67,7 +78,8 @@ class ActorGraph(nn.Module):
 
 
 def export_finetuned(cfg: ExportConfig, report=None) -> Path:
-    """Write the bundle of the finetune run ``cfg.checkpoint`` (its last checkpoint) to ``cfg.out``."""
+    """Write the bundle of ``cfg.checkpoint`` (a finetune run: its last checkpoint; or one of its
+    ``checkpoints/step_XXXXXX``) to ``cfg.out``."""
     from robot_learning.rl.config import FinetuneConfig
     from robot_learning.rl.learner_state import load_learner
     from robot_learning.rl.loop import (
@@ -79,14 +91,19 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     from robot_learning.rl.networks import action_feature, obs_dim, state_keys
 
     report = report or (lambda message: None)
-    run, out = Path(cfg.checkpoint), Path(cfg.out)
+    found = finetune_checkpoint(cfg.checkpoint)
+    if found is None:
+        raise FileNotFoundError(
+            f"{cfg.checkpoint} is neither a finetune run nor one of its checkpoints"
+        )
+    (run, at), out = found, Path(cfg.out)
     check_out(out, cfg.overwrite)
     if cfg.format != "onnx":
         raise ExportError(
             "finetuned policies export as format=onnx (TensorRT engines are built from it at load)"
         )
     run_cfg = FinetuneConfig(**json.loads((run / RUN_CONFIG).read_text()))
-    saved = load_learner(run / "checkpoints")
+    saved = load_learner(run / "checkpoints", at=at)
     if saved is None:
         raise FileNotFoundError(
             f"{run} has no checkpoint yet (checkpoints/last); let the run save one first"

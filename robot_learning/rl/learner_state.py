@@ -75,9 +75,9 @@ def save_learner(
     return ckpt.commit_checkpoint(Path(root), env_steps, write, keep=keep)
 
 
-def load_learner(root: Path) -> LearnerCheckpoint | None:
-    """The checkpoint ``root/last`` points to, or None when there is none."""
-    path = ckpt.latest_checkpoint(Path(root))
+def load_learner(root: Path, at: Path | None = None) -> LearnerCheckpoint | None:
+    """The checkpoint ``at`` (a step folder), else the one ``root/last`` points to; None when there is none."""
+    path = Path(at) if at is not None else ckpt.latest_checkpoint(Path(root))
     if path is None:
         return None
     missing = [f for f in (LEARNER_FILE, REPLAY_FILE, META_FILE) if not (path / f).is_file()]
