@@ -15,7 +15,8 @@ initial state unless a dataset holds more than 100000 episodes.
 
 ``eval.json`` stable keys: ``episodes``, ``success_rate``, ``success_ci95`` (Wilson score
 interval), ``mean_max_reward`` (per episode the maximum per-step env reward, e.g. Push-T's
-coverage reward; then the mean), ``mean_episode_length``, ``runtime``; the rest (per-episode
+coverage reward; then the mean), ``mean_return`` (the undiscounted return, the RL benchmarks'
+measure, e.g. Hopper), ``mean_episode_length``, ``runtime``; the rest (per-episode
 results, seeds, flag rates, timings, the policy's config) is informational.
 """
 
@@ -149,6 +150,7 @@ class EvalResult:
     seeds: list[int] = field(default_factory=list)
     successes: list[bool] = field(default_factory=list)
     max_rewards: list[float] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     flags: list[dict[str, bool]] = field(default_factory=list)
     seconds: float = 0.0
@@ -173,6 +175,7 @@ class EvalResult:
             "success_rate": self.success_rate,
             "success_ci95": list(wilson_interval(int(sum(self.successes)), n)),
             "mean_max_reward": float(np.mean(self.max_rewards)) if n else 0.0,
+            "mean_return": float(np.mean(self.returns)) if n else 0.0,
             "mean_episode_length": float(np.mean(self.lengths)) if n else 0.0,
             "runtime": source.runtime,
             "policy": source.name,
@@ -180,6 +183,7 @@ class EvalResult:
             "seeds": self.seeds,
             "successes": self.successes,
             "max_rewards": self.max_rewards,
+            "returns": self.returns,
             "episode_lengths": self.lengths,
             "flag_rates": {
                 k: float(np.mean([f.get(k, False) for f in self.flags])) for k in flag_names
@@ -246,7 +250,7 @@ class _Slot:
         self.queue.clear()
         self.success = bool(info.get("is_success", False))
         self.flags = {k: bool(v) for k, v in info.items() if k.startswith("flag/")}
-        self.max_reward, self.length = -math.inf, 0
+        self.max_reward, self.ret, self.length = -math.inf, 0.0, 0
         if video is not None:
             video.add(self.env.render())
 
@@ -256,6 +260,7 @@ class _Slot:
         self.history.append(obs)
         self.length += 1
         self.max_reward = max(self.max_reward, float(reward))
+        self.ret += float(reward)
         self.success = self.success or bool(info.get("is_success", False))
         for k, v in info.items():
             if k.startswith("flag/"):
@@ -355,7 +360,14 @@ def _rollout(
                     if s.video is not None:
                         s.video.close()
                         s.video = None
-                    outcomes[s.episode] = (s.seed, s.success, s.max_reward, s.length, dict(s.flags))
+                    outcomes[s.episode] = (
+                        s.seed,
+                        s.success,
+                        s.max_reward,
+                        s.ret,
+                        s.length,
+                        dict(s.flags),
+                    )
                     rate = np.mean([o[1] for o in outcomes.values()])
                     bar.update(bar_id, completed=len(outcomes), rate=f"{rate:.0%}")
                     if not start_next(s):
@@ -368,10 +380,11 @@ def _rollout(
         raise
     result.seconds = time.perf_counter() - t0
     for episode in sorted(outcomes):
-        seed, success, max_reward, length, flags = outcomes[episode]
+        seed, success, max_reward, ret, length, flags = outcomes[episode]
         result.seeds.append(seed)
         result.successes.append(success)
         result.max_rewards.append(max_reward)
+        result.returns.append(ret)
         result.lengths.append(length)
         result.flags.append(flags)
     log.info(

@@ -31,6 +31,7 @@ STABLE_KEYS = {
     "success_rate",
     "success_ci95",
     "mean_max_reward",
+    "mean_return",
     "mean_episode_length",
     "runtime",
 }
@@ -78,6 +79,7 @@ def test_lockstep_rollout_equals_select_action(tmp_path, trained):
         # batch-size-dependent float rounding in the matmuls: equal up to ~1e-7
         assert (len(rewards), success) == (result.lengths[i], result.successes[i])
         assert max(rewards) == pytest.approx(result.max_rewards[i], abs=1e-4)
+        assert sum(rewards) == pytest.approx(result.returns[i], abs=1e-3)
     env.close()
     assert result.inference_calls < sum(result.lengths)  # chunks are shared across steps and envs
 
@@ -130,6 +132,7 @@ def test_eval_cli_writes_eval_json_next_to_checkpoint_and_videos(trained, capsys
         == 3
     )
     assert report["mean_max_reward"] == pytest.approx(np.mean(report["max_rewards"]))
+    assert report["mean_return"] == pytest.approx(np.mean(report["returns"]))
     video = trained / "videos" / "episode_000.mp4"
     assert report["videos"] == [str(video)]
     assert (

@@ -56,7 +56,8 @@ def eval_command(args: list[str]) -> int:
     Console().print(
         f"[bold]eval[/] {source.name} ({source.runtime}) on {task.name}/{task.backend}/{task.obs}: success "
         f"{payload['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}) over {payload['episodes']} episodes, "
-        f"mean max reward {payload['mean_max_reward']:.3f}, mean length {payload['mean_episode_length']:.1f}; "
+        f"mean max reward {payload['mean_max_reward']:.3f}, mean return {payload['mean_return']:.3f}, "
+        f"mean length {payload['mean_episode_length']:.1f}; "
         f"wrote {out / 'eval.json'}"
         + (f" and {len(result.videos)} videos" if result.videos else "")
     )
