@@ -1,8 +1,7 @@
 """Learning curves: success rate and return versus environment steps, to TensorBoard and a PNG.
 
-The PNG is drawn with Pillow (matplotlib is not a dependency): the left panel shows returns
-(training episodes as dots, evaluations as a line), the right one success rates (training as a
-running mean over 20 episodes, evaluations as a line). The history is part of the learner
+The PNG (matplotlib) has two panels: returns (training episodes as dots, evaluations as a
+line) and success rates (training as a running mean over 20 episodes, evaluations as a line). The history is part of the learner
 state, so a resumed run's plot covers the whole run.
 """
 
@@ -15,8 +14,7 @@ import numpy as np
 
 from robot_learning.rl.collector import EpisodeStats
 
-_W, _H, _PAD = 520, 360, 48
-_TRAIN, _EVAL = (150, 170, 220), (200, 40, 40)
+_TRAIN, _EVAL = "#96aadc", "#c82828"
 
 
 class LearningCurves:
@@ -66,73 +64,33 @@ class LearningCurves:
         self.evals = [(int(s), float(r), float(ok)) for s, r, ok in state["evals"]]
 
     def plot(self, path: str | Path, title: str = "") -> Path:
-        """Draw the two panels into ``path`` (PNG)."""
-        from PIL import Image, ImageDraw
+        """Draw the two panels into ``path`` (PNG, written atomically)."""
+        import matplotlib
 
-        img = Image.new("RGB", (2 * _W, _H + 24), "white")
-        draw = ImageDraw.Draw(img)
-        draw.text((8, 4), title, fill="black")
-        train = np.array([(s, r, ok) for s, r, ok in self.train], float).reshape(-1, 3)
+        matplotlib.use("Agg")  # files only, no display
+        from matplotlib.figure import Figure
+
+        train = np.array(self.train, float).reshape(-1, 3)
         evals = np.array(self.evals, float).reshape(-1, 3)
         success = train[:, 2]
         running = np.array([success[max(0, i - 19) : i + 1].mean() for i in range(len(success))])
-        panels = [
-            ("return", train[:, :2], evals[:, [0, 1]]),
-            ("success rate", np.stack([train[:, 0], running], 1), evals[:, [0, 2]]),
-        ]
-        steps = np.concatenate([train[:, 0], evals[:, 0], [1.0]])
-        for i, (name, tr, ev) in enumerate(panels):
-            values = np.concatenate([tr[:, 1], ev[:, 1]])
-            lo, hi = (
-                (0.0, 1.0)
-                if name == "success rate"
-                else (float(values.min(initial=0)), float(values.max(initial=1)))
-            )
-            _panel(
-                draw,
-                i * _W,
-                24,
-                name,
-                tr,
-                ev,
-                (0.0, float(steps.max())),
-                (lo, hi if hi > lo else lo + 1),
-            )
+        fig = Figure(figsize=(11, 4), dpi=100, layout="constrained")
+        ret, rate = fig.subplots(1, 2)
+        ret.scatter(train[:, 0], train[:, 1], s=4, color=_TRAIN, label="training episodes")
+        ret.plot(evals[:, 0], evals[:, 1], "o-", color=_EVAL, ms=4, label="evaluation (mean)")
+        ret.set_ylabel("episode return")
+        rate.plot(train[:, 0], running, color=_TRAIN, label="training (running mean of 20)")
+        rate.plot(evals[:, 0], evals[:, 2], "o-", color=_EVAL, ms=4, label="evaluation")
+        rate.set_ylabel("success rate")
+        rate.set_ylim(-0.02, 1.02)
+        for ax in (ret, rate):
+            ax.set_xlabel("environment steps")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize="small")
+        fig.suptitle(title)
         path = Path(path)
-        img.save(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format="png")
+        tmp.replace(path)
         return path
-
-
-def _panel(
-    draw: Any,
-    x0: int,
-    y0: int,
-    name: str,
-    train: np.ndarray,
-    evals: np.ndarray,
-    xr: tuple[float, float],
-    yr: tuple[float, float],
-) -> None:
-    left, top, right, bottom = x0 + _PAD, y0 + 12, x0 + _W - 16, y0 + _H - _PAD
-
-    def xy(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - xr[0]) / (xr[1] - xr[0]) * (right - left)
-        py = bottom - (y - yr[0]) / (yr[1] - yr[0]) * (bottom - top)
-        return px, py
-
-    draw.rectangle([left, top, right, bottom], outline="black")
-    draw.text((left, bottom + 20), f"environment steps (0 .. {int(xr[1])})", fill="black")
-    draw.text((x0 + 4, top - 12), name, fill="black")
-    for frac in (0.0, 0.5, 1.0):
-        y = yr[0] + frac * (yr[1] - yr[0])
-        draw.text((x0 + 2, xy(0, y)[1] - 6), f"{y:.3g}", fill="black")
-    for x, y in train:
-        px, py = xy(x, y)
-        draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=_TRAIN)
-    if len(evals):
-        points = [xy(x, y) for x, y in evals]
-        if len(points) > 1:
-            draw.line(points, fill=_EVAL, width=2)
-        for px, py in points:
-            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=_EVAL)
-    draw.text((right - 150, top + 4), "dots: train, line: eval", fill="black")
