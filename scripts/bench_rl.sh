@@ -34,12 +34,17 @@ case "$PART" in
     demos
     $RL finetune algo=rlpd algo.backup_entropy=false task=lift task.reward=sparse \
       demos="$OUT/data/lift_state_10_sparse" $LOOP max_minutes=$MINUTES out="$OUT/rlpd_lift"
+    # any checkpoint exports the same way: checkpoint="$OUT/rlpd_lift/checkpoints/step_040000"
+    $RL export checkpoint="$OUT/rlpd_lift" out="$OUT/rlpd_lift_bundle" overwrite=true
+    $RL eval bundle="$OUT/rlpd_lift_bundle" task=lift task.reward=sparse episodes=100 out="$OUT/eval_rlpd" threads=1
     ;;
   hopper)
     for seed in $SEEDS; do
       for algo in sac dsac_t; do
         $RL finetune algo=$algo task=hopper env_steps=300000 eval_every=10000 eval_episodes=5 threads=1 seed=$seed \
           max_minutes=$MINUTES out="$OUT/hopper_${algo}_s$seed"
+        $RL export checkpoint="$OUT/hopper_${algo}_s$seed" out="$OUT/hopper_${algo}_s${seed}_bundle" overwrite=true
+        $RL eval bundle="$OUT/hopper_${algo}_s${seed}_bundle" episodes=10 out="$OUT/eval_hopper_${algo}_s$seed" threads=1
       done
     done
     ;;
