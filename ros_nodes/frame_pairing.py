@@ -45,7 +45,7 @@ class FramePairer:
         self._pending: deque[tuple[int, np.ndarray]] = deque()
         self._last_command: int | None = None
         self.skipped = 0
-        """Commands dropped because a key had never been observed."""
+        """Commands dropped because some key had no observation to pair them with."""
 
     def reset(self) -> None:
         """Forget waiting commands (a new episode); observations are kept."""
@@ -60,7 +60,7 @@ class FramePairer:
         seen.move_to_end(stamp)
         while len(seen) > self.window:
             seen.popitem(last=False)
-        return self._drain(force=False)
+        return self._drain()
 
     def command(self, stamp: int, action: np.ndarray) -> list[PairedFrame]:
         """Queue a command; returns the frames that can be paired now."""
@@ -68,7 +68,7 @@ class FramePairer:
             return []
         self._last_command = stamp
         self._pending.append((stamp, action))
-        frames = self._drain(force=False)
+        frames = self._drain()
         while len(self._pending) > self.window:
             frames += self._resolve_oldest(force=True)
         return frames
@@ -85,10 +85,10 @@ class FramePairer:
         """Commands not yet paired."""
         return len(self._pending)
 
-    def _drain(self, force: bool) -> list[PairedFrame]:
+    def _drain(self) -> list[PairedFrame]:
         frames = []
         while self._pending:
-            resolved = self._resolve_oldest(force)
+            resolved = self._resolve_oldest(force=False)
             if resolved is None:
                 break
             frames += resolved

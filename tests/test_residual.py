@@ -72,6 +72,22 @@ def _learner(base: Path, **overrides) -> tuple[Residual, BaseActionWrapper, list
     return algo, env, keys
 
 
+def _tiny_config(
+    out: Path, algo: str = "residual", task: TaskConfig = REACH, **kw
+) -> FinetuneConfig:
+    """A test-sized finetune run: no periodic evaluations or checkpoints, one thread."""
+    return FinetuneConfig(
+        task=task,
+        out=str(out),
+        algo=algo,
+        eval_every=0,
+        eval_episodes=1,
+        save_every=0,
+        threads=1,
+        **kw,
+    )
+
+
 def test_base_action_is_the_last_observation_key_with_the_action_bounds(base):
     _, env, keys = _learner(base)
     assert keys[-1] == BASE_ACTION
@@ -156,18 +172,12 @@ def test_without_a_base_the_error_says_what_to_pass():
 def residual_run(base, demos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "residual"
     finetune(
-        FinetuneConfig(
-            task=REACH,
-            out=str(out),
-            algo="residual",
+        _tiny_config(
+            out,
             env_steps=200,
             warmup_steps=50,
             batch_size=32,
             buffer_size=2000,
-            eval_every=0,
-            eval_episodes=1,
-            save_every=0,
-            threads=1,
             n_step=3,
             demos=str(demos),
             algo_overrides={
@@ -243,18 +253,14 @@ def test_rl_actors_export_and_match_the_learner(algo, tmp_path):
     run = tmp_path / "run"
     small = {"num_q": 3, "utd_ratio": 1} if algo == "rlpd" else {}
     finetune(
-        FinetuneConfig(
+        _tiny_config(
+            run,
+            algo,
             task=pendulum,
-            out=str(run),
-            algo=algo,
             env_steps=120,
             warmup_steps=40,
             batch_size=16,
             buffer_size=500,
-            eval_every=0,
-            eval_episodes=1,
-            save_every=0,
-            threads=1,
             algo_overrides={"hidden": [16, 16], **small},
         )
     )
@@ -326,18 +332,13 @@ def test_residual_runs_on_a_camera_task_reading_only_its_states(tmp_path):
     )
     out = tmp_path / "run"
     result = finetune(
-        FinetuneConfig(
+        _tiny_config(
+            out,
             task=pixels,
-            out=str(out),
-            algo="residual",
             env_steps=30,
             warmup_steps=10,
             batch_size=8,
             buffer_size=200,
-            eval_every=0,
-            eval_episodes=1,
-            save_every=0,
-            threads=1,
             algo_overrides={"base": str(base), "hidden": [8], "critic_warmup": 0},
         )
     )
@@ -353,18 +354,12 @@ def test_the_run_keeps_its_own_copy_of_the_base(base, tmp_path):
     original = tmp_path / "base"
     shutil.copytree(base, original)
     run = tmp_path / "run"
-    cfg = FinetuneConfig(
-        task=REACH,
-        out=str(run),
-        algo="residual",
+    cfg = _tiny_config(
+        run,
         env_steps=60,
         warmup_steps=20,
         batch_size=16,
         buffer_size=500,
-        eval_every=0,
-        eval_episodes=1,
-        save_every=0,
-        threads=1,
         algo_overrides={"base": str(original), "hidden": [16, 16], "critic_warmup": 0},
     )
     finetune(cfg)

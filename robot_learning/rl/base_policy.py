@@ -32,11 +32,7 @@ def load_base_source(path: str | Path, seed: int = 0, threads: int | None = None
     """
     from robot_learning.runtime.bundle import BUNDLE_FILE
 
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(
-            f"base policy {root} does not exist; pass algo.base=<checkpoint or bundle folder>"
-        )
+    root = _existing_base(path)
     if (root / BUNDLE_FILE).is_file():
         from robot_learning.runtime import load_bundle
 
@@ -46,6 +42,16 @@ def load_base_source(path: str | Path, seed: int = 0, threads: int | None = None
     from robot_learning.policy import Policy
 
     return TorchPolicySource(Policy.load(checkpoint_dir(root)), seed=seed)
+
+
+def _existing_base(path: str | Path) -> Path:
+    """``path`` as a Path, or a clear error when there is nothing there."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"base policy {root} does not exist; pass algo.base=<checkpoint or bundle folder>"
+        )
+    return root
 
 
 #: the run folder's copy of the frozen base policy
@@ -66,11 +72,7 @@ def snapshot_base(path: str | Path, run_dir: str | Path, fresh: bool) -> Path:
     dest = Path(run_dir) / BASE_SNAPSHOT
     if dest.exists() and not fresh:
         return dest
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(
-            f"base policy {root} does not exist; pass algo.base=<checkpoint or bundle folder>"
-        )
+    root = _existing_base(path)
     if (root / BUNDLE_FILE).is_file():
         from robot_learning.runtime.bundle import read_bundle
 

@@ -1,8 +1,8 @@
 """Learning curves: success rate and return versus environment steps, to TensorBoard and a PNG.
 
 The PNG (matplotlib) has two panels: returns (training episodes as dots, evaluations as a
-line) and success rates (training as a running mean over 20 episodes, evaluations as a line). The history is part of the learner
-state, so a resumed run's plot covers the whole run.
+line) and success rates (training as a running mean over 20 episodes, evaluations as a line).
+The history is part of the learner state, so a resumed run's plot covers the whole run.
 """
 
 from __future__ import annotations
