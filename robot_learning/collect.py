@@ -75,7 +75,11 @@ class CollectConfig:
 
 @dataclass
 class CollectResult:
-    """Outcome of a run; ``to_json`` gives the stable ``collect.json`` keys."""
+    """Outcome of a run; ``to_json`` gives the stable ``collect.json`` keys.
+
+    After ``resume=true`` the counts describe the whole dataset (earlier runs included);
+    ``this_run`` holds this run's own counts.
+    """
 
     episodes: int = 0
     successes: int = 0
@@ -84,26 +88,49 @@ class CollectResult:
     frames: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    error: str | None = None
+    """Why the run stopped early (``KeyboardInterrupt``, a write error, ...), or None."""
+    earlier: dict[str, Any] = field(default_factory=dict)
+    """Totals of the dataset before this run (empty for a new dataset)."""
 
     @property
     def success_rate(self) -> float:
         """Success rate of the expert over all attempted episodes (saved or discarded)."""
         return self.attempt_successes / self.attempts if self.attempts else 0.0
 
+    def totals(self) -> dict[str, int]:
+        """Counts of the whole dataset: the earlier runs' plus this run's."""
+        mine = {k: getattr(self, k) for k in _COUNTS}
+        return {k: int(self.earlier.get(k, 0)) + v for k, v in mine.items()}
+
     def to_json(self, cfg: CollectConfig) -> dict[str, Any]:
-        """The ``collect.json`` payload."""
+        """The ``collect.json`` payload (whole-dataset totals plus this run's own counts)."""
+        total = self.totals()
+        rate = total["attempt_successes"] / total["attempts"] if total["attempts"] else 0.0
         return {
-            "episodes": self.episodes,
-            "successes": self.successes,
-            "success_rate": self.success_rate,
-            "frames": self.frames,
-            "attempts": self.attempts,
-            "attempt_successes": self.attempt_successes,
+            "episodes": total["episodes"],
+            "successes": total["successes"],
+            "success_rate": rate,
+            "frames": total["frames"],
+            "attempts": total["attempts"],
+            "attempt_successes": total["attempt_successes"],
+            "this_run": {
+                **{k: getattr(self, k) for k in _COUNTS},
+                "success_rate": self.success_rate,
+                "seconds": round(self.seconds, 3),
+                "frames_per_second": round(self.frames / self.seconds, 2) if self.seconds else 0.0,
+                "interrupted": self.interrupted,
+                "error": self.error,
+            },
             "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames / self.seconds, 2) if self.seconds else 0.0,
             "interrupted": self.interrupted,
+            "error": self.error,
             "config": {**asdict(cfg), "task": asdict(cfg.task)},
         }
+
+
+_COUNTS = ("episodes", "successes", "attempts", "attempt_successes", "frames")
 
 
 def run_episode(env, expert, seed: int, on_frame=None) -> tuple[bool, int]:
@@ -136,16 +163,63 @@ def run_episode(env, expert, seed: int, on_frame=None) -> tuple[bool, int]:
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
-    """Collect ``cfg.episodes`` expert episodes into ``cfg.out``; returns the counts."""
+    """Collect expert episodes into ``cfg.out`` until it holds ``cfg.episodes``; returns the counts.
+
+    ``cfg.episodes`` is the size of the dataset, as ``steps`` is for ``train``: with
+    ``resume=true`` only the missing episodes are collected. Any error (a full disk, a read-only
+    folder, Ctrl-C) keeps every committed episode and is recorded in ``collect.json``.
+    """
     env = make_env(cfg.task)
     expert = make_expert(env)
     features = env.features.merge(TRANSITION_FEATURES)
     result = CollectResult()
     start = time.perf_counter()
-    writer = LeRobotDatasetWriter.create(
-        cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume
-    )
-    first_seed = cfg.seed + (writer.num_episodes if cfg.resume else 0)
+    writer = None
+    try:
+        writer = LeRobotDatasetWriter.create(
+            cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume
+        )
+        result.earlier = _earlier_totals(Path(cfg.out), writer) if cfg.resume else {}
+        wanted = cfg.episodes - writer.num_episodes
+        if wanted <= 0:
+            log.warning(
+                "%s already holds %d episodes (episodes=%d is the dataset's size); nothing to "
+                "collect: pass a larger episodes= to add more",
+                cfg.out,
+                writer.num_episodes,
+                cfg.episodes,
+            )
+        max_attempts = max(0, int(cfg.max_attempts) - int(result.earlier.get("attempts", 0)))
+        first_seed = cfg.seed + int(result.earlier.get("attempts", writer.num_episodes))
+        _collect_episodes(
+            cfg, env, expert, writer, result, wanted, max_attempts, first_seed, progress
+        )
+    except KeyboardInterrupt:
+        result.interrupted, result.error = True, "KeyboardInterrupt"
+        log.warning(
+            "interrupted: kept %d committed episodes in %s", writer_episodes(writer), cfg.out
+        )
+    except BaseException as exc:
+        result.interrupted, result.error = True, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        env.close()
+        result.seconds = time.perf_counter() - start
+        if writer is not None:
+            _write_summary(Path(cfg.out) / "collect.json", result.to_json(cfg))
+    if result.totals()["episodes"] < cfg.episodes and not result.interrupted:
+        log.warning(
+            "only %d of %d requested episodes saved after %d attempts",
+            result.totals()["episodes"],
+            cfg.episodes,
+            result.attempts,
+        )
+    return result
+
+
+def _collect_episodes(cfg, env, expert, writer, result, wanted, max_attempts, first_seed, progress):
     columns = [
         TextColumn("[bold]collect[/] {task.description}"),
         BarColumn(),
@@ -153,45 +227,80 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
         TextColumn("success {task.fields[rate]}"),
         TimeRemainingColumn(),
     ]
-    try:
-        with writer, Progress(*columns, disable=not progress, transient=False) as bar:
-            task_id = bar.add_task(
-                f"{cfg.task.name}/{cfg.task.backend}/{cfg.task.obs}", total=cfg.episodes, rate="-"
-            )
-            while result.episodes < cfg.episodes and result.attempts < cfg.max_attempts:
-                seed = first_seed + result.attempts
-                success, n = run_episode(
-                    env,
-                    expert,
-                    seed,
-                    on_frame=lambda f: writer.add_frame(f, task=env.task_description),
-                )
-                result.attempts += 1
-                result.attempt_successes += int(success)
-                if cfg.only_success and not success:
-                    writer.discard_episode()
-                    log.info("episode with seed %d failed; discarded (only_success=true)", seed)
-                else:
-                    writer.save_episode()
-                    result.episodes += 1
-                    result.successes += int(success)
-                    result.frames += n
-                bar.update(task_id, completed=result.episodes, rate=f"{result.success_rate:.0%}")
-    except KeyboardInterrupt:
-        result.interrupted = True
-        log.warning("interrupted: kept %d committed episodes in %s", result.episodes, cfg.out)
-    finally:
-        env.close()
-        result.seconds = time.perf_counter() - start
-        write_json(Path(cfg.out) / "collect.json", result.to_json(cfg))
-    if result.episodes < cfg.episodes and not result.interrupted:
-        log.warning(
-            "only %d of %d requested episodes saved after %d attempts",
-            result.episodes,
-            cfg.episodes,
-            result.attempts,
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task_id = bar.add_task(
+            f"{cfg.task.name}/{cfg.task.backend}/{cfg.task.obs}", total=max(wanted, 0), rate="-"
         )
-    return result
+        while result.episodes < wanted and result.attempts < max_attempts:
+            seed = first_seed + result.attempts
+            success, n = run_episode(
+                env, expert, seed, on_frame=lambda f: writer.add_frame(f, task=env.task_description)
+            )
+            result.attempts += 1
+            result.attempt_successes += int(success)
+            if cfg.only_success and not success:
+                writer.discard_episode()
+                log.info("episode with seed %d failed; discarded (only_success=true)", seed)
+            else:
+                writer.save_episode()
+                result.episodes += 1
+                result.successes += int(success)
+                result.frames += n
+            bar.update(task_id, completed=result.episodes, rate=f"{result.success_rate:.0%}")
+
+
+def writer_episodes(writer) -> int:
+    """Committed episodes of ``writer`` (0 when it was never opened)."""
+    return writer.num_episodes if writer is not None else 0
+
+
+def _earlier_totals(root: Path, writer) -> dict[str, int]:
+    """The dataset's counts before this run, from its ``collect.json`` and its committed data.
+
+    Episodes and frames always come from the dataset itself. Success and attempt counts come from
+    the previous ``collect.json`` when it describes this dataset, else from the ``next.success``
+    column (each committed episode counting as one attempt).
+    """
+    totals = {"episodes": writer.num_episodes, "frames": writer.num_frames}
+    previous = _read_json(root / "collect.json")
+    if previous.get("episodes") == writer.num_episodes and "attempts" in previous:
+        for key in ("successes", "attempts", "attempt_successes"):
+            totals[key] = int(previous.get(key, 0))
+        return totals
+    successes = _successful_episodes(root)
+    totals.update(successes=successes, attempts=writer.num_episodes, attempt_successes=successes)
+    return totals
+
+
+def _successful_episodes(root: Path) -> int:
+    """Episodes with any true ``next.success`` frame in the committed data (0 without the column)."""
+    import pyarrow.parquet as pq
+
+    episodes: set[int] = set()
+    for path in sorted((root / "data").rglob("*.parquet")):
+        names = pq.read_schema(path).names
+        if "next.success" not in names:
+            return 0
+        table = pq.read_table(path, columns=["episode_index", "next.success"]).to_pydict()
+        for ep, ok in zip(table["episode_index"], table["next.success"], strict=True):
+            if ok[0] if isinstance(ok, list) else ok:
+                episodes.add(int(ep))
+    return len(episodes)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_summary(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``collect.json``; a failure is logged, never hiding the error that stopped the run."""
+    try:
+        write_json(path, payload)
+    except OSError as exc:
+        log.error("could not write %s: %s", path, exc.strerror or exc)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

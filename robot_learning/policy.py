@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robot_learning.features import ACTION, FeatureMismatchError, FeatureSpec
+from robot_learning.fileio import naming_path
 from robot_learning.normalize import Normalizer, default_modes
 from robot_learning.registry import Registry
 
@@ -190,8 +191,12 @@ class Policy(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
+        try:
+            with naming_path(directory / WEIGHTS_FILE):
+                save_file(tensors, str(tmp))
+            tmp.replace(directory / WEIGHTS_FILE)
+        finally:
+            tmp.unlink(missing_ok=True)
         meta = {
             "format_version": FORMAT_VERSION,
             "policy": self.name,

@@ -49,7 +49,7 @@ def test_collect_only_success_pixels_resume(tmp_path):
         f"out={out}",
     ]
     assert main([*args, "episodes=1"]) == 0
-    assert main([*args, "episodes=1", "resume=true"]) == 0
+    assert main([*args, "episodes=2", "resume=true"]) == 0  # episodes= is the total
     ds = LeRobotDataset(out)
     assert ds.num_episodes == 2
     assert ds.features["observation.images.wrist"].shape == (32, 32, 3)

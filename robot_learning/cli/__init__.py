@@ -6,6 +6,7 @@ module only dispatches and turns expected errors into a one-line message and exi
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -38,7 +39,7 @@ USAGE = """usage: robot-learning [-v] <command> [args] [key=value ...]
 
 commands:
   collect  task=<name> [backend=mujoco|pybullet] [obs=state|pixels] expert=scripted episodes=N out=DIR
-  dataset  info|validate|visualize DIR [out=FILE.png|FILE.mp4] [episode=N]
+  dataset  info|validate|visualize|fix-fps DIR [out=FILE.png|FILE.mp4] [episode=N]
   train    policy=<zoo name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true] [policy.<field>=...]
   eval     checkpoint=DIR|bundle=DIR [task=<name>] episodes=N [runtime=auto|onnxruntime|tensorrt|torch] [video=true] [out=DIR]
   finetune algo=sac|td3 task=<name> out=DIR [env_steps=N] [resume=true] [demos=DIR] [algo.<field>=...]
@@ -86,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
         KeyError,
         DatasetError,
-        FileNotFoundError,
-        FileExistsError,
-        NotADirectoryError,
         BundleError,
         ExportError,
         RuntimeUnavailable,
@@ -97,6 +95,35 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(str(exc))
         return 2
+    except OSError as exc:  # read-only file system, disk full, permission, missing file, ...
+        if verbose:
+            raise
+        _error(describe_os_error(exc))
+        return 2
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the cause of a file-system error, with a hint to fix it."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(repr(p) for p in paths) if paths else "(path unknown)"
+    hint = _OS_ERROR_HINTS.get(exc.errno, "")
+    if exc.strerror is None and str(exc):  # raised with a message of its own: it names the path
+        return str(exc) + (f" ({hint})" if hint else "")
+    return f"{where}: {cause}" + (f" ({hint})" if hint else "")
+
+
+_OS_ERROR_HINTS = {
+    errno.EROFS: "the file system is read-only: pass an out= on a writable disk",
+    errno.ENOSPC: "the disk is full: free space or pass an out= on another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space or pass an out= on another disk",
+    errno.EFBIG: "the file is too large for this file system or the process's file-size limit",
+    errno.EACCES: "permission denied: check the folder's owner and mode, or pick another out=",
+    errno.EPERM: "operation not permitted: check the folder's owner and mode",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "expected a file but found a folder",
+}
 
 
 def _error(message: str) -> None:

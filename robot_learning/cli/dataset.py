@@ -1,4 +1,4 @@
-"""``robot-learning dataset info|validate|visualize DIR``."""
+"""``robot-learning dataset info|validate|visualize|fix-fps DIR``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from robot_learning.cli import COMMANDS
 from robot_learning.config import ConfigError
 
-ACTIONS = ("info", "validate", "visualize")
+ACTIONS = ("info", "validate", "visualize", "fix-fps")
 
 
 def _parse(args: list[str]) -> tuple[str, Path, dict[str, str]]:
@@ -45,6 +45,16 @@ def dataset_command(args: list[str]) -> int:
                 console.print(f"  - {problem}")
             return 1
         console.print(f"[green]{root}: valid LeRobotDataset v3.0[/]")
+        return 0
+    if action == "fix-fps":
+        from robot_learning.datasets.timing import repair_fps
+
+        _reject_options(options, set())
+        old, new = repair_fps(root)
+        if old == new:
+            console.print(f"{root}: fps={old} already agrees with the timestamps; nothing changed")
+        else:
+            console.print(f"{root}: fps {old} -> {new} (from the timestamps) in meta/info.json")
         return 0
     if action == "info":
         _reject_options(options, {"json"})

@@ -41,6 +41,7 @@ from robot_learning.datasets.layout import (
     video_relpath,
 )
 from robot_learning.datasets.metadata import write_tasks
+from robot_learning.fileio import naming_path
 
 log = logging.getLogger(__name__)
 PAUSE_ENV = "ROBOT_LEARNING_DATASET_COMMIT_PAUSE"
@@ -92,7 +93,8 @@ def new_staging_dir(root: Path) -> Path:
 
 def write_parquet_durable(table: pa.Table, path: Path) -> None:
     """Write and fsync a parquet file."""
-    pq.write_table(table, path)
+    with naming_path(path):
+        pq.write_table(table, path)
     fsync_path(path)
 
 

@@ -28,6 +28,7 @@ from robot_learning.datasets.layout import (
     video_keys,
     video_relpath,
 )
+from robot_learning.fileio import naming_path
 
 EPISODE_COLUMNS = (
     "episode_index",
@@ -148,7 +149,9 @@ def write_tasks(root: Path, tasks: list[str]) -> None:
     table = pa.Table.from_arrays(
         [pa.array(range(len(tasks)), pa.int64()), pa.array(tasks, pa.string())], schema=schema
     )
-    write_with_atomic(Path(root) / TASKS_PATH, lambda tmp: pq.write_table(table, tmp))
+    path = Path(root) / TASKS_PATH
+    with naming_path(path):
+        write_with_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _record(row: dict[str, Any], keys: list[str], path: Path, i: int) -> EpisodeRecord:

@@ -202,6 +202,22 @@ class LeRobotDataset:
         out["task"] = np.array([self.tasks[i] for i in out["task_index"]], dtype=str)
         return out
 
+    def columns(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Non-video columns over every committed frame in global-index order, without decoding video.
+
+        Bookkeeping columns (``timestamp``, ``frame_index``, ``episode_index``, ...) are 1-D.
+        """
+        unknown = [n for n in names if n not in self._all or not has_column(self._all[n])]
+        if unknown:
+            raise DatasetError(f"{self.root}: no data columns {unknown}")
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for rec in self._records:
+            table = self._data_table(rec)
+            for n in names:
+                feat = self._all[n]
+                parts[n].append(to_numpy(table[n], feat, squeeze=n in BOOKKEEPING_FEATURES))
+        return {n: np.concatenate(v) if v else np.zeros((0,), np.float64) for n, v in parts.items()}
+
     def _cached_episode(self, index: int) -> dict[str, np.ndarray]:
         if index in self._cache:
             self._cache.move_to_end(index)

@@ -219,7 +219,10 @@ def _check_episode_columns(
     expected_ts = ep["frame_index"].astype(np.float64) / fps
     tol = np.maximum(1e-4, 2e-7 * expected_ts)
     if not (np.abs(ep["timestamp"].astype(np.float64) - expected_ts) <= tol).all():
-        report.problems.append(f"{where}: timestamps are not frame_index / fps ({fps})")
+        report.problems.append(
+            f"{where}: timestamps are not frame_index / fps ({fps}); if only meta/info.json's "
+            "fps is wrong, `robot-learning dataset fix-fps DIR` sets it from the timestamps"
+        )
     bad = np.unique(ep["task_index"][(ep["task_index"] < 0) | (ep["task_index"] >= num_tasks)])
     if bad.size:
         report.problems.append(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from robot_learning.fileio import naming_path
 from robot_learning.training import checkpoint as ckpt
 
 LEARNER_FILE = "learner.safetensors"
@@ -69,7 +70,8 @@ def save_learner(
 
     def write(tmp: Path) -> None:
         ckpt.save_state(tmp / LEARNER_FILE, state)
-        save_file(replay, str(tmp / REPLAY_FILE), metadata={"format": FORMAT})
+        with naming_path(tmp / REPLAY_FILE):
+            save_file(replay, str(tmp / REPLAY_FILE), metadata={"format": FORMAT})
         (tmp / META_FILE).write_text(json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
 
     return ckpt.commit_checkpoint(Path(root), env_steps, write, keep=keep)

@@ -33,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from robot_learning.datasets.atomic import fsync_path
+from robot_learning.fileio import naming_path
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         "format_version": str(STATE_FORMAT),
         "state": json.dumps(skeleton),
     }
-    save_file(tensors, str(path), metadata=metadata)
+    with naming_path(path):
+        save_file(tensors, str(path), metadata=metadata)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -219,15 +221,25 @@ def write_atomic_dir(final: Path, write: Any) -> Path:
     tmp = final.with_name(f"{_TMP_PREFIX}{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    write(tmp)
-    for f in tmp.iterdir():
-        if f.is_file():
-            fsync_path(f)
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            if f.is_file():
+                fsync_path(f)
+    except BaseException:  # a failed or interrupted write leaves no temporary folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = final.with_name(f"{_TMP_PREFIX}old-{final.name}")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old.exists() and not final.exists():
+            os.replace(old, final)  # keep the previous copy in place
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     fsync_path(final.parent)
     return final

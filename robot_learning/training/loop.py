@@ -34,6 +34,7 @@ import torch
 from robot_learning.collect import write_json
 from robot_learning.compat import guard_triton
 from robot_learning.datasets import LeRobotDataset
+from robot_learning.datasets.timing import check_timing
 from robot_learning.envs import TaskConfig, make_env
 from robot_learning.evaluation import EvalConfig, TorchPolicySource, check_task_features, evaluate
 from robot_learning.policy import POLICIES, Policy
@@ -121,6 +122,7 @@ def _train(
     ckpt_root = out / "checkpoints"
     resume_from = _resume_point(cfg, ckpt_root)
     dataset = LeRobotDataset(cfg.dataset)
+    check_timing(dataset)
     policy_cls = POLICIES.get(cfg.policy)
     policy_cfg = build_policy_config(policy_cls, cfg.policy_overrides)
     seed_everything(cfg.seed)
@@ -250,6 +252,12 @@ def _check_task(task: TaskConfig, dataset: LeRobotDataset, policy: Policy) -> No
     """The dataset's features must match the eval task's env spec on the policy's inputs."""
     env = make_env(task)
     try:
+        if int(env.fps) != int(dataset.fps):
+            raise ValueError(
+                f"task {task.name!r} runs at {env.fps} Hz but dataset {dataset.root} was recorded "
+                f"at fps={dataset.fps}: a policy trained on it would act at the wrong rate; "
+                "record the dataset at the task's rate or evaluate on a task with the same rate"
+            )
         check_task_features(
             dataset.features,
             policy.input_keys,
