@@ -246,6 +246,9 @@ def test_train_checkpoint_write_failure_leaves_no_temporaries(world, tmp_path):
     _one_clean_error(proc, "File too large", str(out / "checkpoints"))
     leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
+    summary = json.loads((out / "train.json").read_text())  # the failure is on record
+    assert summary["stopped"] == "error" and "File too large" in summary["error"]
+    assert summary["final"] is None
 
 
 def test_export_write_failure_leaves_nothing(world, tmp_path):
@@ -287,3 +290,16 @@ def test_fix_fps_repairs_a_dataset_train_refused(world, tmp_path, capsys):
     check_timing(LeRobotDataset(ds))  # no longer raises
     assert main(["dataset", "validate", str(ds)]) == 0
     assert np.isclose(LeRobotDataset(ds).fps, 10)
+
+
+def test_finetune_checkpoint_write_failure_is_recorded(tmp_path):
+    out = tmp_path / "rl"
+    args = ["finetune", "algo=td3", "task=reach", "task.max_episode_steps=20", f"out={out}"]
+    args += ["env_steps=60", "warmup_steps=20", "batch_size=8", "algo.hidden=[16,16]"]
+    args += ["eval_episodes=1", "buffer_size=20000", "threads=1", "save_every=40"]
+    proc = _cli_with_file_limit(args, 40_000)  # the replay buffer outgrows it
+    _one_clean_error(proc, "File too large", str(out / "checkpoints"))
+    leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []
+    summary = json.loads((out / "finetune.json").read_text())
+    assert summary["stopped"] == "error" and "File too large" in summary["error"]

@@ -49,7 +49,8 @@ def train_command(args: list[str]) -> int:
     result = train(run)
     console.print(
         f"{result.stopped} at step {result.step}: {result.steps_per_s:.1f} steps/s, "
-        f"final loss {_last_loss(result.losses)}; "
+        f"final loss {_format_loss(result.final_loss(run.log_every))} "
+        f"(mean of the last {min(len(result.losses), run.log_every)} steps); "
         + (
             f"policy in {result.final_dir}"
             if result.final_dir
@@ -87,5 +88,5 @@ def _given(args: list[str], key: str) -> bool:
     return any(a.split("=", 1)[0].lstrip("+~") in names for a in args)
 
 
-def _last_loss(losses: list[float]) -> str:
-    return f"{sum(losses[-50:]) / len(losses[-50:]):.4f}" if losses else "-"
+def _format_loss(loss: float | None) -> str:
+    return f"{loss:.4f}" if loss is not None else "-"

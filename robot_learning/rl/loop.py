@@ -53,7 +53,8 @@ class FinetuneResult:
     updates: int = 0
     seconds: float = 0.0
     stopped: str = "completed"
-    """``completed``, ``time_budget`` (``max_minutes``) or ``interrupted`` (SIGINT/SIGTERM; checkpoint saved)."""
+    """``completed``, ``time_budget`` (``max_minutes``), ``interrupted`` (SIGINT/SIGTERM; checkpoint
+    saved) or, in ``finetune.json`` only, ``error`` (an exception; the last checkpoint stands)."""
     evals: list[dict[str, Any]] = field(default_factory=list)
     """Every evaluation of the run: ``env_steps``, ``return``, ``success_rate``, ``length``."""
 
@@ -196,41 +197,47 @@ def _finetune(
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
     bar = TrainProgress(cfg.env_steps, env_steps, enabled=progress, label=cfg.algo)
     # ---------------------------------------------------------------- loop
-    with bar, GracefulStop() as stop:
-        while env_steps < cfg.env_steps:
-            if env_steps < cfg.warmup_steps and uniform_warmup:
-                actions = rng.uniform(low, high, size=(cfg.num_envs, *low.shape)).astype(np.float32)
-            else:
-                actions = algo.act(to_obs(collector.obs), explore=True).cpu().numpy()
-            previous, env_steps = env_steps, env_steps + cfg.num_envs
-            for episode in collector.step(actions):
-                curves.episode(env_steps, episode)
-            due = int(max(0, env_steps - cfg.warmup_steps) * cfg.utd_ratio)
-            while algo.updates < due:
-                sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
-                batch = Batch.from_numpy(
-                    sample,
-                    obs_vector(sample["obs"], keys),
-                    obs_vector(sample["next_obs"], keys),
-                    device,
-                )
-                metrics = algo.update(batch)
-            if metrics and _crossed(previous, env_steps, cfg.log_every):
-                curves.scalars(env_steps, metrics)
-            if _crossed(previous, env_steps, cfg.eval_every) and env_steps < cfg.env_steps:
-                evaluate()
-            if _crossed(previous, env_steps, cfg.save_every) and env_steps < cfg.env_steps:
-                save()
-            if metrics:
-                bar.update(env_steps, metrics["critic_loss"])
-            if stop.requested or (deadline is not None and time.perf_counter() > deadline):
-                log.warning(
-                    "stopping at %d env steps (%s); resume with resume=true",
-                    env_steps,
-                    "signal" if stop.requested else f"max_minutes={cfg.max_minutes}",
-                )
-                result.stopped = "interrupted" if stop.requested else "time_budget"
-                break
+    try:
+        with bar, GracefulStop() as stop:
+            while env_steps < cfg.env_steps:
+                if env_steps < cfg.warmup_steps and uniform_warmup:
+                    actions = rng.uniform(low, high, size=(cfg.num_envs, *low.shape)).astype(
+                        np.float32
+                    )
+                else:
+                    actions = algo.act(to_obs(collector.obs), explore=True).cpu().numpy()
+                previous, env_steps = env_steps, env_steps + cfg.num_envs
+                for episode in collector.step(actions):
+                    curves.episode(env_steps, episode)
+                due = int(max(0, env_steps - cfg.warmup_steps) * cfg.utd_ratio)
+                while algo.updates < due:
+                    sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
+                    batch = Batch.from_numpy(
+                        sample,
+                        obs_vector(sample["obs"], keys),
+                        obs_vector(sample["next_obs"], keys),
+                        device,
+                    )
+                    metrics = algo.update(batch)
+                if metrics and _crossed(previous, env_steps, cfg.log_every):
+                    curves.scalars(env_steps, metrics)
+                if _crossed(previous, env_steps, cfg.eval_every) and env_steps < cfg.env_steps:
+                    evaluate()
+                if _crossed(previous, env_steps, cfg.save_every) and env_steps < cfg.env_steps:
+                    save()
+                if metrics:
+                    bar.update(env_steps, metrics["critic_loss"])
+                if stop.requested or (deadline is not None and time.perf_counter() > deadline):
+                    log.warning(
+                        "stopping at %d env steps (%s); resume with resume=true",
+                        env_steps,
+                        "signal" if stop.requested else f"max_minutes={cfg.max_minutes}",
+                    )
+                    result.stopped = "interrupted" if stop.requested else "time_budget"
+                    break
+    except BaseException as exc:  # the last committed checkpoint stays the resume point
+        _record_failure(out / "finetune.json", cfg, env_steps, algo.updates, exc)
+        raise
     # ---------------------------------------------------------------- end
     if not curves.evals or curves.evals[-1][0] != env_steps:
         evaluate()
@@ -288,3 +295,20 @@ def _restore(
     learner_state.restore_rng(saved.state["rng"], rng)
     log.info("resumed %s at %d environment steps", saved.path, saved.state["env_steps"])
     return int(saved.state["env_steps"])
+
+
+def _record_failure(path: Path, cfg: Any, env_steps: int, updates: int, exc: BaseException) -> None:
+    """Best-effort ``finetune.json`` for a run stopped by an exception (never hides that error)."""
+    stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+    summary = {
+        "algo": cfg.algo,
+        "task": cfg.task.name,
+        "env_steps": env_steps,
+        "updates": updates,
+        "stopped": stopped,
+        "error": f"{type(exc).__name__}: {exc}",
+    }
+    try:
+        write_json(path, summary)
+    except OSError as err:
+        log.error("could not write %s: %s", path, err.strerror or err)

@@ -73,9 +73,17 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     stopped: str = "completed"
-    """``completed``, ``time_budget`` or ``interrupted``."""
+    """``completed``, ``time_budget``, ``interrupted`` or ``error``."""
+    error: str | None = None
+    """What stopped the run early (an exception), or None."""
     final_dir: str | None = None
     evals: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def final_loss(self, window: int) -> float | None:
+        """Mean loss of the last ``window`` steps run in this process: the one "final loss"
+        that both the CLI line and ``train.json`` report."""
+        last = self.losses[-min(len(self.losses), window) :]
+        return float(np.mean(last)) if last else None
 
     @property
     def steps_per_s(self) -> float:
@@ -216,8 +224,14 @@ def _train(
                     result.stopped = "time_budget"
                     log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
                     break
-    finally:
+    except BaseException as exc:
         # an exception (or a second Ctrl-C) leaves the last committed checkpoint as the resume point
+        result.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.monotonic() - t_start
+        _record_failure(out / "train.json", _summary(cfg, result, policy))
+        raise
+    finally:
         result.seconds = time.monotonic() - t_start
         writer.flush()
     # ---------------------------------------------------------------- final save
@@ -389,15 +403,16 @@ def _periodic_eval(
 
 
 def _summary(cfg: TrainConfig, result: TrainResult, policy: Policy) -> dict[str, Any]:
-    last = result.losses[-min(len(result.losses), cfg.log_every) :]
     return {
         "policy": cfg.policy,
         "steps": result.step,
         "start_step": result.start_step,
         "stopped": result.stopped,
+        "error": result.error,
         "seconds": round(result.seconds, 3),
         "steps_per_s": round(result.steps_per_s, 3),
-        "final_loss": float(np.mean(last)) if last else None,
+        "final_loss": result.final_loss(cfg.log_every),
+        "final_loss_window": min(len(result.losses), cfg.log_every),
         "parameters": sum(p.numel() for p in policy.parameters()),
         "final": result.final_dir,
         "evals": {
@@ -405,3 +420,11 @@ def _summary(cfg: TrainConfig, result: TrainResult, policy: Policy) -> dict[str,
             for k, v in result.evals.items()
         },
     }
+
+
+def _record_failure(path: Path, summary: dict[str, Any]) -> None:
+    """Best-effort ``train.json`` for a run that stopped on an error (never hides that error)."""
+    try:
+        write_json(path, summary)
+    except OSError as exc:
+        log.error("could not write %s: %s", path, exc.strerror or exc)
