@@ -79,7 +79,11 @@ class TorchPolicySource:
 
     runtime = "torch"
 
-    def __init__(self, policy: Any, seed: int = EVAL_SEED_OFFSET) -> None:
+    def __init__(
+        self, policy: Any, seed: int = EVAL_SEED_OFFSET, control_rate_hz: float | None = None
+    ) -> None:
+        """``control_rate_hz``: the rate the policy was trained at (see :func:`checkpoint_control_rate`);
+        None skips the rate check of :func:`evaluate`."""
         import torch  # the rollout itself does not need torch
 
         self._torch = torch
@@ -92,6 +96,7 @@ class TorchPolicySource:
         self.horizon = policy.config.horizon
         self.action_shape = tuple(policy.features.action.shape)
         self.generator = torch.Generator().manual_seed(seed)
+        self.control_rate_hz = control_rate_hz
 
     def reseed(self, seed: int) -> None:
         """Restart the sampler-noise generator from ``seed``."""
@@ -225,6 +230,48 @@ def task_overrides_for(features: FeatureSpec) -> dict[str, Any]:
     }
 
 
+class ControlRateMismatchError(ValueError):
+    """A policy would run at another control rate than the one it was trained/exported for."""
+
+
+def checkpoint_control_rate(checkpoint: str | Path) -> float | None:
+    """The control rate a checkpoint was trained at (its dataset's fps, recorded as
+    ``train_config.fps`` in ``config.json``); None when the checkpoint does not record it."""
+    import json
+
+    path = Path(checkpoint) / "config.json"
+    try:
+        fps = (json.loads(path.read_text()).get("train_config") or {}).get("fps")
+    except (OSError, ValueError):
+        return None
+    return float(fps) if fps else None
+
+
+def check_control_rate(
+    policy_hz: float | None, task_hz: float | None, policy: str, task: str
+) -> None:
+    """Raise :class:`ControlRateMismatchError` naming both rates unless they agree (None: unknown, no check).
+
+    A policy's actions (deltas, targets) are meant to be applied for one period of the rate its
+    demonstrations were recorded at; at another rate every action lasts too long or too short.
+    """
+    if not policy_hz or not task_hz or math.isclose(float(policy_hz), float(task_hz), rel_tol=1e-6):
+        return
+    raise ControlRateMismatchError(
+        f"{policy} acts at {float(policy_hz):g} Hz but {task} runs at {float(task_hz):g} Hz: every action "
+        f"would be applied for {float(policy_hz) / float(task_hz):.3g}x its intended duration. "
+        f"Use a task/robot that runs at {float(policy_hz):g} Hz (for backend=gymnasium pass "
+        f"task.fps={float(policy_hz):g}), or re-collect the demonstrations at {float(task_hz):g} Hz, "
+        "retrain and re-export."
+    )
+
+
+def task_rate_hz(env: Any) -> float | None:
+    """The control rate of a built task env (``env.fps``), None if it declares none."""
+    fps = getattr(env, "fps", None) or getattr(getattr(env, "unwrapped", None), "fps", None)
+    return float(fps) if fps else None
+
+
 def check_task_features(
     features: FeatureSpec, keys: list[str], env_features: FeatureSpec, what: str
 ) -> None:
@@ -276,7 +323,12 @@ def evaluate(
     video_dir: str | Path | None = None,
     progress: bool = False,
 ) -> EvalResult:
-    """Roll out ``cfg.episodes`` episodes of ``source`` on ``cfg.task``; see the module docstring."""
+    """Roll out ``cfg.episodes`` episodes of ``source`` on ``cfg.task``; see the module docstring.
+
+    Refuses (:class:`ControlRateMismatchError`, naming both rates) a source whose
+    ``control_rate_hz`` (a bundle's, or a checkpoint's via :func:`checkpoint_control_rate`)
+    differs from the task's ``env.fps``.
+    """
     if cfg.video_episodes and video_dir is None:
         raise ValueError("video_episodes > 0 needs a video_dir (the evaluation output folder)")
     envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
@@ -286,6 +338,12 @@ def evaluate(
             source.input_keys,
             envs[0].features,
             what=f"task {cfg.task.name!r} ({cfg.task.backend}, obs={cfg.task.obs}) env spec vs policy {source.name!r}",
+        )
+        check_control_rate(
+            getattr(source, "control_rate_hz", None),
+            task_rate_hz(envs[0]),
+            policy=f"policy {source.name!r} ({source.runtime})",
+            task=f"task {cfg.task.name!r} ({cfg.task.backend}, env.fps)",
         )
         return _rollout(
             source, cfg, envs, Path(video_dir) if video_dir is not None else None, progress

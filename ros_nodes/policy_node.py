@@ -14,16 +14,29 @@ Run: ``python -m ros_nodes.policy_node --ros-args -p bundle:=/path/to/bundle [-p
 * publishes ``/policy/diagnostics`` (``diagnostic_msgs/DiagnosticArray``);
 * serves ``/policy/emergency_stop`` and ``/policy/reset`` (``std_srvs/Trigger``).
 
-With ``trigger:=observation`` (default) a control step runs as soon as every observation key has
-a message newer than the previous step's, so the command follows the observation by the
-inference time only; ``trigger:=timer`` runs steps on the control-rate timer with the newest
-observations (for sensors that stream faster than the control rate). The watchdog runs on the
-control-rate timer in both modes. Safety behaviour: :mod:`ros_nodes.control`.
+Steps never run faster than the control rate (the bundle's ``control_rate_hz``):
+
+* ``trigger:=observation`` (default): a step runs as soon as every observation key has a message
+  newer than the previous step's *and* the step is due (:class:`StepSchedule`: one step per
+  control period, up to a quarter period early to absorb jitter). Observations that arrive
+  faster than the control rate are not stepped on one by one: the step waits until it is due
+  and then uses the newest ones (``superseded_observations`` counts the messages that arrived
+  while a complete set waited for its step). At or below the control rate the command follows each
+  observation by the inference time only.
+* ``trigger:=timer``: steps on the control-rate timer with the newest observations.
+* ``trigger:=lockstep``: a step per new observation set whatever its rate; only for a simulated
+  robot that waits for each command and runs faster than real time (``robot-learning deploy
+  realtime=false`` sets it).
+
+``control_rate_hz`` must equal the bundle's rate (the node refuses to start otherwise, naming
+both) unless ``allow_rate_mismatch:=true`` (benchmarks only). The watchdog runs on the
+control-rate timer in every mode. Safety behaviour: :mod:`ros_nodes.control`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -48,11 +61,66 @@ from ros_nodes.conversions import (
     msg_to_image,
     stamp_to_ns,
 )
-from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TopicBinding, TopicMap
+from ros_nodes.topics import (
+    COMMAND_QOS,
+    COMMAND_TOPIC,
+    DIAGNOSTICS_LEVELS,
+    DIAGNOSTICS_NAME,
+    DIAGNOSTICS_TOPIC,
+    ESTOP_SERVICE,
+    IMAGE,
+    OBSERVATION_QOS,
+    RESET_SERVICE,
+    QosSpec,
+    TopicBinding,
+    TopicMap,
+)
 
-TRIGGERS = ("observation", "timer")
+TRIGGERS = ("observation", "timer", "lockstep")
 #: stale_after_s default, in control periods: tolerates one lost message plus jitter
 STALE_PERIODS = 3.0
+#: an observation-triggered step may run this many periods before it is due (absorbs jitter)
+EARLY_PERIODS = 0.25
+
+
+def qos_profile(spec: QosSpec) -> QoSProfile:
+    """The rclpy profile of a :class:`~ros_nodes.topics.QosSpec`."""
+    return QoSProfile(
+        history=HistoryPolicy[spec.history.upper()],
+        depth=spec.depth,
+        reliability=ReliabilityPolicy[spec.reliability.upper()],
+        durability=DurabilityPolicy[spec.durability.upper()],
+    )
+
+
+@dataclass
+class StepSchedule:
+    """When the next observation-triggered step is due: at most one step per control period.
+
+    A step may run up to ``early_s`` before it is due (jitter of a robot publishing at the
+    control rate). A step within ``early_s`` of its due time moves the due time on by exactly
+    one period (no drift); a later one (after a hold, or observations slower than the control
+    rate) re-anchors it one period after the step, so a late step never causes a burst.
+    """
+
+    period_s: float
+    early_s: float
+    due_s: float | None = None
+
+    def allows(self, now_s: float) -> bool:
+        """May a step run at ``now_s``?"""
+        return self.due_s is None or now_s >= self.due_s - self.early_s
+
+    def stepped(self, now_s: float) -> None:
+        """Record a step that ran at ``now_s``."""
+        if self.due_s is None or now_s > self.due_s + self.early_s:
+            self.due_s = now_s + self.period_s
+        else:
+            self.due_s += self.period_s
+
+    def reset(self) -> None:
+        """Forget the schedule (the next step may run at once)."""
+        self.due_s = None
 
 
 @dataclass
@@ -68,11 +136,15 @@ class PolicyNodeConfig:
     seed: int = 0
     """Seed of the sampler noise (deploy passes the evaluation seed so episodes match ``eval``)."""
     control_rate_hz: float = 0.0
-    """Control rate; 0 uses the bundle's ``control_rate_hz``."""
+    """Control rate; 0 uses the bundle's ``control_rate_hz``; another value must equal it."""
+    allow_rate_mismatch: bool = False
+    """Run at a ``control_rate_hz`` other than the bundle's (benchmarks only: the actions are then
+    applied for the wrong duration)."""
     stale_after_s: float = 0.0
     """An observation older than this (receipt time) makes the node hold; 0 = 3 control periods."""
     trigger: str = "observation"
-    """``observation``: step when every key has a new message; ``timer``: step on the control timer."""
+    """``observation``: step on new messages, at most at the control rate; ``timer``: step on the
+    control timer; ``lockstep``: step on every new message (simulated robots faster than real time)."""
     input_topics: list[str] = field(default_factory=list)
     """``key=topic`` overrides, e.g. ``observation.state=/arm/joint_states``."""
     joint_names: list[str] = field(default_factory=list)
@@ -109,8 +181,11 @@ class PolicyNode(Node):
         self.policy = load_bundle(
             cfg.bundle, runtime=cfg.runtime, threads=cfg.threads, seed=cfg.seed
         )
-        rate = cfg.control_rate_hz or self.policy.control_rate_hz
+        rate = control_rate(cfg, self.policy.control_rate_hz)
         self.period_s = 1.0 / rate
+        self.schedule = StepSchedule(self.period_s, EARLY_PERIODS * self.period_s)
+        self._pending = False  # a complete observation set waits for its step to be due
+        self.superseded_observations = 0
         stale = cfg.stale_after_s or STALE_PERIODS * self.period_s
         self.controller = PolicyController(self.policy, self.period_s, stale)
         self.topics = TopicMap.build(
@@ -127,24 +202,26 @@ class PolicyNode(Node):
         self._subs = []
         for binding in self.topics.bindings.values():
             kind = Image if binding.kind == IMAGE else JointState
-            # sensor-data QoS (best effort) also matches reliable publishers, e.g. a plain script's
             self._subs.append(
                 self.create_subscription(
                     kind,
                     binding.topic,
                     lambda msg, b=binding: self._on_observation(msg, b),
-                    qos_profile_sensor_data,
+                    qos_profile(OBSERVATION_QOS),
                 )
             )
         self.command_pub = self.create_publisher(
-            JointTrajectory, cfg.command_topic, QoSProfile(depth=10)
+            JointTrajectory, cfg.command_topic, qos_profile(COMMAND_QOS)
         )
         self.diagnostics_pub = self.create_publisher(
-            DiagnosticArray, "/policy/diagnostics", QoSProfile(depth=10)
+            DiagnosticArray, DIAGNOSTICS_TOPIC, qos_profile(COMMAND_QOS)
         )
-        self.create_service(Trigger, "/policy/emergency_stop", self._on_estop)
-        self.create_service(Trigger, "/policy/reset", self._on_reset)
+        self.create_service(Trigger, ESTOP_SERVICE, self._on_estop)
+        self.create_service(Trigger, RESET_SERVICE, self._on_reset)
         self.create_timer(self.period_s, self._on_tick)
+        # runs a deferred observation-triggered step once it is due; idle (cancelled) otherwise
+        self._wake = self.create_timer(self.schedule.early_s, self._on_wake)
+        self._wake.cancel()
         self.create_timer(1.0 / cfg.diagnostics_hz, self._publish_diagnostics)
         self.get_logger().info(
             f"serving {self.policy.name} ({self.policy.runtime}) from {cfg.bundle} at {1 / self.period_s:g} Hz, "
@@ -175,10 +252,10 @@ class PolicyNode(Node):
                 f"rejected observation on {binding.topic}: {reason}", throttle_duration_sec=1.0
             )
             return
-        if self.config.trigger != "observation":
+        if self.config.trigger == "timer":
             return
         if self.controller.ready(time.monotonic(), need_new=True):
-            self._step(started)
+            self._step_when_due(started)
         elif (
             binding.key == self._first_key
             and self._last_command is not None
@@ -187,6 +264,29 @@ class PolicyNode(Node):
         ):
             # the robot re-sent the observation we answered: our command was lost, send it again
             self.command_pub.publish(self._last_command)
+
+    def _step_when_due(self, started: float) -> None:
+        """Step now if the schedule allows (always with ``trigger:=lockstep``), else defer."""
+        now = time.monotonic()
+        if self.config.trigger == "lockstep" or self.schedule.allows(now):
+            self._step(started)
+            return
+        if self._pending:
+            self.superseded_observations += 1  # a newer message replaces one of the waiting set
+        self._pending = True
+        if self._wake.is_canceled():
+            self._wake.reset()
+
+    def _on_wake(self) -> None:
+        started = time.perf_counter()
+        now = time.monotonic()
+        if not self._pending:
+            self._wake.cancel()
+        elif self.schedule.allows(now):
+            self._wake.cancel()
+            self._pending = False
+            if self.controller.ready(now, need_new=True):
+                self._step(started)
 
     def _on_tick(self) -> None:
         started = time.perf_counter()
@@ -202,6 +302,8 @@ class PolicyNode(Node):
             self._step(started)
 
     def _step(self, started: float) -> None:
+        self._pending = False
+        self.schedule.stepped(time.monotonic())
         command = self.controller.step()
         if command is None:
             self.get_logger().error(
@@ -230,6 +332,8 @@ class PolicyNode(Node):
 
     def _on_reset(self, request, response):
         self.controller.reset()
+        self.schedule.reset()
+        self._pending = False
         self._last_command = None
         self.get_logger().info("reset: latch cleared, history and queued actions dropped")
         self._publish_diagnostics()
@@ -246,18 +350,18 @@ class PolicyNode(Node):
             "queue_depth": self.controller.queue_depth,
             "estop": self.controller.latched,
             "holding": self.controller.holding,
+            "control_rate_hz": round(1.0 / self.period_s, 6),
+            "trigger": self.config.trigger,
+            "superseded_observations": self.superseded_observations,
             **self.controller.counters.to_dict(),
         }
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics()
-        status = DiagnosticStatus(name="policy_node", hardware_id=self.policy.name)
-        if values["estop"]:
-            status.level, status.message = DiagnosticStatus.ERROR, "emergency stop latched"
-        elif values["holding"]:
-            status.level, status.message = DiagnosticStatus.WARN, "holding: stale observations"
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "running"
+        status = DiagnosticStatus(name=DIAGNOSTICS_NAME, hardware_id=self.policy.name)
+        level = "ERROR" if values["estop"] else "WARN" if values["holding"] else "OK"
+        status.level = getattr(DiagnosticStatus, level)
+        status.message = DIAGNOSTICS_LEVELS[level]
         status.values = [
             KeyValue(key=k, value=str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in values.items()
@@ -265,6 +369,22 @@ class PolicyNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)
+
+
+def control_rate(cfg: PolicyNodeConfig, bundle_hz: float) -> float:
+    """The rate the node runs at: the bundle's, or ``cfg.control_rate_hz`` if it agrees (or is allowed to differ)."""
+    if not cfg.control_rate_hz:
+        return float(bundle_hz)
+    if not cfg.allow_rate_mismatch and not math.isclose(
+        cfg.control_rate_hz, bundle_hz, rel_tol=1e-6
+    ):
+        raise ValueError(
+            f"control_rate_hz:={cfg.control_rate_hz:g} differs from the bundle's control rate "
+            f"{bundle_hz:g} Hz ({cfg.bundle}/policy.json): the policy's actions would be applied "
+            f"for {bundle_hz / cfg.control_rate_hz:.3g}x their intended duration. Leave control_rate_hz "
+            "at 0 (the bundle's rate), or re-export the policy from data recorded at the robot's rate"
+        )
+    return float(cfg.control_rate_hz)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ to its observations and something publishes commands.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -64,7 +65,10 @@ class SimRobotConfig(TaskParams):
     seed: int = EVAL_SEED_OFFSET
     """Episode ``i`` (counted from 0 by ``/robot/reset`` calls) resets with ``seed + i``."""
     rate_hz: float = 0.0
-    """Step rate; 0 = the task's control rate (``env.fps``)."""
+    """Step rate; 0 = the task's control rate (``env.fps``); another value must equal it."""
+    allow_rate_mismatch: bool = False
+    """Step at a ``rate_hz`` other than the task's (benchmarks only: simulated time then runs
+    faster or slower than real time)."""
     lockstep: bool = True
     """Wait for the command answering each observation before stepping (see the module docstring)."""
     realtime: bool = True
@@ -121,7 +125,7 @@ class SimRobotNode(Node):
         self.features = self.env.features
         self.topics = TopicMap.build(self.features, self.features.observation_keys, cfg.topics)
         self.action_names = element_names(ACTION, self.features[ACTION])
-        self.period_s = 1.0 / (cfg.rate_hz or float(self.env.fps))
+        self.period_s = 1.0 / step_rate(cfg, float(self.env.fps))
         self.state = IDLE
         self.episode: Episode | None = None
         self.next_index = 0
@@ -266,6 +270,19 @@ class SimRobotNode(Node):
         for pub, msg in self._obs_msgs:
             pub.publish(msg)
         self._published_at = time.monotonic()
+
+
+def step_rate(cfg: SimRobotConfig, task_hz: float) -> float:
+    """The robot's step rate: the task's, or ``cfg.rate_hz`` if it agrees (or is allowed to differ)."""
+    if not cfg.rate_hz:
+        return task_hz
+    if not cfg.allow_rate_mismatch and not math.isclose(cfg.rate_hz, task_hz, rel_tol=1e-6):
+        raise ValueError(
+            f"rate_hz:={cfg.rate_hz:g} differs from task {cfg.task!r}'s control rate {task_hz:g} Hz "
+            "(env.fps; one step simulates 1/env.fps seconds): leave rate_hz at 0, or run a policy "
+            "exported for this task's rate"
+        )
+    return float(cfg.rate_hz)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -22,6 +22,53 @@ JOINT_STATE = "joint_state"
 IMAGE = "image"
 COMMAND_TOPIC = "/policy/command"
 ROBOT_NAMESPACE = "/robot"
+#: the ``sensor_msgs/JointState`` field the nodes read and write (``velocity``/``effort`` are ignored)
+JOINT_STATE_FIELD = "position"
+DIAGNOSTICS_TOPIC = "/policy/diagnostics"
+#: ``DiagnosticStatus.name`` of every ``/policy/diagnostics`` message (``hardware_id`` = the policy name)
+DIAGNOSTICS_NAME = "policy_node"
+#: ``DiagnosticStatus`` level -> message, first matching condition wins: e-stop, holding, else running
+DIAGNOSTICS_LEVELS = {
+    "ERROR": "emergency stop latched",
+    "WARN": "holding: stale observations",
+    "OK": "running",
+}
+#: ``KeyValue`` entries of a status besides the counters of :class:`ros_nodes.control.Counters`
+DIAGNOSTICS_VALUES = (
+    "inference_ms", "inference_ms_p99", "queue_depth", "estop", "holding", "control_rate_hz",
+    "trigger", "superseded_observations",
+)  # fmt: skip
+ESTOP_SERVICE = "/policy/emergency_stop"
+RESET_SERVICE = "/policy/reset"
+
+
+@dataclass(frozen=True)
+class QosSpec:
+    """A QoS profile as plain data (the nodes build their rclpy profiles from it; no rclpy here)."""
+
+    reliability: str
+    """``reliable`` or ``best_effort``."""
+    durability: str
+    """``volatile`` (late joiners get nothing old) or ``transient_local``."""
+    depth: int
+    """History depth (``keep_last``)."""
+    history: str = "keep_last"
+
+    def to_dict(self) -> dict[str, str | int]:
+        """For ``robot-learning bundle info`` and logs."""
+        return {
+            "reliability": self.reliability,
+            "durability": self.durability,
+            "history": self.history,
+            "depth": self.depth,
+        }
+
+
+#: observation subscriptions: rclpy's ``qos_profile_sensor_data``; a best-effort subscription
+#: also receives from reliable publishers (a plain script's default)
+OBSERVATION_QOS = QosSpec("best_effort", "volatile", 5)
+#: ``/policy/command`` and ``/policy/diagnostics`` publishers (rclpy's default profile, depth 10)
+COMMAND_QOS = QosSpec("reliable", "volatile", 10)
 
 
 class TopicMapError(ValueError):

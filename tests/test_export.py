@@ -26,7 +26,13 @@ from robot_learning.runtime import (
     RuntimeUnavailable,
     load_bundle,
 )
-from robot_learning.runtime.bundle import BUNDLE_FILE, GRAPH_FILE, NOISE, sha256_file
+from robot_learning.runtime.bundle import (
+    BUNDLE_FILE,
+    GRAPH_FILE,
+    NOISE,
+    sha256_file,
+    write_policy_json,
+)
 
 #: sampler settings that keep the unrolled graphs small (DDIM is what diffusion exports)
 SHORT = {
@@ -196,7 +202,7 @@ def test_spec_that_does_not_follow_the_features_fails_at_load(state_bundle, tmp_
     bundle = copy_bundle(state_bundle[1], tmp_path)
     spec = json.loads((bundle / BUNDLE_FILE).read_text())
     spec["features"]["observation.state"]["shape"] = [6]  # the graph still takes 5
-    (bundle / BUNDLE_FILE).write_text(json.dumps(spec))
+    write_policy_json(bundle, spec)  # re-hashed: the deeper check must catch it
     with pytest.raises(BundleError, match="do not follow from the feature spec"):
         load_bundle(bundle, runtime="onnxruntime")
 
@@ -207,7 +213,7 @@ def test_graph_from_another_export_fails_at_load(state_bundle, tmp_path):
     spec = json.loads((bundle / BUNDLE_FILE).read_text())
     spec["features"]["observation.state"]["shape"] = [6]
     spec["inputs"][0]["shape"] = ["batch", 2, 6]
-    (bundle / BUNDLE_FILE).write_text(json.dumps(spec))
+    write_policy_json(bundle, spec)
     with pytest.raises(BundleError, match=r"Graph and policy.json disagree.*observation.state"):
         load_bundle(bundle, runtime="onnxruntime")
 

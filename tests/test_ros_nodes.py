@@ -50,7 +50,7 @@ from ros_nodes.topics import TopicMap, TopicMapError, default_topic  # noqa: E40
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = random.SystemRandom().randint(
     100, 220
-)  # +0 safety node, +1 deploy, +2 clamp node, +3 recorder (mod 233)
+)  # +0 safety node, +1 deploy, +2 clamp node, +3 recorder, +4 rate node (mod 233)
 STATE = ["ee_x", "ee_y", "ee_z", "gripper_width"] + [f"joint{i}" for i in range(1, 8)]
 TARGET = ["target_x", "target_y", "target_z"]
 
@@ -210,7 +210,10 @@ def policy_process(bundle: Path, log_dir: Path, domain_id: int, **params) -> Nod
 
 @pytest.fixture(scope="module")
 def safety(bundle, tmp_path_factory):
-    """A timer-driven policy node (20 Hz, stale after 0.3 s) and a probe on its domain."""
+    """A timer-driven policy node (20 Hz, stale after 0.3 s) and a probe on its domain.
+
+    The bundle's rate is 10 Hz: 20 Hz halves the tests' waiting, so the mismatch is allowed.
+    """
     probe = Probe(domain(0))
     node = policy_process(
         bundle,
@@ -218,6 +221,7 @@ def safety(bundle, tmp_path_factory):
         domain(0),
         trigger="timer",
         control_rate_hz=20.0,
+        allow_rate_mismatch=True,
         stale_after_s=0.3,
         diagnostics_hz=10.0,
     )
@@ -419,12 +423,45 @@ def test_out_of_bounds_actions_are_clamped(tight_bundle, tmp_path):
     try:
         start_nodes([node], probe, ["/policy/reset"])
         probe.call("/policy/reset")
-        probe.stream(0.6)
+        probe.stream(1.0)  # commands at the bundle's 10 Hz
         assert len(probe.commands) >= 5
         actions = np.array([p.positions for _, m in probe.commands for p in m.points])
         assert np.all(np.abs(actions) <= 0.05 + 1e-9), actions.max()
         counters = json.loads(probe.call("/policy/reset").message)
         assert counters["clamped_actions"] > 0 and counters["steps"] >= counters["clamped_actions"]
+    finally:
+        stop_all([node], grace_s=5.0)
+        probe.close()
+
+
+def test_observations_faster_than_the_control_rate_do_not_speed_up_the_policy(bundle, tmp_path):
+    """Observations at 3x the bundle's 10 Hz (default trigger): commands stay at 10 Hz."""
+    from dataclasses import fields
+
+    from ros_nodes.control import Counters
+    from ros_nodes.topics import DIAGNOSTICS_VALUES
+
+    probe = Probe(domain(4))
+    node = policy_process(bundle, tmp_path, domain(4), diagnostics_hz=10.0)
+    try:
+        start_nodes([node], probe, ["/policy/reset"])
+        probe.call("/policy/reset")
+        probe.stream(0.5, rate_hz=30.0)  # warm-up
+        started = time.monotonic()
+        stamps = probe.stream(3.0, rate_hz=30.0)
+        ended = time.monotonic()
+        probe.spin(0.2)
+        seconds = ended - started
+        commands = [t for t, _ in probe.commands if started <= t <= ended]
+        assert len(stamps) / seconds >= 20, "the probe did not publish at 2-3x the control rate"
+        assert 8.0 <= len(commands) / seconds <= 12.0, (
+            f"{len(commands) / seconds:.1f} commands/s for {len(stamps) / seconds:.1f} observations/s"
+        )
+        diagnostics = probe.latest_diagnostics(len(probe.diagnostics))
+        assert set(diagnostics) == {*DIAGNOSTICS_VALUES, *(f.name for f in fields(Counters))}
+        assert float(diagnostics["control_rate_hz"]) == 10.0
+        assert diagnostics["trigger"] == "observation"
+        assert int(diagnostics["superseded_observations"]) > 0
     finally:
         stop_all([node], grace_s=5.0)
         probe.close()

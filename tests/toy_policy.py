@@ -104,10 +104,12 @@ def registered_one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def untrained_checkpoint(spec, out, seed: int = 0, fps: int = 20, **config) -> Path:
+def untrained_checkpoint(spec, out, seed: int = 0, fps: int = 10, **config) -> Path:
     """A randomly initialised ``toy_mlp`` checkpoint for ``spec`` (a weak base policy for residual RL tests).
 
     Normalisation statistics come from the features' bounds (``[-1, 1]`` where unbounded).
+    ``fps`` is the recorded training rate (10: the arm tasks' rate; bundles and evaluation
+    refuse a policy whose rate differs from the task's).
     """
     import numpy as np
 

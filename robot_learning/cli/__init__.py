@@ -32,6 +32,7 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
         "robot_learning.cli.export",
         "robot_learning.cli.deploy",
         "robot_learning.cli.finetune",
+        "robot_learning.cli.bundle",
     ),
 )
 
@@ -44,6 +45,7 @@ commands:
   eval     checkpoint=DIR|bundle=DIR [task=<name>] episodes=N [runtime=auto|onnxruntime|tensorrt|torch] [video=true] [out=DIR]
   finetune algo=sac|td3 task=<name> out=DIR [env_steps=N] [resume=true] [demos=DIR] [algo.<field>=...]
   export   checkpoint=DIR out=DIR [format=onnx|tensorrt] [fp16=true] [steps=K] [sampler=ddim]
+  bundle   info DIR [json=true]      (topics, joint names, bounds, rate, QoS of a bundle)
   deploy   bundle=DIR robot=sim [task=<name>] episodes=N [runtime=...] [seed=100000] [out=DIR] [control_rate_hz=HZ]
   bench    sim [tasks=[lift,pusht]] [out=DIR]
   bench    train preset=lift_state|pusht_state|lift_pixels policy=<zoo name> [minutes=M | steps=N]

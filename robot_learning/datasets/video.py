@@ -150,6 +150,8 @@ def probe_video(path: Path) -> VideoProbe:
                 continue
             times.append(float(packet.pts * stream.time_base))
         ctx = stream.codec_context
+        if ctx is None:
+            raise ValueError("no decodable video stream")
         return VideoProbe(
             frame_times=tuple(sorted(times)),
             width=ctx.width,

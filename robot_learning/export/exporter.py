@@ -29,6 +29,7 @@ from robot_learning.runtime.bundle import (
     declared_outputs,
     read_bundle,
     sha256_file,
+    write_policy_json,
 )
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,7 @@ def export_checkpoint(cfg: ExportConfig, report=None) -> Path:
                 staging / TORCH_DIR,
                 extra={k: v for k, v in meta.items() if k in ("train_config", "step")},
             )
-        spec = _policy_json(policy, meta, source, rate, cfg, graph, staging)
-        (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2))
+        write_policy_json(staging, _policy_json(policy, meta, source, rate, cfg, graph, staging))
         if cfg.format == "tensorrt":
             from robot_learning.export.tensorrt_engine import ensure_engine
 

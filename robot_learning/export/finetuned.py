@@ -43,6 +43,7 @@ from robot_learning.runtime.bundle import (
     read_bundle,
     residual_inputs,
     sha256_file,
+    write_policy_json,
 )
 
 #: file a finetune run folder always holds (written before the first step)
@@ -134,7 +135,9 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         if BASE_ACTION in keys:
-            _write_residual(cfg, run_cfg, algo_cfg, graph, spec, keys, source, staging, report)
+            _write_residual(
+                cfg, run_cfg, algo_cfg, graph, spec, keys, float(rate), source, staging, report
+            )
         else:
             _write_actor(
                 cfg, run_cfg, algo_cfg, graph, spec, keys, float(rate), source, staging, report
@@ -183,7 +186,7 @@ def _write_actor(
 
 
 def _write_residual(
-    cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, source, root: Path, report
+    cfg, run_cfg, algo_cfg, graph, spec: FeatureSpec, keys, rate: float, source, root: Path, report
 ) -> None:
     from robot_learning.export.onnx_graph import export_graph
     from robot_learning.policy import CONFIG_FILE
@@ -209,6 +212,14 @@ def _write_residual(
         )
         export_checkpoint(base_cfg, report)
     bundle = json.loads((root / BUNDLE_FILE).read_text())
+    from robot_learning.evaluation import check_control_rate
+
+    check_control_rate(
+        bundle["control_rate_hz"],
+        rate,
+        policy=f"the residual's base policy {base}",
+        task=f"the residual's task {run_cfg.task.name!r}",
+    )
     outside = [k for k in keys if k != BASE_ACTION and k not in bundle["input_keys"]]
     if outside:
         raise ExportError(
@@ -286,7 +297,7 @@ def _write_spec(root: Path, bundle: dict[str, Any]) -> None:
             "bytes": path.stat().st_size,
         }
     bundle["files"] = files
-    (root / BUNDLE_FILE).write_text(json.dumps(bundle, indent=2))
+    write_policy_json(root, bundle)
 
 
 def _jsonable(cfg: Any) -> dict[str, Any]:

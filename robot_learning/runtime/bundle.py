@@ -13,9 +13,14 @@ A bundle is a folder written by ``robot-learning export``::
 ``policy.json`` holds the feature spec, the normalisation statistics (applied inside the graph;
 kept here so a reader can see them), the horizons, the control rate, the sampler and its step
 count, the declared graph inputs/outputs and a SHA-256 of every file, plus the source
-checkpoint's hash. :func:`read_bundle` verifies all of it without running anything, so a
-missing file, an edited graph or a spec that does not match the graph is an error naming the
-problem before any robot moves.
+checkpoint's hash. ``policy.json`` also carries a SHA-256 of its own content
+(:data:`METADATA_HASH`, over :func:`canonical_json` of every other field), so editing its
+metadata (action bounds, normalisation, control rate, ...) is detected like an edited graph;
+:func:`write_policy_json` is the one place that writes the file and its hash.
+:func:`read_bundle` verifies all of it without running anything, so a missing file, an edited
+graph, edited metadata or a spec that does not match the graph is an error naming the problem
+before any robot moves. Bundles of format version 1 (no metadata hash) are refused with the
+advice to re-export.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from robot_learning.features import ACTION, FeatureSpec
 
 BUNDLE_FILE = "policy.json"
 BUNDLE_FORMAT = "robot-learning-bundle"
-BUNDLE_VERSION = 1
+#: 2: policy.json carries METADATA_HASH (version 1 bundles cannot prove their metadata unedited)
+BUNDLE_VERSION = 2
+#: policy.json field holding the SHA-256 of :func:`canonical_json` of the other fields
+METADATA_HASH = "policy_sha256"
 GRAPH_FILE = "model.onnx"
 TORCH_DIR = "torch"
 RESIDUAL_GRAPH = "residual.onnx"
@@ -57,6 +65,34 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def canonical_json(spec: dict[str, Any]) -> str:
+    """The normalised text :data:`METADATA_HASH` covers: every field but the hash itself,
+    sorted keys, no whitespace (so re-indenting the file does not change it, editing a value does)."""
+    body = {k: v for k, v in spec.items() if k != METADATA_HASH}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def metadata_hash(spec: dict[str, Any]) -> str:
+    """Hex SHA-256 of :func:`canonical_json` of ``spec`` (the value stored as :data:`METADATA_HASH`)."""
+    return hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest()
+
+
+def write_policy_json(root: str | Path, spec: dict[str, Any]) -> Path:
+    """Write ``spec`` as ``root/policy.json`` with its :data:`METADATA_HASH`; returns the path.
+
+    Every writer of ``policy.json`` (export, finetuned export, tools that legitimately edit a
+    bundle) goes through here so that the stored hash always matches the content.
+    """
+    # round-trip first: the hash must be computed on what a reader will parse (int keys, tuples)
+    spec = json.loads(json.dumps({k: v for k, v in spec.items() if k != METADATA_HASH}))
+    spec[METADATA_HASH] = metadata_hash(spec)
+    path = Path(root) / BUNDLE_FILE
+    tmp = path.with_name(f".{BUNDLE_FILE}.tmp")
+    tmp.write_text(json.dumps(spec, indent=2) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def declared_inputs(
@@ -89,7 +125,8 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str,
     """Parse and verify ``policy.json`` of ``bundle_dir``; returns it with ``features`` as a FeatureSpec.
 
     Checks: the folder and ``policy.json`` exist and parse; the format and version are known;
-    every required key is present; every listed file exists with the recorded SHA-256 (an edited
+    ``policy.json`` matches its own SHA-256 (:data:`METADATA_HASH`; always checked, it is
+    cheap); every required key is present; every listed file exists with the recorded SHA-256 (an edited
     or truncated graph fails here); the declared inputs/outputs follow from the feature spec and
     horizons. Raises :class:`BundleError` listing every problem found.
     """
@@ -109,11 +146,8 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str,
         raise BundleError(
             f"{path} is not a {BUNDLE_FORMAT} policy.json (format={spec.get('format') if isinstance(spec, dict) else None!r})"
         )
-    if spec.get("format_version") != BUNDLE_VERSION:
-        raise BundleError(
-            f"{path} has format_version={spec.get('format_version')!r}; this robot-learning reads version "
-            f"{BUNDLE_VERSION}. Re-export the bundle with this version."
-        )
+    _check_version(path, spec)
+    _check_metadata_hash(path, spec)
     missing = [k for k in REQUIRED_KEYS if k not in spec]
     if missing:
         raise BundleError(f"{path} lacks required keys {missing}; re-export the bundle")
@@ -123,6 +157,39 @@ def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str,
     spec = dict(spec)
     spec["features"] = FeatureSpec.from_dict(spec["features"])
     return spec
+
+
+def _check_version(path: Path, spec: dict) -> None:
+    version = spec.get("format_version")
+    if version == BUNDLE_VERSION:
+        return
+    why = (
+        " (version 1 bundles carry no SHA-256 of policy.json, so edits to their metadata, e.g. "
+        "the action bounds, cannot be detected)"
+        if version == 1
+        else ""
+    )
+    raise BundleError(
+        f"{path} has format_version={version!r}; this robot-learning reads version "
+        f"{BUNDLE_VERSION}{why}. Re-export the bundle with this version "
+        "(robot-learning export checkpoint=<its source checkpoint> out=DIR)."
+    )
+
+
+def _check_metadata_hash(path: Path, spec: dict) -> None:
+    recorded = spec.get(METADATA_HASH)
+    if not isinstance(recorded, str):
+        raise BundleError(
+            f"{path} lacks its SHA-256 ({METADATA_HASH}), so its metadata cannot be verified; "
+            "re-export the bundle (robot-learning export checkpoint=<its source checkpoint> out=DIR)"
+        )
+    if metadata_hash(spec) != recorded:
+        raise BundleError(
+            f"{path} does not match its SHA-256 ({METADATA_HASH}): the metadata (e.g. action bounds, "
+            "normalisation, control rate, horizons) was modified after export. Do not edit policy.json; "
+            "re-export the bundle (robot-learning export checkpoint=<its source checkpoint> out=DIR, "
+            "with the export settings you need, e.g. control_rate_hz=...)."
+        )
 
 
 def _file_problems(root: Path, spec: dict, verify_hashes: bool) -> list[str]:

@@ -46,6 +46,11 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
 
+    def note(self, message: str) -> None:
+        """Print a line above the bar (nothing when the bar is disabled)."""
+        if not self._bar.disable:
+            self._bar.console.print(message, markup=False, highlight=False)
+
     def update(self, step: int, loss: float) -> None:
         """Record a finished step and its loss (shown as an exponential moving average)."""
         self._smoothed = loss if self._smoothed is None else 0.95 * self._smoothed + 0.05 * loss
@@ -93,3 +98,52 @@ class GracefulStop:
 def ignore_sigint(_worker_id: int = 0) -> None:
     """DataLoader ``worker_init_fn``: Ctrl-C is the training process's business, not the workers'."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class RunEstimate:
+    """Once the rate is measured, say how long the whole run will take (and, on a CPU, where the
+    CPU-sized settings are when it is long).
+
+    The first step is excluded (allocation, lazy imports); the estimate is made after
+    ``probe_steps`` further steps or ``probe_s`` seconds, whichever comes first.
+    """
+
+    #: runs longer than this on a CPU get the pointer to the CPU recipe
+    LONG_S = 30 * 60
+
+    def __init__(
+        self, total: int, start: int, device: str, probe_steps: int = 10, probe_s: float = 20.0
+    ):
+        self.total, self.start, self.device = total, start, device
+        self.probe_steps, self.probe_s = probe_steps, probe_s
+        self._t1: float | None = None
+        self.message: str | None = None
+
+    def check(self, step: int) -> str | None:
+        """Call after every step; returns the message once, when it is ready."""
+        if self.message is not None:
+            return None
+        now = time.monotonic()
+        if self._t1 is None:
+            self._t1, self._s1 = now, step
+            return None
+        done, spent = step - self._s1, now - self._t1
+        if done < self.probe_steps and spent < self.probe_s:
+            return None
+        rate = done / max(spent, 1e-9)
+        left = (self.total - step) / max(rate, 1e-9)
+        self.message = f"{rate:.2f} steps/s on {self.device}: {self.total - step} more steps take about {_duration(left)}"
+        if self.device.startswith("cpu") and left > self.LONG_S:
+            self.message += (
+                "; these settings are sized for a GPU: for a CPU-sized run pass preset=cpu or see "
+                "the CPU recipe in BENCHMARKS.md (smaller policy.down_dims, fewer steps)"
+            )
+        return self.message
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

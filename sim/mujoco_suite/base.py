@@ -8,7 +8,9 @@ scene (:meth:`_build_xml`), reset and randomisation (:meth:`_reset_task`), obser
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,16 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 guard_triton()  # triton loaded after OSMesa segfaults: see robot_learning.compat
 
 import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
+
+#: every open renderer; closed at interpreter exit, before the GL bindings they need are torn down
+#: (otherwise ``Renderer.__del__`` prints an OSMesa traceback when a script ends without close())
+_OPEN_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_renderers() -> None:
+    for renderer in list(_OPEN_RENDERERS):
+        renderer.close()
 
 
 class MujocoTaskEnv(TaskEnv):
@@ -134,6 +146,7 @@ class MujocoTaskEnv(TaskEnv):
         renderer = self._renderers.get(size)
         if renderer is None:
             renderer = self._renderers[size] = mujoco.Renderer(self.model, size, size)
+            _OPEN_RENDERERS.add(renderer)
         renderer.update_scene(self.data, camera=camera)
         return renderer.render().copy()
 
