@@ -2,7 +2,7 @@
 
 A :class:`FeatureSpec` maps LeRobot key names (``observation.state``,
 ``observation.environment_state``, ``observation.images.<camera>``, ``action``, ...) to a
-:class:`Feature` (dtype, shape, element names, and for actions the bounds and control mode).
+:class:`Feature` (dtype, shape, element names, physical bounds, and for actions the control mode).
 The same object describes a task, a robot, a dataset's ``meta/info.json`` features, a policy's
 inputs/outputs, an exported bundle and a ROS topic mapping. Comparisons fail loudly and name
 every key that differs.
@@ -50,7 +50,8 @@ class Feature:
     names: tuple[str, ...] | None = None
     """Optional per-element names (for 1-D features) or axis names (for images)."""
     low: tuple[float, ...] | None = None
-    """Optional lower bounds per element (required for continuous actions)."""
+    """Lower bounds per element: required for continuous actions; for observations the physical
+    range (joint limits, workspace, object ranges) outside of which a value is rejected."""
     high: tuple[float, ...] | None = None
     """Optional upper bounds per element."""
     control_mode: str | None = None
@@ -221,7 +222,12 @@ class FeatureSpec(Mapping[str, Feature]):
 
     # Checks
     def diff(self, other: Mapping[str, Feature], keys: list[str] | None = None) -> list[str]:
-        """Human-readable differences between ``self`` and ``other`` (empty when they agree)."""
+        """Human-readable differences between ``self`` and ``other`` (empty when they agree).
+
+        Observation bounds declared on only one side are unknown, not different (datasets and
+        bundles recorded before observations carried bounds still match their task); bounds
+        declared on both sides must agree. Action bounds are always compared.
+        """
         keys_self = [k for k in self.features if keys is None or k in keys]
         keys_other = [k for k in other if keys is None or k in keys]
         problems = []
@@ -237,11 +243,13 @@ class FeatureSpec(Mapping[str, Feature]):
             a, b = self.features[k], other[k]
             if a == b:
                 continue
+            unknown_bounds = k.startswith(OBS_PREFIX) and (a.low is None or b.low is None)
             fields = [
                 f"{name} {getattr(a, name)!r} != {getattr(b, name)!r}"
                 for name in ("dtype", "shape", "names", "low", "high", "control_mode")
                 if getattr(a, name) != getattr(b, name)
                 and not (name == "dtype" and a.is_image and b.is_image)
+                and not (name in ("low", "high") and unknown_bounds)
             ]
             if fields:
                 problems.append(f"{k!r}: " + ", ".join(fields))

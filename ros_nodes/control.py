@@ -2,9 +2,11 @@
 
 :class:`PolicyController` owns what happens between observations arriving and a command leaving:
 
-* **Rejection.** Every observation is checked when it arrives (shape, NaN/Inf, declared bounds,
-  uint8 images); a bad one is dropped with a reason naming the key, counted, and never reaches
-  the policy. The last good value of that key stays, so the node keeps running.
+* **Rejection.** Every observation is checked when it arrives (shape, NaN/Inf, uint8 images,
+  bounds: the feature's declared physical bounds, else the bundle's dataset statistics widened
+  by a margin, see :mod:`robot_learning.bounds`); a bad one is dropped with a reason naming the
+  key (and for bounds the element, value and bound), counted, and never reaches the policy.
+  The last good value of that key stays, so the node keeps running.
 * **Watchdog.** A key is *fresh* if its last good message was received within ``stale_after_s``
   (receipt time on this computer's monotonic clock: a robot's clock may differ). If any key that
   has been streaming goes stale, the controller *holds*: no command, and the history and queued
@@ -28,6 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from robot_learning.bounds import (
+    Bounds,
+    bounds_violation,
+    observation_bounds,
+    spec_observation_bounds,
+)
 from robot_learning.features import Feature
 
 #: a step starting later than (1 + this) periods after the previous one missed its deadline
@@ -82,8 +90,15 @@ class Command:
     inference_ms: float
 
 
-def check_observation(key: str, feature: Feature, value: np.ndarray) -> str | None:
-    """Why ``value`` cannot be one frame of ``feature`` (None if it can)."""
+def check_observation(
+    key: str, feature: Feature, value: np.ndarray, bounds: Bounds | None = None
+) -> str | None:
+    """Why ``value`` cannot be one frame of ``feature`` (None if it can).
+
+    ``bounds`` defaults to the feature's declared bounds; pass
+    :func:`~robot_learning.bounds.observation_bounds` with the bundle's statistics to check a
+    feature that declares none. The out-of-range reason names the element, value and bound.
+    """
     if tuple(value.shape) != tuple(feature.shape):
         return f"{key!r} has shape {list(value.shape)}, the bundle expects {list(feature.shape)}"
     if feature.is_image:
@@ -93,13 +108,9 @@ def check_observation(key: str, feature: Feature, value: np.ndarray) -> str | No
     if not np.all(np.isfinite(value)):
         bad = np.flatnonzero(~np.isfinite(value)).tolist()
         return f"{key!r} contains NaN/Inf at elements {bad}"
-    if feature.low is not None:
-        flat = value.ravel()
-        low, high = np.asarray(feature.low), np.asarray(feature.high)
-        out = np.flatnonzero((flat < low) | (flat > high)).tolist()
-        if out:
-            return f"{key!r} elements {out} are outside the feature's bounds"
-    return None
+    if bounds is None:
+        bounds = observation_bounds(feature)
+    return bounds_violation(key, value, bounds, feature.names)
 
 
 class PolicyController:
@@ -115,6 +126,10 @@ class PolicyController:
         self.period_s = period_s
         self.stale_after_s = stale_after_s
         self.low, self.high = policy.action_low, policy.action_high
+        #: per key: declared bounds, else the bundle's statistics widened by a margin
+        self.bounds: dict[str, Bounds | None] = getattr(
+            policy, "observation_bounds", None
+        ) or spec_observation_bounds(policy.features, self.keys)
         self.counters = Counters()
         self.latched = False
         self.last_inference_ms = 0.0
@@ -154,7 +169,7 @@ class PolicyController:
     # ------------------------------------------------------------------ observations
     def offer(self, key: str, value: np.ndarray, stamp_ns: int, now_s: float) -> str | None:
         """Store one observation; returns the rejection reason (counted) if it is unusable."""
-        reason = check_observation(key, self.policy.features[key], value)
+        reason = check_observation(key, self.policy.features[key], value, self.bounds.get(key))
         if reason is not None:
             self.counters.rejected_observations += 1
             return reason

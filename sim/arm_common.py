@@ -51,6 +51,80 @@ ROBOT_TYPE = "franka_panda"
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")  # gripper: -1 open, +1 close
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "gripper_width") + tuple(f"joint{i}" for i in range(1, 8))
 
+# --------------------------------------------------------------------------- observation bounds
+#: Franka Panda joint position limits (rad, datasheet), one row (low, high) per joint
+PANDA_JOINT_LIMITS = np.array(
+    [
+        [-2.8973, 2.8973],
+        [-1.7628, 1.7628],
+        [-2.8973, 2.8973],
+        [-3.0718, -0.0698],
+        [-2.8973, 2.8973],
+        [-0.0175, 3.7525],
+        [-2.8973, 2.8973],
+    ]
+)
+#: joint readings may exceed the datasheet limits by this much (rad): pybullet_data's panda.urdf
+#: limits are 0.07 rad wider and simulated limits are soft; more than that is a sensor fault
+JOINT_LIMIT_MARGIN = 0.1
+#: the measured tcp may leave the target workspace box by this much (m): servo lag, contact
+OBS_WORKSPACE_MARGIN = 0.1
+#: table top extents (m, world frame) of both backends' scenes: x, y of the box the objects rest on
+TABLE_LOW = np.array([-0.2, -0.6])
+TABLE_HIGH = np.array([0.9, 0.6])
+#: objects may be seen this far beyond the table edge / above the workspace (m) before they
+#: count as lost (fallen off the table, thrown)
+OBJECT_MARGIN = 0.05
+#: gripper width reading slack (m) beyond 0 .. GRIPPER_MAX_WIDTH (soft finger contacts)
+GRIPPER_MARGIN = 0.005
+
+
+def _axis_bounds(axis: int, margin: float) -> tuple[float, float]:
+    return float(WORKSPACE_LOW[axis] - margin), float(WORKSPACE_HIGH[axis] + margin)
+
+
+def _object_xyz_bounds(prefix: str) -> dict[str, tuple[float, float]]:
+    """An object on or above the table: table extents and workspace height, plus OBJECT_MARGIN."""
+    top = float(WORKSPACE_HIGH[2] + OBS_WORKSPACE_MARGIN + OBJECT_MARGIN)
+    return {
+        f"{prefix}_x": (float(TABLE_LOW[0] - OBJECT_MARGIN), float(TABLE_HIGH[0] + OBJECT_MARGIN)),
+        f"{prefix}_y": (float(TABLE_LOW[1] - OBJECT_MARGIN), float(TABLE_HIGH[1] + OBJECT_MARGIN)),
+        f"{prefix}_z": (TABLE_Z - OBJECT_MARGIN, top),
+    }
+
+
+def _observation_element_bounds() -> dict[str, tuple[float, float]]:
+    """Physical range (low, high) of every arm-task observation element, by element name."""
+    out = {f"ee_{a}": _axis_bounds(i, OBS_WORKSPACE_MARGIN) for i, a in enumerate("xyz")}
+    out["gripper_width"] = (-GRIPPER_MARGIN, GRIPPER_MAX_WIDTH + GRIPPER_MARGIN)
+    for i, (lo, hi) in enumerate(PANDA_JOINT_LIMITS, start=1):
+        out[f"joint{i}"] = (float(lo - JOINT_LIMIT_MARGIN), float(hi + JOINT_LIMIT_MARGIN))
+    # reach: the target is placed exactly inside its sampling box and never moves
+    for i, a in enumerate("xyz"):
+        lo, hi = REACH_TARGET_LOW[i], REACH_TARGET_HIGH[i]
+        out[f"target_{a}"] = (float(lo - OBJECT_MARGIN), float(hi + OBJECT_MARGIN))
+    out.update(_object_xyz_bounds("cube"))  # lift: the cube is pushed, carried, dropped
+    out.update(_object_xyz_bounds("peg"))  # peg_insert: the peg's tip (held, or dropped)
+    # peg_insert: the block is placed in its sampling box, its opening HOLE_DEPTH above the table
+    for i, a in enumerate("xy"):
+        lo, hi = PEG_HOLE_LOW[i], PEG_HOLE_HIGH[i]
+        out[f"hole_{a}"] = (float(lo - OBJECT_MARGIN), float(hi + OBJECT_MARGIN))
+    out["hole_z"] = (TABLE_Z + HOLE_DEPTH - 0.01, TABLE_Z + HOLE_DEPTH + 0.01)
+    return out
+
+
+def observation_bounds(names: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(low, high) of the arm-task observation elements ``names`` (see OBSERVATION_BOUNDS)."""
+    missing = [n for n in names if n not in OBSERVATION_BOUNDS]
+    if missing:
+        raise KeyError(
+            f"No physical bounds for observation elements {missing}; add them to "
+            "sim.arm_common.OBSERVATION_BOUNDS (every task observation must be bounded)"
+        )
+    return tuple(OBSERVATION_BOUNDS[n][0] for n in names), tuple(
+        OBSERVATION_BOUNDS[n][1] for n in names
+    )
+
 
 def arm_features(
     obs_mode: str, env_state_names: tuple[str, ...], cameras: tuple[str, ...], image_size: int
@@ -59,15 +133,20 @@ def arm_features(
 
     ``observation.state`` (11): end-effector xyz, gripper width, 7 joint angles.
     ``observation.environment_state`` (state mode): the task's object quantities.
+    Both carry physical bounds per element (:data:`OBSERVATION_BOUNDS`).
     ``observation.images.<cam>`` (pixel mode): uint8 (image_size, image_size, 3).
     ``action`` (4): end-effector delta xyz in [-1, 1] (x ACTION_SCALE metres) + gripper command.
     """
+    low, high = observation_bounds(STATE_NAMES)
     feats: dict[str, Feature] = {
-        "observation.state": Feature("float32", (len(STATE_NAMES),), STATE_NAMES),
+        "observation.state": Feature(
+            "float32", (len(STATE_NAMES),), STATE_NAMES, low=low, high=high
+        ),
     }
     if obs_mode == "state":
+        low, high = observation_bounds(env_state_names)
         feats["observation.environment_state"] = Feature(
-            "float32", (len(env_state_names),), env_state_names
+            "float32", (len(env_state_names),), env_state_names, low=low, high=high
         )
     else:
         for cam in cameras:
@@ -241,3 +320,8 @@ def peg_insert_reward_terms(
         "insert": float(np.clip(depth / PEG_SUCCESS_DEPTH, 0.0, 1.0)) * float(flags["aligned"]),
         "success": float(flags["success"]),
     }
+
+
+#: physical range (low, high) of every arm-task observation element, by element name: Panda
+#: joint limits, gripper width range, tcp workspace box, object ranges on/around the table
+OBSERVATION_BOUNDS: dict[str, tuple[float, float]] = _observation_element_bounds()

@@ -3,7 +3,9 @@
 A small YAML file in ``configs/task/`` names the id (``backend: gymnasium``, ``gym_id:
 Hopper-v5``); the adapter maps a flat ``Box`` observation to ``observation.state`` (a ``Dict``
 observation maps each sub-key ``k`` to ``observation.<k>``, image-shaped uint8 boxes to
-``observation.images.<k>``) and a ``Box`` action to ``action`` with its bounds.
+``observation.images.<k>``) and a ``Box`` action to ``action`` with its bounds. An observation
+``Box`` whose bounds are all finite keeps them as the feature's bounds; an unbounded one
+declares none (bundles then check against the dataset's statistics, ``robot_learning.bounds``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def _box_feature(space: gym.Space, where: str) -> Feature:
         raise TypeError(f"{where}: only Box spaces can be adapted, got {type(space).__name__}")
     if _is_image_box(space):
         return Feature("video", space.shape, ("height", "width", "channels"))
+    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
+        return Feature("float32", space.shape, low=low.ravel(), high=high.ravel())
+    # unbounded (e.g. MuJoCo locomotion): no declared bounds; consumers fall back to the
+    # dataset's statistics (robot_learning.bounds)
     return Feature("float32", space.shape)
 
 

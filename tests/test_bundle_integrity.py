@@ -213,7 +213,8 @@ def test_bundle_info_prints_topics_joint_names_bounds_and_rate(bundle, capsys):
     assert "observation.state <- /robot/state (sensor_msgs/JointState, position" in out
     assert "observation.environment_state <- /robot/environment_state" in out
     assert "/policy/command (trajectory_msgs/JointTrajectory)" in out
-    assert "ee_x, ee_y" in out and "target_z" in out and "dx [-1, 1], dy [-1, 1]" in out
+    assert "ee_x [0.15, 0.85], ee_y [-0.45, 0.45]" in out and "target_z" in out
+    assert "dx [-1, 1], dy [-1, 1]" in out
     assert "QoS observations: reliability=best_effort, durability=volatile" in out
     assert "status name 'policy_node'" in out and "stale_holds" in out
 

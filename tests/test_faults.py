@@ -108,6 +108,34 @@ def _flipped_graph(world, tmp):
     return ["eval", f"bundle={bundle}", "task=reach", "episodes=1"]
 
 
+def _edited_policy_json(field, value):
+    def make(world, tmp):
+        bundle = _copy(world["bundle"], tmp / "b")
+        spec = json.loads((bundle / "policy.json").read_text())
+        target = spec
+        *parents, leaf = field
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+        (bundle / "policy.json").write_text(json.dumps(spec, indent=2))
+        return ["eval", f"bundle={bundle}", "task=reach", "episodes=1"]
+
+    return make
+
+
+def _bundle_at_rate(rate):
+    def make(world, tmp):
+        from robot_learning.runtime.bundle import write_policy_json
+
+        bundle = _copy(world["bundle"], tmp / "b")
+        spec = json.loads((bundle / "policy.json").read_text())
+        spec["control_rate_hz"] = rate
+        write_policy_json(bundle, spec)  # a consistent bundle, exported for another rate
+        return ["eval", f"bundle={bundle}", "task=reach", "episodes=1"]
+
+    return make
+
+
 def _out_through_a_file(command):
     def make(world, tmp):
         blocker = tmp / "a_file"
@@ -165,6 +193,21 @@ CASES = [
         2,
         ("policy.json",),
     ),
+    Case(
+        "policy.json action bounds widened",
+        "bundle",
+        _edited_policy_json(("features", "action", "high"), [10.0] * 4),
+        2,
+        ("modified after export",),
+    ),
+    Case(
+        "policy.json control rate edited",
+        "bundle",
+        _edited_policy_json(("control_rate_hz",), 50),
+        2,
+        ("modified after export",),
+    ),
+    Case("bundle at another control rate", "bundle", _bundle_at_rate(20), 2, ("20", "10 hz")),
     *(
         Case(f"{cmd} out= through a file", "filesystem", _out_through_a_file(cmd), 2, ("a_file",))
         for cmd in ("collect", "train", "export", "eval")

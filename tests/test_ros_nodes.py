@@ -46,6 +46,7 @@ from ros_nodes.conversions import (  # noqa: E402
 )
 from ros_nodes.processes import NodeProcess, ros_environment, stop_all  # noqa: E402
 from ros_nodes.topics import TopicMap, TopicMapError, default_topic  # noqa: E402
+from sim.arm_common import observation_bounds as arm_bounds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = random.SystemRandom().randint(
@@ -162,11 +163,11 @@ class Probe:
     def publish(
         self, state=None, target=None, stamp_ns: int | None = None, only_state: bool = False
     ) -> int:
-        """One observation of the reach policy (valid random values unless given); returns its stamp."""
+        """One observation of the reach policy (random values inside the bounds unless given); returns its stamp."""
         stamp_ns = stamp_ns or self.node.get_clock().now().nanoseconds
         rng = np.random.default_rng(stamp_ns % 2**32)
-        state = rng.uniform(-0.5, 0.5, 11) if state is None else state
-        target = rng.uniform(-0.3, 0.3, 3) if target is None else target
+        state = rng.uniform(*arm_bounds(tuple(STATE))) if state is None else state
+        target = rng.uniform(*arm_bounds(tuple(TARGET))) if target is None else target
         self.state_pub.publish(state_to_joint_state(state, STATE, stamp_ns))
         if not only_state:
             self.target_pub.publish(state_to_joint_state(target, TARGET, stamp_ns))

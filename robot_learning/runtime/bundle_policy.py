@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_learning.bounds import Bounds, bounds_violation, spec_observation_bounds
 from robot_learning.features import ACTION, FeatureMismatchError
 from robot_learning.runtime.base import resolve_runtime
 from robot_learning.runtime.bundle import (
@@ -31,7 +32,8 @@ from robot_learning.runtime.bundle import (
 
 
 class ObservationError(ValueError):
-    """An observation is missing a key or has the wrong shape, dtype or non-finite values."""
+    """An observation is missing a key, has the wrong shape or dtype, non-finite values or
+    values outside the feature's bounds."""
 
 
 class BundlePolicy:
@@ -57,6 +59,11 @@ class BundlePolicy:
         self.action_shape = tuple(self.features[ACTION].shape)
         self.action_low, self.action_high = _bounds(self.features[ACTION], self.action_shape)
         self._dtypes = {d["name"]: np.dtype(d["dtype"]) for d in spec["inputs"]}
+        #: per input key: declared bounds, else the normalisation statistics widened by a margin
+        #: (None: image, or nothing to derive bounds from); see :mod:`robot_learning.bounds`
+        self.observation_bounds: dict[str, Bounds | None] = spec_observation_bounds(
+            self.features, self.input_keys, (spec.get("normalization") or {}).get("stats")
+        )
         self.uses_noise = NOISE in self._dtypes
         self.backend = resolve_runtime(runtime, self.bundle_dir, spec)(
             self.bundle_dir, spec, threads=threads
@@ -99,6 +106,11 @@ class BundlePolicy:
                 value = value.astype(dtype, copy=False)
                 if not np.all(np.isfinite(value)):
                     raise ObservationError(f"{key!r} contains NaN or Inf")
+                reason = bounds_violation(
+                    key, value, self.observation_bounds.get(key), self.features[key].names
+                )
+                if reason is not None:
+                    raise ObservationError(reason)
             out[key] = np.ascontiguousarray(value)
         return out
 
@@ -166,21 +178,26 @@ class BundlePolicy:
 
     # ------------------------------------------------------------------ load-time check
     def neutral_observation(self, batch: int = 1) -> dict[str, np.ndarray]:
-        """A valid input batch: zero images, states at the middle of their normalisation range."""
+        """A valid input batch: zero images, states at the middle of their normalisation range
+        (without statistics: of their bounds), always inside the observation bounds."""
         stats = self.spec["normalization"]["stats"]
         out = {}
         for key in self.input_keys:
             shape = (batch, self.n_obs_steps, *self.features[key].shape)
-            s = stats.get(key, {})
+            s, bounds = stats.get(key, {}), self.observation_bounds.get(key)
             if "min" in s and "max" in s:
-                mid = (np.asarray(s["min"], np.float32) + np.asarray(s["max"], np.float32)) / 2
-                out[key] = np.broadcast_to(mid, shape).astype(self._dtypes[key])
+                value = (np.asarray(s["min"], np.float64) + np.asarray(s["max"], np.float64)) / 2
             elif "mean" in s:
-                out[key] = np.broadcast_to(np.asarray(s["mean"], np.float32), shape).astype(
-                    self._dtypes[key]
-                )
+                value = np.asarray(s["mean"], np.float64)
+            elif bounds is not None:
+                value = bounds.middle()
             else:
                 out[key] = np.zeros(shape, self._dtypes[key])
+                continue
+            if bounds is not None:
+                value = np.clip(value.ravel(), bounds.low, bounds.high)
+            value = value.reshape(self.features[key].shape)
+            out[key] = np.broadcast_to(value, shape).astype(self._dtypes[key])
         return out
 
     def _smoke_test(self) -> None:

@@ -28,18 +28,8 @@ from sim.arm_common import (
     WRIST_CAMERA_TARGET,
 )
 
-#: Franka datasheet joint limits (rad), joints 1..7
-JOINT_LIMITS = np.array(
-    [
-        [-2.8973, 2.8973],
-        [-1.7628, 1.7628],
-        [-2.8973, 2.8973],
-        [-3.0718, -0.0698],
-        [-2.8973, 2.8973],
-        [-0.0175, 3.7525],
-        [-2.8973, 2.8973],
-    ]
-)
+#: Franka datasheet joint limits (rad), joints 1..7 (shared with the observation bounds)
+JOINT_LIMITS = arm_common.PANDA_JOINT_LIMITS
 #: per-joint position-servo stiffness (N m / rad) and damping (N m s / rad); with gravity
 #: compensation on the links these track a 10 Hz target stream to well under a millimetre
 JOINT_KP = (3000.0, 3000.0, 2500.0, 2500.0, 1200.0, 1000.0, 600.0)

@@ -110,6 +110,13 @@ INIT_CLEARANCE = 0.01
 DEFAULT_AGENT_POS = np.array([0.256, 0.4])
 DEFAULT_BLOCK_POSE = np.array([0.256, 0.3, 0.0])
 
+#: observation bounds (m) of the agent: its servo targets lie on the board ``[0,
+#: WORKSPACE_SIZE]^2`` (it passes through walls, its servo is critically damped), plus a margin
+AGENT_OBS_MARGIN = 0.02
+#: ... of the T's keypoints: the floor the block rests on (the board plus FLOOR_MARGIN); the
+#: walls hold the block inside the board, but pushed corners sink a few mm into them
+FLOOR_MARGIN = 0.05
+
 ACTION_NAMES = ("target_x", "target_y")
 STATE_NAMES = ("agent_x", "agent_y")
 ENV_STATE_NAMES = tuple(f"keypoint{i}_{axis}" for i in range(len(T_KEYPOINTS)) for axis in "xy")
@@ -155,6 +162,12 @@ def _geom(name: str, kind: str, pos, size, rgba: str, extra: str = "") -> str:
     )
 
 
+def _board_feature(names: tuple[str, ...], margin: float) -> Feature:
+    """A float32 vector of board positions (m) bounded by the board ``[0, 0.512]`` +/- ``margin``."""
+    n = len(names)
+    return Feature("float32", (n,), names, low=(-margin,) * n, high=(WORKSPACE_SIZE + margin,) * n)
+
+
 @register_task("pusht")
 class PushTEnv(MujocoTaskEnv):
     """Planar Push-T: a servoed disc pushes a T block onto the fixed goal pose.
@@ -165,6 +178,8 @@ class PushTEnv(MujocoTaskEnv):
     * ``observation.environment_state`` (16,), state mode: the T's 8 DP keypoints (x, y) in the
       world frame (LeRobot's ``pusht_keypoints`` layout): positions comparable with the agent's,
       and free of the angle wrap-around.
+    * Both are bounded by the board ``[0, 0.512]^2`` widened by ``AGENT_OBS_MARGIN`` (agent) or
+      ``FLOOR_MARGIN`` (keypoints: the floor's extent).
     * ``observation.images.top`` (pixel mode): top-down view of agent, block and goal.
     """
 
@@ -280,7 +295,7 @@ class PushTEnv(MujocoTaskEnv):
     <map znear="0.5" zfar="5"/>
   </visual>
   <worldbody>
-    <geom name="floor" type="plane" pos="{mid} {mid} 0" size="{mid + 0.05} {mid + 0.05} 0.01"
+    <geom name="floor" type="plane" pos="{mid} {mid} 0" size="{mid + FLOOR_MARGIN} {mid + FLOOR_MARGIN} 0.01"
           rgba="1 1 1 1" contype="2" conaffinity="0" {low_mu}/>
     {"".join(walls)}
     {"".join(goal)}
@@ -307,11 +322,9 @@ class PushTEnv(MujocoTaskEnv):
 """
 
     def _build_features(self) -> FeatureSpec:
-        feats = {"observation.state": Feature("float32", (2,), STATE_NAMES)}
+        feats = {"observation.state": _board_feature(STATE_NAMES, AGENT_OBS_MARGIN)}
         if self.cfg.obs == "state":
-            feats["observation.environment_state"] = Feature(
-                "float32", (len(ENV_STATE_NAMES),), ENV_STATE_NAMES
-            )
+            feats["observation.environment_state"] = _board_feature(ENV_STATE_NAMES, FLOOR_MARGIN)
         else:
             size = self.cfg.image_size
             for cam in self.cameras:
