@@ -65,6 +65,19 @@ class CollectConfig:
                 f"expert={self.expert!r} is not available yet; use expert=scripted "
                 "(policy and teleop experts arrive with the policy and teleop features)"
             )
+        if self.seed < 0:
+            raise ValueError(f"seed={self.seed} must be >= 0 (episode i resets with seed + i)")
+        if (
+            self.max_attempts is not None
+            and not self.only_success
+            and self.max_attempts > self.episodes
+        ):
+            log.warning(
+                "max_attempts=%d has no effect without only_success=true: every episode is saved, "
+                "so collection stops after episodes=%d",
+                self.max_attempts,
+                self.episodes,
+            )
         if self.max_attempts is None:
             self.max_attempts = 3 * self.episodes if self.only_success else self.episodes
         if self.max_attempts < self.episodes:

@@ -102,12 +102,11 @@ class TaskConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
-        """Build from a plain dict (e.g. a resolved Hydra config); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown task config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        """Build from a plain dict (e.g. a resolved Hydra config); unknown keys and values of the
+        wrong type are a ``ConfigError`` (a ``ValueError``) naming the ``task.<key>``."""
+        from robot_learning.config import build  # config imports this module
+
+        return build(cls, dict(data), where="task", prefix="task.")
 
 
 class TaskEnv(gym.Env):

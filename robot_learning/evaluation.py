@@ -274,9 +274,37 @@ def task_rate_hz(env: Any) -> float | None:
 
 def check_task_features(
     features: FeatureSpec, keys: list[str], env_features: FeatureSpec, what: str
-) -> None:
-    """Raise :class:`FeatureMismatchError` naming every key of ``keys`` that the env does not match."""
-    features.check_matches(env_features, what=what, keys=[*keys, ACTION])
+) -> FeatureSpec:
+    """Raise :class:`FeatureMismatchError` naming every key of ``keys`` that the env does not match.
+
+    Fields a LeRobot-schema dataset cannot carry (bounds, control mode, element names) are taken
+    from the task when everything else matches, with a warning; returns the completed spec.
+    """
+    completed = task_completed_features(features, env_features, what)
+    try:
+        completed.check_matches(env_features, what=what, keys=[*keys, ACTION])
+    except FeatureMismatchError as exc:
+        raise FeatureMismatchError(
+            f"{exc}. If the data was recorded on this task with another tool, "
+            "`robot-learning dataset set-spec DIR task=<name>` writes the task's bounds, control "
+            "mode and names into the dataset (LeRobot still loads it)"
+        ) from None
+    return completed
+
+
+def task_completed_features(
+    features: FeatureSpec, env_features: FeatureSpec, what: str
+) -> FeatureSpec:
+    """``features`` with the bounds, control mode and names it lacks taken from the task (warned)."""
+    completed, notes = features.fill_unknown(env_features)
+    if notes:
+        log.warning(
+            "%s: the policy's features carry no %s; taking them from the task (run "
+            "`robot-learning dataset set-spec DIR task=<name>` to store them in the dataset)",
+            what,
+            "; ".join(notes),
+        )
+    return completed
 
 
 class _Slot:

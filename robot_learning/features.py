@@ -10,6 +10,7 @@ every key that differs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -254,6 +255,32 @@ class FeatureSpec(Mapping[str, Feature]):
             if fields:
                 problems.append(f"{k!r}: " + ", ".join(fields))
         return problems
+
+    def fill_unknown(self, other: Mapping[str, Feature]) -> tuple[FeatureSpec, list[str]]:
+        """Copy ``other``'s bounds and control mode into features of ``self`` that lack them.
+
+        Only where a key is in both with the same dtype, shape and names: a dataset written with
+        LeRobot's schema (which has no bounds or control mode) then matches the task it was
+        recorded on. Returns the new spec and one line per filled field (empty: nothing filled).
+        """
+        filled, notes = dict(self.features), []
+        for key, mine in self.features.items():
+            theirs = other.get(key)
+            if theirs is None or (mine.dtype, mine.shape) != (theirs.dtype, theirs.shape):
+                continue
+            if mine.names is not None and theirs.names is not None and mine.names != theirs.names:
+                continue
+            changes: dict[str, Any] = {}
+            if mine.low is None and theirs.low is not None:
+                changes.update(low=theirs.low, high=theirs.high)
+            if mine.control_mode is None and theirs.control_mode is not None:
+                changes["control_mode"] = theirs.control_mode
+            if mine.names is None and theirs.names is not None:
+                changes["names"] = theirs.names
+            if changes:
+                filled[key] = dataclasses.replace(mine, **changes)
+                notes.append(f"{key}: {', '.join(sorted(changes))}")
+        return FeatureSpec(filled), notes
 
     def check_matches(
         self, other: Mapping[str, Feature], what: str = "spec", keys: list[str] | None = None

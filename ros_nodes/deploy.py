@@ -1,6 +1,8 @@
 """``robot-learning deploy``: a bundle and a robot as separate ROS 2 processes, N episodes over DDS.
 
-:func:`run_deploy` starts ``sim_robot_node`` and ``policy_node`` as child processes
+:func:`run_deploy` first refuses (:func:`check_rates`) a bundle whose control rate differs from
+the task's ``env.fps`` or from a ``control_rate_hz`` override, naming both rates, then starts
+``sim_robot_node`` and ``policy_node`` as child processes
 (:mod:`ros_nodes.processes`) on a fresh random ``ROS_DOMAIN_ID`` (unless the config or the
 environment sets one) with localhost-only discovery, then an in-process orchestrator node runs
 each episode through the nodes' own interfaces: ``/policy/reset``, ``/robot/reset``, then waits
@@ -34,7 +36,12 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from robot_learning.envs import TaskConfig
-from robot_learning.evaluation import EVAL_SEED_OFFSET, wilson_interval
+from robot_learning.evaluation import (
+    EVAL_SEED_OFFSET,
+    check_control_rate,
+    task_rate_hz,
+    wilson_interval,
+)
 from robot_learning.runtime.bundle import read_bundle
 from ros_nodes.processes import NodeProcess, ros_environment, stop_all
 
@@ -67,7 +74,8 @@ class DeployConfig:
     seed: int = EVAL_SEED_OFFSET
     """Episode ``i`` resets with ``seed + i``; also the policy's sampler seed (as ``eval``)."""
     control_rate_hz: float | None = None
-    """Control rate of policy and robot; None: the bundle's."""
+    """Control rate of policy and robot; None: the bundle's. Another rate than the bundle's and
+    the task's is refused (see :func:`check_rates`)."""
     lockstep: bool = True
     """The robot waits for the command answering each observation (reproduces ``eval``)."""
     realtime: bool = True
@@ -82,6 +90,9 @@ class DeployConfig:
     """How long one episode may take."""
     grace_s: float = 5.0
     """Time between SIGINT and SIGKILL at shutdown."""
+    allow_rate_mismatch: bool = False
+    """Benchmarks only: run at ``control_rate_hz`` even if it differs from the bundle's or the
+    task's rate (the episodes then say nothing about the policy)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More parameters per node: ``{"policy_node": {...}, "sim_robot_node": {...}}``."""
 
@@ -96,6 +107,15 @@ class DeployConfig:
             raise ValueError(f"control_rate_hz={self.control_rate_hz} must be positive")
         if self.domain_id is not None and not 0 <= self.domain_id <= 232:
             raise ValueError(f"domain_id={self.domain_id} must be in 0..232")
+        if self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be >= 1")
+        positive = ("startup_timeout_s", "episode_timeout_s", "stale_after_s")
+        values = {k: getattr(self, k) for k in positive}
+        bad = [f"{k}={v}" for k, v in values.items() if v is not None and v <= 0]
+        if bad or self.grace_s < 0:
+            raise ValueError(
+                f"{', '.join(bad) or f'grace_s={self.grace_s}'}: timeouts must be > 0 and grace_s >= 0"
+            )
         unknown = sorted(set(self.extra) - {"policy_node", "sim_robot_node"})
         if unknown:
             raise ValueError(f"extra has unknown nodes {unknown}; use policy_node / sim_robot_node")
@@ -127,6 +147,7 @@ def node_processes(
         "rate_hz": float(rate_hz),
         "lockstep": cfg.lockstep,
         "realtime": cfg.realtime,
+        "allow_rate_mismatch": cfg.allow_rate_mismatch,
         **cfg.extra.get("sim_robot_node", {}),
     }
     policy = {
@@ -136,6 +157,9 @@ def node_processes(
         "seed": cfg.seed,
         "control_rate_hz": float(rate_hz),
         "stale_after_s": cfg.stale_after_s,
+        # a lockstep robot faster than real time: step on every observation, not at the wall-clock rate
+        "trigger": "lockstep" if cfg.lockstep and not cfg.realtime else "observation",
+        "allow_rate_mismatch": cfg.allow_rate_mismatch,
         **cfg.extra.get("policy_node", {}),
     }
     return [
@@ -228,7 +252,7 @@ def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
     ``progress(done, total, success_rate)`` hears about every finished episode.
     """
     spec = read_bundle(cfg.bundle)
-    rate = cfg.control_rate_hz or float(spec["control_rate_hz"])
+    rate = check_rates(cfg, float(spec["control_rate_hz"]), task_control_rate(cfg.task))
     domain = pick_domain_id(cfg.domain_id)
     out = Path(cfg.out)
     processes = node_processes(cfg, rate, out / "logs", ros_environment(domain))
@@ -256,6 +280,31 @@ def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
         if previous_range is None:
             os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return deploy_report(cfg, episodes, counters, rate, domain, time.monotonic() - started, spec)
+
+
+def task_control_rate(task: TaskConfig) -> float | None:
+    """The task's control rate (``env.fps``; builds the env once and closes it)."""
+    from robot_learning.envs import make_env
+
+    env = make_env(task)
+    try:
+        return task_rate_hz(env)
+    finally:
+        env.close()
+
+
+def check_rates(cfg: DeployConfig, bundle_hz: float, task_hz: float | None) -> float:
+    """The deployment's control rate; refuses (naming both rates) a bundle, an override or a task
+    that disagree, unless ``cfg.allow_rate_mismatch``."""
+    rate = cfg.control_rate_hz or bundle_hz
+    if cfg.allow_rate_mismatch:
+        return rate
+    policy = f"bundle {cfg.bundle} (policy.json control_rate_hz)"
+    check_control_rate(bundle_hz, task_hz, policy, f"task {cfg.task.name!r} ({cfg.task.backend})")
+    check_control_rate(
+        bundle_hz, rate, policy, f"this deployment (control_rate_hz={rate:g}; leave it unset)"
+    )
+    return rate
 
 
 def deploy_report(

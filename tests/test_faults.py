@@ -229,6 +229,7 @@ def test_bad_input_ends_cleanly(case, world, tmp_path, capsys):
 
 def test_table_covers_every_surface():
     assert {c.surface for c in CASES} >= {"config", "dataset", "bundle", "filesystem"}
+    assert len(ROS_CASES) >= 5  # ROS messages: the rows of test_policy_node_decoding_rejects_...
 
 
 # --------------------------------------------------------------------------- real write failures
@@ -346,3 +347,72 @@ def test_finetune_checkpoint_write_failure_is_recorded(tmp_path):
     assert leftovers == []
     summary = json.loads((out / "finetune.json").read_text())
     assert summary["stopped"] == "error" and "File too large" in summary["error"]
+
+
+# --------------------------------------------------------------------------- ROS messages
+def _joint_state_cases():
+    """(name, build(names, good values) -> JointState, expected rejection substring or None)."""
+    from ros_nodes.conversions import state_to_joint_state
+
+    def msg(names, values):
+        return state_to_joint_state(values, names, stamp_ns=1)
+
+    def with_value(i, v):
+        def build(names, good):
+            bad = good.copy()
+            bad[i] = v
+            return msg(names, bad)
+
+        return build
+
+    def missing_joint(names, good):
+        return msg(names[1:], good[1:])
+
+    def length_mismatch(names, good):
+        m = msg(names, good)
+        m.position = list(m.position[:-1])
+        return m
+
+    def shuffled_with_extras(names, good):  # selected by name: accepted
+        order = list(range(len(names)))[::-1]
+        return msg([names[i] for i in order] + ["extra_joint"], [*good[order], 0.0])
+
+    return [
+        ("NaN position", with_value(0, float("nan")), "nan"),
+        ("1e6 position", with_value(0, 1e6), "bound"),
+        ("-1e6 last element", with_value(-1, -1e6), "bound"),
+        ("missing joint", missing_joint, "lacks joints"),
+        ("names/positions length mismatch", length_mismatch, "positions"),
+        ("shuffled order with an extra joint", shuffled_with_extras, None),
+    ]
+
+
+ROS_CASES = _joint_state_cases()
+
+
+@pytest.mark.parametrize(("name", "build", "says"), ROS_CASES, ids=[c[0] for c in ROS_CASES])
+def test_policy_node_decoding_rejects_bad_joint_states(world, name, build, says):
+    """The node's decode + check path on real ``sensor_msgs/JointState`` messages."""
+    from robot_learning.envs import make_env
+    from robot_learning.runtime import load_bundle
+    from ros_nodes.control import PolicyController
+    from ros_nodes.conversions import ConversionError, element_names, joint_state_to_state
+
+    policy = load_bundle(world["bundle"], runtime="onnxruntime")
+    controller = PolicyController(policy, period_s=0.1, stale_after_s=1.0)
+    env = make_env("reach")
+    obs, _ = env.reset(seed=3)
+    env.close()
+    key = "observation.state"
+    names = element_names(key, policy.features[key])
+    try:
+        value = joint_state_to_state(build(list(names), np.asarray(obs[key], np.float64)), names)
+        reason = controller.offer(key, value, 1, 0.0)
+    except ConversionError as exc:
+        reason = str(exc)
+    if says is None:
+        assert reason is None
+        assert np.allclose(controller.latest[key].value, obs[key])
+    else:
+        assert reason is not None and says in reason.lower(), reason
+        assert key not in controller.latest  # nothing unusable is kept for the policy

@@ -203,9 +203,15 @@ def check_case(case: dict[str, Any], index: int) -> dict[str, Any]:
     if case["obs"] not in OBS_MODES:
         raise ValueError(f"cases[{index}]: obs={case['obs']!r} is not one of {OBS_MODES}")
     case["cameras"] = list(case.get("cameras") or []) if case["obs"] == "pixels" else []
-    case.setdefault("image_size", 96)
+    from robot_learning.config import coerce
+
+    case["image_size"] = coerce(case.get("image_size", 96), int, f"cases[{index}].image_size")
+    if case["image_size"] < 8:
+        raise ValueError(
+            f"cases[{index}].image_size={case['image_size']} is too small; use >= 8 pixels"
+        )
     case["overrides"] = dict(case.get("overrides") or {})
-    case.setdefault("seed", None)
+    case["seed"] = coerce(case.get("seed"), int | None, f"cases[{index}].seed")
     if case.get("steps") is not None:
         _check_steps(case["steps"], f"cases[{index}].steps")
         case["steps"] = list(dict.fromkeys(case["steps"]))

@@ -102,6 +102,7 @@ def run_ros_bench(cfg: RosBenchConfig, report=None) -> dict[str, Any]:
             threads=cfg.threads,
             control_rate_hz=cfg.control_rate_hz,
             lockstep=False,
+            allow_rate_mismatch=True,  # a latency benchmark: any rate, the episodes do not matter
         )
         result = run_deploy(deploy)
         write_json(Path(deploy.out) / "deploy.json", result)

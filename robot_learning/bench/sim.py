@@ -50,7 +50,21 @@ class SimBenchConfig:
         if self.num_envs < 1:
             raise ValueError(f"num_envs={self.num_envs} must be >= 1")
         if self.state_steps < 1 or self.pixel_steps < 1:
-            raise ValueError("state_steps and pixel_steps must be >= 1")
+            raise ValueError(
+                f"state_steps={self.state_steps} and pixel_steps={self.pixel_steps} must be >= 1"
+            )
+        if self.image_size < 8:
+            raise ValueError(f"image_size={self.image_size} is too small; use >= 8 pixels")
+        empty = [
+            k
+            for k in ("tasks", "backends", "obs_modes")
+            if getattr(self, k) == [] or getattr(self, k) == ()
+        ]
+        if empty:
+            raise ValueError(
+                f"{', '.join(f'{k}=[]' for k in empty)}: nothing to time; list at least one "
+                "(tasks=null times every registered task)"
+            )
 
 
 def _env_fn(cfg: TaskConfig):

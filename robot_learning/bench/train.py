@@ -104,6 +104,13 @@ class TrainBenchConfig:
             raise ValueError(
                 f"eval_episodes={self.eval_episodes} and latency_calls={self.latency_calls} must be >= 1"
             )
+        if self.batch_size < 1 or self.eval_num_envs < 1 or self.lr <= 0:
+            raise ValueError(
+                f"need batch_size >= 1, eval_num_envs >= 1 and lr > 0; got batch_size={self.batch_size}, "
+                f"eval_num_envs={self.eval_num_envs}, lr={self.lr}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
         if self.out is None:
             self.out = f"runs/bench_train/{self.preset}_{self.policy}"
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import errno
 import logging
 import sys
+import textwrap
 from collections.abc import Callable
 
 from rich.console import Console
 from rich.logging import RichHandler
 
+from robot_learning.cli.help import render, resolve, wants_config, wants_help, without_flags
+from robot_learning.config import ConfigError
 from robot_learning.datasets import DatasetError
 from robot_learning.export.exporter import ExportError
 from robot_learning.registry import Registry
@@ -36,24 +39,28 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
     ),
 )
 
-USAGE = """usage: robot-learning [-v] <command> [args] [key=value ...]
 
-commands:
-  collect  task=<name> [backend=mujoco|pybullet] [obs=state|pixels] expert=scripted episodes=N out=DIR
-  dataset  info|validate|visualize|fix-fps DIR [out=FILE.png|FILE.mp4] [episode=N]
-  train    policy=<zoo name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true] [policy.<field>=...]
-  eval     checkpoint=DIR|bundle=DIR [task=<name>] episodes=N [runtime=auto|onnxruntime|tensorrt|torch] [video=true] [out=DIR]
-  finetune algo=sac|td3 task=<name> out=DIR [env_steps=N] [resume=true] [demos=DIR] [algo.<field>=...]
-  export   checkpoint=DIR out=DIR [format=onnx|tensorrt] [fp16=true] [steps=K] [sampler=ddim]
-  bundle   info DIR [json=true]      (topics, joint names, bounds, rate, QoS of a bundle)
-  deploy   bundle=DIR robot=sim [task=<name>] episodes=N [runtime=...] [seed=100000] [out=DIR] [control_rate_hz=HZ]
-  bench    sim [tasks=[lift,pusht]] [out=DIR]
-  bench    train preset=lift_state|pusht_state|lift_pixels policy=<zoo name> [minutes=M | steps=N]
-  bench    inference [checkpoints=[DIR,...]] [runtimes=[torch,onnxruntime]] [calls=200] [out=DIR]
-  bench    ros [steps=1000] [control_rate_hz=20] [out=DIR]
+def usage() -> str:
+    """``robot-learning --help``: every command with its usage line and what it does."""
+    from robot_learning.cli.help import HELP
+    from robot_learning.cli.help_specs import register_all
 
-Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, task.image_size=64.
-"""
+    register_all()
+    lines = ["usage: robot-learning [-v] <command> [args] [key=value ...]", "", "commands:"]
+    for spec in HELP.values():
+        lines.append(f"  {spec.usage}")
+        lines.append(
+            textwrap.fill(spec.summary, 100, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        )
+    lines += [
+        "",
+        "robot-learning <command> --help lists a command's settings with their defaults and "
+        "meanings; --cfg prints the resolved settings without running.",
+        "Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, "
+        "task.image_size=64.",
+    ]
+    return "\n".join(lines)
+
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     while args and args[0] in ("-v", "--verbose"):
         verbose, args = True, args[1:]
     if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return 0 if args else 2
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -78,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         command = COMMANDS.get(name)
     except KeyError as exc:
         _error(str(exc))
-        print(USAGE, file=sys.stderr)
+        print(usage(), file=sys.stderr)
         return 2
     try:
+        if wants_help(rest) or wants_config(rest):
+            return _help_or_config(name, rest)
         return int(command(rest) or 0)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(str(exc))
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped (`| head`): not an error
+        return 141
     except OSError as exc:  # read-only file system, disk full, permission, missing file, ...
         if verbose:
             raise
@@ -132,3 +143,24 @@ def _error(message: str) -> None:
     """One red 'error:' line; the message is printed verbatim (no rich markup parsing)."""
     err_console.print("[red]error:[/] ", end="")
     err_console.print(message, markup=False, highlight=False)
+
+
+def _help_or_config(name: str, args: list[str]) -> int:
+    """Print a command's generated help (``--help``) or its resolved config (``--cfg``)."""
+    from omegaconf import OmegaConf
+
+    from robot_learning.cli.help_specs import register_all
+    from robot_learning.config import load_config
+
+    register_all()
+    full_name, spec = resolve(name, args)
+    if wants_help(args):
+        print(render(full_name, spec, args))
+        return 0
+    if spec.config is None:
+        raise ConfigError(
+            f"'{full_name}' has no config file; see robot-learning {full_name} --help"
+        )
+    overrides = [a for a in without_flags(args) if "=" in a]
+    print(OmegaConf.to_yaml(load_config(spec.config, overrides)), end="")
+    return 0

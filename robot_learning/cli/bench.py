@@ -9,7 +9,7 @@ from rich.table import Table
 
 from robot_learning.cli import COMMANDS
 from robot_learning.collect import write_json
-from robot_learning.config import ConfigError, load_config, to_container
+from robot_learning.config import ConfigError, build, load_config, to_container
 
 BENCHES = ("sim", "train", "inference", "ros")
 
@@ -40,10 +40,7 @@ def _bench_sim(args: list[str]) -> int:
     from robot_learning.bench.sim import SimBenchConfig, run_sim_bench
 
     data = to_container(load_config("bench_sim", args))
-    try:
-        cfg = SimBenchConfig(**data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid bench sim settings: {exc}") from exc
+    cfg = build(SimBenchConfig, data, where="bench sim")
     console = Console()
     console.print(f"timing env steps/s (single env and AsyncVectorEnv x{cfg.num_envs}) ...")
     result = run_sim_bench(cfg, report=lambda row: console.print(f"  {row}"))

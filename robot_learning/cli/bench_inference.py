@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robot_learning.collect import write_json
-from robot_learning.config import ConfigError, load_config, to_container
+from robot_learning.config import build, load_config, to_container
 
 
 def bench_inference(args: list[str]) -> int:
@@ -16,10 +16,7 @@ def bench_inference(args: list[str]) -> int:
     from robot_learning.bench.inference import InferenceBenchConfig, run_inference_bench
 
     data = to_container(load_config("bench_inference", args))
-    try:
-        cfg = InferenceBenchConfig(**data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid bench inference settings: {exc}") from exc
+    cfg = build(InferenceBenchConfig, data, where="bench inference")
     console = Console()
     result = run_inference_bench(
         cfg,

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robot_learning.collect import write_json
-from robot_learning.config import ConfigError, load_config, to_container
+from robot_learning.config import build, load_config, to_container
 
 
 def bench_ros(args: list[str]) -> int:
@@ -16,10 +16,7 @@ def bench_ros(args: list[str]) -> int:
     from robot_learning.bench.ros import RosBenchConfig, run_ros_bench
 
     data = to_container(load_config("bench_ros", args))
-    try:
-        cfg = RosBenchConfig(**data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid bench ros settings: {exc}") from exc
+    cfg = build(RosBenchConfig, data, where="bench ros")
     console = Console()
     console.print(
         f"deploying {len(cfg.cases)} policies over ROS 2 for {cfg.steps} steps each at {cfg.control_rate_hz:g} Hz ..."

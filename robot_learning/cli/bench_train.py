@@ -7,8 +7,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from robot_learning.cli.train import check_policy_settings
 from robot_learning.collect import write_json
-from robot_learning.config import ConfigError, load_config, to_container
+from robot_learning.config import build, load_config, to_container
 
 
 def bench_train(args: list[str]) -> int:
@@ -18,10 +19,12 @@ def bench_train(args: list[str]) -> int:
     data = to_container(load_config("bench_train", args))
     policy_fields = dict(data.pop("policy"))
     name = policy_fields.pop("name")
-    try:
-        cfg = TrainBenchConfig(policy=name, policy_overrides=policy_fields, **data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid bench train settings: {exc}") from exc
+    cfg = build(
+        TrainBenchConfig,
+        {"policy": name, "policy_overrides": policy_fields, **data},
+        where="bench train",
+    )
+    check_policy_settings(name, policy_fields)
     console = Console()
     result = run_train_bench(
         cfg, report=lambda stage, message: console.print(f"[bold]{stage}[/] {message}")

@@ -12,7 +12,7 @@ drift from what the node does. No torch and no rclpy are imported.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError
+from robot_learning.config import ConfigError, build
 
 ACTIONS = ("info",)
 
@@ -33,22 +33,29 @@ def bundle_command(args: list[str]) -> int:
             f"usage: robot-learning bundle <{'|'.join(ACTIONS)}> DIR [json=true]; got {args}"
         )
     options = dict(_option(item) for item in args[2:])
-    unknown = sorted(set(options) - {"json"})
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for bundle info; valid: json=true")
+    opts = build(BundleInfoOptions, options, where="bundle info")
     info = bundle_info(Path(args[1]))
-    if options.get("json", "false").lower() in ("true", "1", "yes"):
+    if opts.json:
         print(json.dumps(info, indent=2))
     else:
         print_info(info, Console(soft_wrap=True))
     return 0 if info["verified"] else 1
 
 
-def _option(item: str) -> tuple[str, str]:
+@dataclass
+class BundleInfoOptions:
+    """Options of ``bundle info``."""
+
+    json: bool = False
+    """Print the description as JSON (for scripts) instead of text."""
+
+
+def _option(item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep:
         raise ConfigError(f"expected key=value after the bundle path, got {item!r}")
-    return key.strip(), value.strip()
+    lowered = value.strip().lower()
+    return key.strip(), {"true": True, "false": False}.get(lowered, value.strip())
 
 
 def bundle_info(root: Path) -> dict[str, Any]:

@@ -6,7 +6,10 @@ from rich.console import Console
 
 from robot_learning.cli import COMMANDS
 from robot_learning.collect import CollectConfig, collect
-from robot_learning.config import ConfigError, load_config, task_config, to_container
+from robot_learning.config import build, load_config, task_config, to_container
+
+#: keys of configs/collect.yaml that are not CollectConfig fields (they fill ``task``)
+_CLI_ONLY = ("backend", "obs", "task")
 
 
 @COMMANDS.register("collect")
@@ -14,19 +17,8 @@ def collect_command(args: list[str]) -> int:
     """Parse overrides, collect, print a summary; exit 1 if fewer episodes than asked were saved."""
     cfg = load_config("collect", args)
     data = to_container(cfg)
-    try:
-        run = CollectConfig(
-            task=task_config(cfg),
-            out=str(data["out"]),
-            episodes=int(data["episodes"]),
-            expert=str(data["expert"]),
-            only_success=bool(data["only_success"]),
-            max_attempts=data["max_attempts"],
-            seed=int(data["seed"]),
-            resume=bool(data["resume"]),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid collect settings: {exc}") from exc
+    settings = {k: v for k, v in data.items() if k not in _CLI_ONLY}
+    run = build(CollectConfig, {**settings, "task": task_config(cfg)}, where="collect")
     result = collect(run)
     console = Console()
     console.print(

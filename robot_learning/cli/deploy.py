@@ -8,7 +8,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from robot_learning.cli import COMMANDS, err_console
-from robot_learning.config import ConfigError, load_config, task_config, to_container
+from robot_learning.config import (
+    ConfigError,
+    build,
+    check_types,
+    check_values,
+    load_config,
+    reject_unknown,
+    task_config,
+    to_container,
+)
 
 DEPLOY_KEYS = (
     "episodes",
@@ -25,6 +34,15 @@ DEPLOY_KEYS = (
     "episode_timeout_s",
     "grace_s",
 )
+
+#: types of the keys of configs/deploy.yaml that are not DeployConfig fields (``task`` aside)
+CLI_TYPES = {
+    "backend": str | None,
+    "obs": str | None,
+    "max_episode_steps": int | None,
+    "bundle": str,
+    "out": str | None,
+}
 
 
 @COMMANDS.register("deploy")
@@ -43,6 +61,11 @@ def deploy_command(args: list[str]) -> int:
         ) from exc
     cfg = load_config("deploy", args)
     data = to_container(cfg)
+    reject_unknown(data, [*CLI_TYPES, *DEPLOY_KEYS, "task"], where="deploy")
+    data.update(check_types({k: data[k] for k in CLI_TYPES}, CLI_TYPES))
+    data.update(check_values(DeployConfig, {k: data[k] for k in DEPLOY_KEYS}, where="deploy"))
+    if data["max_episode_steps"] is not None and data["max_episode_steps"] < 1:
+        raise ConfigError(f"max_episode_steps={data['max_episode_steps']} must be >= 1 (or null)")
     bundle = Path(data["bundle"])
     spec = read_bundle(bundle)
     if "task" in data:
@@ -50,14 +73,13 @@ def deploy_command(args: list[str]) -> int:
     else:
         task = resolve_task(_recorded_task(spec.get("task"), bundle, data), spec["features"], args)
     if data["max_episode_steps"] is not None:
-        task.max_episode_steps = int(data["max_episode_steps"])
+        task.max_episode_steps = data["max_episode_steps"]
     out = Path(data["out"]) if data["out"] is not None else bundle / "deploy"
-    try:
-        run = DeployConfig(
-            bundle=str(bundle), task=task, out=str(out), **{k: data[k] for k in DEPLOY_KEYS}
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid deploy settings: {exc}") from exc
+    run = build(
+        DeployConfig,
+        {"bundle": str(bundle), "task": task, "out": str(out), **{k: data[k] for k in DEPLOY_KEYS}},
+        where="deploy",
+    )
     console = Console()
     columns = [
         TextColumn("[bold]deploy[/] {task.description}"),

@@ -9,11 +9,36 @@ from typing import Any
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError, load_config, task_config, to_container
+from robot_learning.config import (
+    ConfigError,
+    build,
+    check_types,
+    check_values,
+    load_config,
+    reject_unknown,
+    task_config,
+    to_container,
+)
 from robot_learning.envs import TaskConfig
 
 #: runtimes for checkpoints; bundles take any registered runtime (robot_learning.runtime)
 CHECKPOINT_RUNTIMES = ("torch",)
+
+#: keys of configs/eval.yaml that fill EvalConfig
+EVAL_KEYS = ("episodes", "num_envs", "seed", "video_episodes")
+
+#: types of the other keys of configs/eval.yaml (``task`` is built separately)
+CLI_TYPES = {
+    "backend": str | None,
+    "obs": str | None,
+    "checkpoint": str | None,
+    "bundle": str | None,
+    "runtime": str | None,
+    "device": str,
+    "threads": int | None,
+    "video": bool,
+    "out": str | None,
+}
 
 
 @COMMANDS.register("eval")
@@ -25,6 +50,13 @@ def eval_command(args: list[str]) -> int:
 
     cfg = load_config("eval", args)
     data = to_container(cfg)
+    reject_unknown(data, [*CLI_TYPES, *EVAL_KEYS, "task"], where="eval")
+    data.update(check_types({k: data[k] for k in CLI_TYPES}, CLI_TYPES))
+    check_values(EvalConfig, {k: data[k] for k in EVAL_KEYS}, where="eval")
+    if data["threads"] is not None and data["threads"] < 1:
+        raise ConfigError(
+            f"threads={data['threads']} must be >= 1 (or null for the runtime's default)"
+        )
     if (data["bundle"] is None) == (data["checkpoint"] is None):
         raise ConfigError(
             "eval needs exactly one of checkpoint=DIR (a training checkpoint) or bundle=DIR (an export)"
@@ -38,16 +70,10 @@ def eval_command(args: list[str]) -> int:
     else:
         task = resolve_task(_recorded_task(recorded_task, folder, data), source.features, args)
     out = Path(data["out"]) if data["out"] is not None else folder
-    try:
-        run = EvalConfig(
-            task=task,
-            episodes=int(data["episodes"]),
-            num_envs=int(data["num_envs"]),
-            seed=int(data["seed"]),
-            video_episodes=int(data["video_episodes"]) if data["video"] else 0,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid eval settings: {exc}") from exc
+    settings = {k: data[k] for k in EVAL_KEYS}
+    if not data["video"]:
+        settings["video_episodes"] = 0
+    run = build(EvalConfig, {**settings, "task": task}, where="eval")
     source.reseed(run.seed)
     result = evaluate(source, run, video_dir=out / "videos", progress=True)
     payload = result.to_json(source, run, extra=extra)
@@ -65,7 +91,7 @@ def eval_command(args: list[str]) -> int:
 
 
 def _checkpoint_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
-    from robot_learning.evaluation import TorchPolicySource
+    from robot_learning.evaluation import TorchPolicySource, checkpoint_control_rate
     from robot_learning.policy import Policy
 
     runtime = data["runtime"] or "torch"
@@ -87,7 +113,7 @@ def _checkpoint_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
         "policy_config": meta.get("config"),
     }
     return (
-        TorchPolicySource(policy),
+        TorchPolicySource(policy, control_rate_hz=checkpoint_control_rate(checkpoint)),
         checkpoint,
         (meta.get("train_config") or {}).get("task"),
         extra,
@@ -131,5 +157,5 @@ def _recorded_task(task: dict | None, folder: Path, data: dict) -> TaskConfig:
     task = {**task, **{k: data[k] for k in ("backend", "obs") if data.get(k) is not None}}
     try:
         return TaskConfig.from_dict(task)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"Invalid task config from {folder}: {exc}") from exc

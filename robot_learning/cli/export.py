@@ -7,7 +7,7 @@ import json
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError, load_config, to_container
+from robot_learning.config import ConfigError, build, check_values, load_config, to_container
 
 
 @COMMANDS.register("export")
@@ -19,13 +19,15 @@ def export_command(args: list[str]) -> int:
     from robot_learning.runtime.bundle import BUNDLE_FILE
 
     data = to_container(load_config("export", args))
+    data.update(check_values(ExportConfig, data, where="export"))
+    if data["steps"] is not None and data["steps"] < 1:
+        raise ConfigError(
+            f"steps={data['steps']} must be >= 1 sampler step (or null for the checkpoint's own count)"
+        )
     finetuned = is_finetune_run(data["checkpoint"])
     if not finetuned:
         data["checkpoint"] = str(checkpoint_dir(data["checkpoint"]))
-    try:
-        cfg = ExportConfig(**data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid export settings: {exc}") from exc
+    cfg = build(ExportConfig, data, where="export")
     console = Console()
     with console.status("exporting") as status:
         out = (export_finetuned if finetuned else export_checkpoint)(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError, load_config, task_config, to_container
+from robot_learning.config import ConfigError, build, load_config, task_config, to_container
+
+log = logging.getLogger(__name__)
 
 #: keys of configs/finetune.yaml that are not FinetuneConfig fields
 _CLI_ONLY = ("backend", "obs", "task", "algo")
@@ -27,10 +31,12 @@ def finetune_command(args: list[str]) -> int:
     task = task_config(cfg)
     for key in _CLI_ONLY:
         data.pop(key, None)
-    try:
-        run = FinetuneConfig(task=task, algo=name, algo_overrides=algo, **data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid finetune settings: {exc}") from exc
+    run = build(
+        FinetuneConfig,
+        {"task": task, "algo": name, "algo_overrides": algo, **data},
+        where="finetune",
+    )
+    check_algo_settings(run)
     console = Console()
     console.print(
         f"[bold]finetune[/] {name} on {task.name} -> {run.out} ({run.env_steps} env steps, "
@@ -57,3 +63,19 @@ def finetune_command(args: list[str]) -> int:
             "continue with resume=true"
         )
     return 0
+
+
+def check_algo_settings(run) -> None:
+    """Fail now on ``algo.<field>`` values of the wrong type; warn about settings that starve the learner."""
+    from robot_learning.rl.loop import algo_config
+
+    algo_cfg = algo_config(run)
+    critic_warmup = getattr(algo_cfg, "critic_warmup", 0)
+    updates = int((run.env_steps - run.warmup_steps) * run.utd_ratio)
+    if critic_warmup and updates <= critic_warmup:
+        log.warning(
+            "algo.critic_warmup=%d >= the run's %d gradient updates ((env_steps - warmup_steps) * "
+            "utd_ratio): the actor will never train; lower algo.critic_warmup or raise env_steps",
+            critic_warmup,
+            updates,
+        )

@@ -182,6 +182,8 @@ def _group_lines(spec: CommandHelp, group: str, to_class: GroupClass, args: list
     chosen = next((a.split("=", 1)[1] for a in args if a.startswith(f"{group}=")), None)
     status = "required" if default == "???" else f"default {default}" if default else "optional"
     lines = [f"{group}=<{'|'.join(options)}>  ({status})"]
+    if to_class(options[0]) is None:  # a preset (a @package _global_ file): say what each sets
+        return lines + [_wrap(f"{group}={o}: {preset_summary(group, o)}", 2) for o in options]
     fallback = spec.examples.get(group, options[0])
     option = chosen or (default if default not in (None, "???") else fallback)
     if option not in options:
@@ -192,6 +194,18 @@ def _group_lines(spec: CommandHelp, group: str, to_class: GroupClass, args: list
         f"`--help {group}=<name>` shows another):"
     )
     return lines + _table(rows)
+
+
+def preset_summary(group: str, option: str) -> str:
+    """The header comment of ``configs/<group>/<option>.yaml`` (without the ``@package`` line)."""
+    text = (resources.files("configs") / group / f"{option}.yaml").read_text()
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        if "@package" not in line:
+            lines.append(line.lstrip("# ").strip())
+    return " ".join(lines)
 
 
 def option_rows(cls: type) -> list[tuple[Any, str]]:

@@ -7,7 +7,14 @@ from typing import Any
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError, load_config, task_config, to_container
+from robot_learning.config import (
+    ConfigError,
+    build,
+    check_values,
+    load_config,
+    task_config,
+    to_container,
+)
 from robot_learning.envs import TaskConfig
 from robot_learning.features import FeatureSpec
 
@@ -29,6 +36,8 @@ def train_command(args: list[str]) -> int:
         raise ConfigError(
             "configs/policy/<name>.yaml must set 'name:' to the registered policy name"
         )
+    check_policy_settings(name, policy_fields)
+    _check_types_early(data)
     task = None
     if "task" in data:
         features = LeRobotDataset(data["dataset"]).features
@@ -38,10 +47,11 @@ def train_command(args: list[str]) -> int:
         data.pop(key, None)
     if data["eval_every"] is None:
         data["eval_every"] = data["save_every"] if task is not None else 0
-    try:
-        run = TrainConfig(policy=name, policy_overrides=policy_fields, task=task, **data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid train settings: {exc}") from exc
+    run = build(
+        TrainConfig,
+        {"policy": name, "policy_overrides": policy_fields, "task": task, **data},
+        where="train",
+    )
     console = Console()
     console.print(
         f"[bold]train[/] {name} on {run.dataset} -> {run.out} ({run.steps} steps, batch {run.batch_size})"
@@ -67,6 +77,26 @@ def train_command(args: list[str]) -> int:
     return 130 if result.stopped == "interrupted" else 0
 
 
+def _check_types_early(data: dict[str, Any]) -> None:
+    """Type-check the run settings before the dataset is read (``task=`` loads its features)."""
+    from robot_learning.training import TrainConfig
+
+    skip = ("task", "eval_every", *_CLI_ONLY)  # eval_every=null is resolved below
+    check_values(TrainConfig, {k: v for k, v in data.items() if k not in skip}, where="train")
+
+
+def check_policy_settings(name: str, fields: dict[str, Any]) -> None:
+    """Fail now (not after loading the dataset) on ``policy.<field>`` values of the wrong type."""
+    from robot_learning.policy import POLICIES
+    from robot_learning.training import build_policy_config
+
+    try:
+        policy_cls = POLICIES.get(name)
+    except KeyError:
+        return  # the training loop reports the unknown policy with the registered names
+    build_policy_config(policy_cls, fields)
+
+
 def resolve_task(task: TaskConfig, features: FeatureSpec, args: list[str]) -> TaskConfig:
     """Fill the task's obs mode, image size and cameras from ``features`` unless set on the command line."""
     from robot_learning.evaluation import task_overrides_for
@@ -77,10 +107,7 @@ def resolve_task(task: TaskConfig, features: FeatureSpec, args: list[str]) -> Ta
         return task  # the user asked for a mode the policy/dataset lacks: the spec check names the keys
     values: dict[str, Any] = {k: getattr(task, k) for k in task.__dataclass_fields__}
     values.update({k: v for k, v in implied.items() if k not in explicit})
-    try:
-        return TaskConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid task config: {exc}") from exc
+    return TaskConfig.from_dict(values)
 
 
 def _given(args: list[str], key: str) -> bool:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from robot_learning.envs import TaskConfig
 
 log = logging.getLogger(__name__)
+
+#: warm-up of ``warmup_steps=null`` for runs of at least 50000 environment steps
+DEFAULT_WARMUP_STEPS = 5_000
 
 #: fields that may differ when resuming (everything else must match the checkpoint)
 RESUMABLE_CHANGES = (
@@ -41,8 +46,10 @@ class FinetuneConfig:
     """Total environment steps (summed over the parallel environments)."""
     num_envs: int = 1
     """Environments stepped in lockstep by the collector."""
-    warmup_steps: int = 5_000
-    """Uniform random actions for this many environment steps; updates start after them."""
+    warmup_steps: int | None = None
+    """Uniform random actions for this many environment steps; updates start after them. None:
+    ``min(5000, env_steps // 10)`` (the value recorded in ``out`` when resuming); an explicit value
+    must be below ``env_steps``, else the run would make no update at all."""
     utd_ratio: float | None = None
     """Gradient updates per environment step (update-to-data ratio); None: the algorithm's own
     ``utd_ratio`` when its config has one (rlpd: its critic steps per actor step), else 1."""
@@ -82,6 +89,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if isinstance(self.task, dict):
             self.task = TaskConfig.from_dict(self.task)
+        if self.warmup_steps is None:
+            self.warmup_steps = self._default_warmup()
         positive = ("env_steps", "num_envs", "batch_size", "buffer_size", "n_step", "eval_episodes")
         bad = [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
         bad += [
@@ -111,6 +120,52 @@ class FinetuneConfig:
             raise ValueError(
                 f"finetune buffer_size={self.buffer_size} must be >= 2 * num_envs={2 * self.num_envs}"
             )
+        self._check_degenerate()
+
+    def _check_degenerate(self) -> None:
+        """Settings that are legal one by one but make the run pointless: errors, or warnings saying what happens."""
+        if self.warmup_steps >= self.env_steps:
+            raise ValueError(
+                f"finetune warmup_steps={self.warmup_steps} >= env_steps={self.env_steps}: the run would "
+                f"only act randomly and make 0 updates; pass warmup_steps=<N below {self.env_steps}> "
+                f"(e.g. warmup_steps={self.env_steps // 10}), warmup_steps=null for min(5000, env_steps // 10), "
+                f"or raise env_steps"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(
+                f"finetune threads={self.threads} must be >= 1 (or null for torch's default)"
+            )
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+            raise ValueError(
+                f"finetune keep_checkpoints={self.keep_checkpoints} must be >= 1 (or null to keep all)"
+            )
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(
+                f"finetune max_minutes={self.max_minutes} must be > 0 (or null for no budget)"
+            )
+        if self.eval_every > self.env_steps:
+            log.warning(
+                "finetune eval_every=%d > env_steps=%d: the policy is evaluated only at the start and the end",
+                self.eval_every,
+                self.env_steps,
+            )
+        if self.num_envs > self.env_steps:
+            raise ValueError(
+                f"finetune num_envs={self.num_envs} > env_steps={self.env_steps}: not even one step per "
+                "environment; lower num_envs or raise env_steps"
+            )
+
+    def _default_warmup(self) -> int:
+        """``warmup_steps=null``: the run's recorded value when resuming, else ``min(5000, env_steps // 10)``."""
+        recorded = Path(self.out) / "finetune_config.json"
+        if self.resume and recorded.is_file():
+            try:
+                value = json.loads(recorded.read_text()).get("warmup_steps")
+            except (OSError, ValueError):
+                value = None
+            if isinstance(value, int):
+                return value
+        return min(DEFAULT_WARMUP_STEPS, self.env_steps // 10)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready resolved config."""

@@ -60,13 +60,28 @@ class FinetuneResult:
 
 
 def algo_config(cfg: FinetuneConfig) -> Any:
-    """The registered algorithm's ``Config`` built from ``cfg.algo_overrides`` (unknown fields are an error)."""
+    """The registered algorithm's ``Config`` built from ``cfg.algo_overrides``.
+
+    Unknown fields, values of the wrong type, learning rates <= 0 and hidden widths < 1 are a
+    ``ConfigError`` naming the ``algo.<field>``.
+    """
+    from robot_learning.config import ConfigError, build
+
     cls = ALGOS.get(cfg.algo)
-    known = {f.name for f in fields(cls.Config)}
-    unknown = sorted(set(cfg.algo_overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown {cfg.algo} settings {unknown}; valid: {sorted(known)}")
-    return cls.Config(**cfg.algo_overrides)
+    algo_cfg = build(
+        cls.Config, dict(cfg.algo_overrides), where=f"algo {cfg.algo!r}", prefix="algo."
+    )
+    bad = [
+        f"algo.{f.name}={getattr(algo_cfg, f.name)}"
+        for f in fields(algo_cfg)
+        if f.name.endswith("_lr") and getattr(algo_cfg, f.name) <= 0
+    ]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: learning rates must be > 0")
+    hidden = getattr(algo_cfg, "hidden", ())
+    if any(h < 1 for h in hidden):
+        raise ConfigError(f"algo.hidden={list(hidden)}: every hidden width must be >= 1")
+    return algo_cfg
 
 
 def run_algo_config(cfg: FinetuneConfig, run_dir: str | Path, fresh: bool = False) -> Any:

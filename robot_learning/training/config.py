@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,11 @@ import torch
 
 from robot_learning.envs import TaskConfig
 from robot_learning.policy import PolicyConfig
+
+log = logging.getLogger(__name__)
+
+#: warm-up of ``warmup_steps=null`` for runs of at least 5000 steps (Diffusion Policy: 500)
+DEFAULT_WARMUP_STEPS = 500
 
 
 @dataclass
@@ -37,8 +43,10 @@ class TrainConfig:
     """AdamW weight decay (Diffusion Policy: 1e-6)."""
     betas: tuple[float, float] = (0.95, 0.999)
     """AdamW betas (Diffusion Policy: 0.95, 0.999)."""
-    warmup_steps: int = 500
-    """Linear LR warmup steps (Diffusion Policy: 500)."""
+    warmup_steps: int | None = None
+    """Linear LR warmup steps (Diffusion Policy: 500). None: ``min(500, steps // 10)`` (so a short
+    run such as ``steps=20`` works with the defaults), or the value recorded in ``out`` when
+    resuming; an explicit value must be below ``steps``."""
     min_lr_ratio: float = 0.0
     """Cosine decay floor as a fraction of ``lr``."""
     grad_clip: float = 10.0
@@ -99,8 +107,14 @@ class TrainConfig:
             )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas={self.betas} must be two values in [0, 1)")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps})")
+        if self.warmup_steps is None:
+            self.warmup_steps = self._default_warmup()
+        elif not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps}): the learning rate "
+                f"would never leave its warm-up; pass warmup_steps=<N below {self.steps}> "
+                f"(e.g. warmup_steps={self.steps // 10}) or warmup_steps=null for min(500, steps // 10)"
+            )
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         if self.use_ema and not 0 < self.ema_decay < 1:
@@ -125,10 +139,28 @@ class TrainConfig:
             )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes={self.max_minutes} must be > 0 (or null for no budget)")
+        if self.eval_every > self.steps:
+            log.warning(
+                "eval_every=%d > steps=%d: the policy is evaluated only once, at the end of training",
+                self.eval_every,
+                self.steps,
+            )
         try:
             torch.device(self.device)
         except RuntimeError as exc:
             raise ValueError(f"device={self.device!r} is not a torch device ({exc})") from None
+
+    def _default_warmup(self) -> int:
+        """``warmup_steps=null``: the run's recorded value when resuming, else ``min(500, steps // 10)``."""
+        recorded = Path(self.out) / "train_config.json"
+        if self.resume and recorded.is_file():
+            try:
+                value = json.loads(recorded.read_text()).get("warmup_steps")
+            except (OSError, ValueError):
+                value = None
+            if isinstance(value, int):
+                return value
+        return min(DEFAULT_WARMUP_STEPS, self.steps // 10)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (embedded in checkpoints and ``train_config.json``)."""
@@ -138,17 +170,14 @@ class TrainConfig:
 
 
 def build_policy_config(policy_cls: type, overrides: dict[str, Any]) -> PolicyConfig:
-    """The policy's config dataclass from YAML/CLI values; unknown fields are an error listing the valid ones."""
-    config_class = policy_cls.config_class
+    """The policy's config dataclass from YAML/CLI values.
+
+    Every value is checked against its field's type; unknown fields and wrong types are a
+    ``ConfigError`` naming the ``policy.<field>`` (and the nearest valid field).
+    """
+    from robot_learning.config import build
+
     values = {k: v for k, v in overrides.items() if k != "name"}
-    valid = [f.name for f in dataclasses.fields(config_class)]
-    unknown = sorted(set(values) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"Unknown config fields {['policy.' + k for k in unknown]} for policy {policy_cls.name!r}; "
-            f"valid fields: {valid}"
-        )
-    try:
-        return config_class(**values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"Invalid policy.* settings for {policy_cls.name!r}: {exc}") from exc
+    return build(
+        policy_cls.config_class, values, where=f"policy {policy_cls.name!r}", prefix="policy."
+    )

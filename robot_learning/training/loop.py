@@ -36,11 +36,18 @@ from robot_learning.compat import guard_triton
 from robot_learning.datasets import LeRobotDataset
 from robot_learning.datasets.timing import check_timing
 from robot_learning.envs import TaskConfig, make_env
-from robot_learning.evaluation import EvalConfig, TorchPolicySource, check_task_features, evaluate
+from robot_learning.evaluation import (
+    EvalConfig,
+    TorchPolicySource,
+    check_task_features,
+    evaluate,
+    task_completed_features,
+)
+from robot_learning.features import FeatureSpec
 from robot_learning.policy import POLICIES, Policy
 from robot_learning.training import checkpoint as ckpt
 from robot_learning.training.config import TrainConfig, build_policy_config
-from robot_learning.training.progress import GracefulStop, TrainProgress
+from robot_learning.training.progress import GracefulStop, RunEstimate, TrainProgress
 from robot_learning.training.windows import StepBatchSampler, WindowDataset, batch_iterator
 
 log = logging.getLogger(__name__)
@@ -135,9 +142,20 @@ def _train(
     policy_cfg = build_policy_config(policy_cls, cfg.policy_overrides)
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
-    policy = policy_cls(policy_cfg, dataset.features, dataset.stats).to(device)
-    if cfg.task is not None:
-        _check_task(cfg.task, dataset, policy)
+    features, env_features = dataset.features, None
+    if (
+        cfg.task is not None
+    ):  # bounds/control mode a LeRobot-schema dataset lacks come from the task
+        features, env_features = _task_features(cfg.task, dataset)
+    policy = policy_cls(policy_cfg, features, dataset.stats).to(device)
+    if env_features is not None:
+        check_task_features(
+            features,
+            policy.input_keys,
+            env_features,
+            what=f"task {cfg.task.name!r} ({cfg.task.backend}, obs={cfg.task.obs}) env spec "
+            f"vs dataset {dataset.root}",
+        )
     windows = WindowDataset(dataset, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon)
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
@@ -176,6 +194,7 @@ def _train(
 
     # ---------------------------------------------------------------- loop
     bar = TrainProgress(cfg.steps, step, enabled=progress)
+    estimate = RunEstimate(cfg.steps, step, str(device))
     window_losses: list[float] = []
     try:
         with bar, GracefulStop() as stop:
@@ -202,6 +221,10 @@ def _train(
                 window_losses.append(loss_value)
                 result.step = step
                 bar.update(step, loss_value)
+                if (message := estimate.check(step)) is not None:
+                    bar.note(message)
+                    if not progress:
+                        log.info("%s", message)
                 if on_step is not None:
                     on_step(step, loss_value)
                 if step % cfg.log_every == 0 or step == cfg.steps:
@@ -262,8 +285,8 @@ def _resume_point(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
     return latest
 
 
-def _check_task(task: TaskConfig, dataset: LeRobotDataset, policy: Policy) -> None:
-    """The dataset's features must match the eval task's env spec on the policy's inputs."""
+def _task_features(task: TaskConfig, dataset: LeRobotDataset) -> tuple[FeatureSpec, FeatureSpec]:
+    """(dataset features completed from the task, the task's features); refuses another rate."""
     env = make_env(task)
     try:
         if int(env.fps) != int(dataset.fps):
@@ -272,12 +295,8 @@ def _check_task(task: TaskConfig, dataset: LeRobotDataset, policy: Policy) -> No
                 f"at fps={dataset.fps}: a policy trained on it would act at the wrong rate; "
                 "record the dataset at the task's rate or evaluate on a task with the same rate"
             )
-        check_task_features(
-            dataset.features,
-            policy.input_keys,
-            env.features,
-            what=f"task {task.name!r} ({task.backend}, obs={task.obs}) env spec vs dataset {dataset.root}",
-        )
+        what = f"dataset {dataset.root} on task {task.name!r}"
+        return task_completed_features(dataset.features, env.features, what), env.features
     finally:
         env.close()
 

@@ -135,7 +135,7 @@ class RunEstimate:
         self.message = f"{rate:.2f} steps/s on {self.device}: {self.total - step} more steps take about {_duration(left)}"
         if self.device.startswith("cpu") and left > self.LONG_S:
             self.message += (
-                "; these settings are sized for a GPU: for a CPU-sized run pass preset=cpu or see "
+                "; these settings are sized for a GPU: for a CPU-sized run pass recipe=cpu or see "
                 "the CPU recipe in BENCHMARKS.md (smaller policy.down_dims, fewer steps)"
             )
         return self.message

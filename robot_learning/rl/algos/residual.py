@@ -38,8 +38,8 @@ from robot_learning.rl.networks import QEnsemble, mlp, soft_update
 class ResidualConfig:
     """Residual RL hyper-parameters (``configs/algo/residual.yaml``)."""
 
-    base: str = ""
-    """Checkpoint or bundle folder of the frozen base policy (required)."""
+    base: str | None = None
+    """Checkpoint or bundle folder of the frozen base policy (required; ``null`` in the YAML)."""
     scale: float = 0.1
     """Residual bound per action dimension, as a fraction of the action range ``high - low``."""
     hidden: tuple[int, ...] = (256, 256)

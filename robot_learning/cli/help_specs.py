@@ -1,0 +1,180 @@
+"""What ``--help`` describes for each command: its YAML, its dataclasses and its config groups.
+
+The settings, defaults and meanings themselves are read from those sources by
+:mod:`robot_learning.cli.help`; this table only says where to look.
+"""
+
+from __future__ import annotations
+
+from robot_learning.cli.help import HELP, CommandHelp
+
+
+def _policy_config(name: str) -> type | None:
+    from robot_learning.policy import POLICIES
+
+    return POLICIES.get(name).config_class
+
+
+def _algo_config(name: str) -> type | None:
+    from robot_learning.rl.algos import ALGOS
+
+    return ALGOS.get(name).Config
+
+
+def _task_config(name: str) -> type | None:
+    from robot_learning.envs import TaskConfig
+
+    return TaskConfig
+
+
+def _no_class(name: str) -> None:
+    return None  # recipes set other settings; they have no fields of their own
+
+
+def register_all() -> None:
+    """Fill :data:`HELP` (imports the command configs' dataclasses)."""
+    if HELP:
+        return
+    from robot_learning.bench.inference import InferenceBenchConfig
+    from robot_learning.bench.ros import RosBenchConfig
+    from robot_learning.bench.sim import SimBenchConfig
+    from robot_learning.bench.train import TrainBenchConfig
+    from robot_learning.cli.bundle import BundleInfoOptions
+    from robot_learning.cli.dataset import (
+        InfoOptions,
+        NoOptions,
+        SetSpecOptions,
+        ValidateOptions,
+        VisualizeOptions,
+    )
+    from robot_learning.collect import CollectConfig
+    from robot_learning.envs import TaskConfig
+    from robot_learning.evaluation import EvalConfig
+    from robot_learning.export.exporter import ExportConfig
+    from robot_learning.rl.config import FinetuneConfig
+    from robot_learning.training.config import TrainConfig
+    from ros_nodes.deploy import DeployConfig
+
+    task = {"task": _task_config}
+    HELP["collect"] = CommandHelp(
+        usage="collect task=<name> [obs=state|pixels] [backend=mujoco|pybullet] episodes=N out=DIR",
+        summary="Record scripted-expert episodes into a LeRobotDataset v3.0 (collect.json holds the "
+        "counts); with resume=true, episodes= is the dataset's total.",
+        config="collect",
+        classes=(CollectConfig, TaskConfig),
+        groups=task,
+    )
+    HELP["train"] = CommandHelp(
+        usage="train policy=<name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true]",
+        summary="Imitation training of a zoo policy on a LeRobotDataset: checkpoints, TensorBoard "
+        "logs, train.json and the final (EMA) policy in out/final.",
+        config="train",
+        classes=(TrainConfig,),
+        groups={"policy": _policy_config, **task, "recipe": _no_class},
+        examples={"task": "lift"},
+    )
+    HELP["eval"] = CommandHelp(
+        usage="eval checkpoint=DIR|bundle=DIR [task=<name>] [episodes=N] [runtime=...] [video=true]",
+        summary="Evaluate a checkpoint or an exported bundle on a task; writes eval.json.",
+        config="eval",
+        classes=(EvalConfig,),
+        groups=task,
+        examples={"task": "lift"},
+    )
+    HELP["export"] = CommandHelp(
+        usage="export checkpoint=DIR out=DIR [format=onnx|tensorrt] [fp16=true] [steps=K]",
+        summary="Export a checkpoint (or a finetune run) as a bundle: model.onnx + policy.json.",
+        config="export",
+        classes=(ExportConfig,),
+    )
+    HELP["finetune"] = CommandHelp(
+        usage="finetune algo=<name> task=<name> out=DIR [env_steps=N] [demos=DIR] [resume=true]",
+        summary="Off-policy RL (sac, td3, dsac_t, rlpd, residual) on a task; writes finetune.json "
+        "and a learning curve.",
+        config="finetune",
+        classes=(FinetuneConfig,),
+        groups={"algo": _algo_config, **task},
+        examples={"task": "reach"},
+    )
+    HELP["deploy"] = CommandHelp(
+        usage="deploy bundle=DIR robot=sim [task=<name>] [episodes=N] [out=DIR]",
+        summary="Serve a bundle with policy_node against sim_robot_node over ROS 2; writes deploy.json.",
+        config="deploy",
+        classes=(DeployConfig,),
+        groups=task,
+        examples={"task": "lift"},
+    )
+    HELP["bench"] = CommandHelp(
+        usage="bench sim|train|inference|ros [key=value ...]",
+        summary="Measure and record numbers (bench.json plus a printed table).",
+        subcommands={
+            "sim": CommandHelp(
+                usage="bench sim [tasks=[lift,pusht]] [out=DIR]",
+                summary="Environment steps/s, single env and gymnasium AsyncVectorEnv.",
+                config="bench_sim",
+                classes=(SimBenchConfig,),
+            ),
+            "train": CommandHelp(
+                usage="bench train preset=<name> policy=<name> [minutes=M | steps=N]",
+                summary="Collect demos, train a policy on a preset task, evaluate it and time inference.",
+                config="bench_train",
+                classes=(TrainBenchConfig,),
+                groups={"policy": _policy_config},
+            ),
+            "inference": CommandHelp(
+                usage="bench inference [checkpoints=[DIR,...]] [runtimes=[...]] [calls=200]",
+                summary="Latency of exported bundles per runtime at batch 1.",
+                config="bench_inference",
+                classes=(InferenceBenchConfig,),
+            ),
+            "ros": CommandHelp(
+                usage="bench ros [steps=1000] [control_rate_hz=20] [out=DIR]",
+                summary="Observation-to-command latency of policy_node over ROS 2.",
+                config="bench_ros",
+                classes=(RosBenchConfig,),
+            ),
+        },
+    )
+    HELP["dataset"] = CommandHelp(
+        usage="dataset info|validate|visualize|fix-fps|set-spec DIR [key=value ...]",
+        summary="Inspect, check, render or repair a LeRobotDataset v3.0 folder.",
+        subcommands={
+            "info": CommandHelp(
+                usage="dataset info DIR [json=true]",
+                summary="Episodes, frames, fps, features and tasks of a dataset.",
+                options=InfoOptions,
+            ),
+            "validate": CommandHelp(
+                usage="dataset validate DIR [deep=true]",
+                summary="Every problem in a dataset (exit code 1 when there is one).",
+                options=ValidateOptions,
+            ),
+            "visualize": CommandHelp(
+                usage="dataset visualize DIR [episode=N] [out=FILE.png|FILE.mp4]",
+                summary="A contact sheet or a video of one episode.",
+                options=VisualizeOptions,
+            ),
+            "fix-fps": CommandHelp(
+                usage="dataset fix-fps DIR",
+                summary="Set meta/info.json's fps from the frame timestamps when they disagree.",
+                options=NoOptions,
+            ),
+            "set-spec": CommandHelp(
+                usage="dataset set-spec DIR task=<name>",
+                summary="Store a task's bounds, control mode and names in a dataset recorded "
+                "without them, as LeRobot records; LeRobot still loads it.",
+                options=SetSpecOptions,
+            ),
+        },
+    )
+    HELP["bundle"] = CommandHelp(
+        usage="bundle info DIR [json=true]",
+        summary="Describe an exported bundle: topics, joint names, bounds, rate, QoS, diagnostics.",
+        subcommands={
+            "info": CommandHelp(
+                usage="bundle info DIR [json=true]",
+                summary="Topics, message types, joint names, bounds, control rate and QoS of a bundle.",
+                options=BundleInfoOptions,
+            ),
+        },
+    )
