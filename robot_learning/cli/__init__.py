@@ -36,6 +36,7 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
         "robot_learning.cli.deploy",
         "robot_learning.cli.finetune",
         "robot_learning.cli.bundle",
+        "robot_learning.cli.teleop",
     ),
 )
 
@@ -162,5 +163,7 @@ def _help_or_config(name: str, args: list[str]) -> int:
             f"'{full_name}' has no config file; see robot-learning {full_name} --help"
         )
     overrides = [a for a in without_flags(args) if "=" in a]
+    if spec.prepare is not None:
+        overrides = spec.prepare(overrides)
     print(OmegaConf.to_yaml(load_config(spec.config, overrides)), end="")
     return 0

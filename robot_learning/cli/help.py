@@ -42,6 +42,9 @@ class CommandHelp:
     """For commands without YAML (``dataset``, ``bundle``): the dataclass of their options."""
     subcommands: dict[str, CommandHelp] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[list[str]], list[str]] | None = None
+    """Drops arguments the command takes out before Hydra sees them (``teleop``'s ``policy=DIR``
+    and ``device.<option>=``), so ``--cfg`` composes what the command itself would."""
     """Group option whose fields ``--help`` lists when the group has no default (``task: lift``)."""
 
 

@@ -27,6 +27,12 @@ def _task_config(name: str) -> type | None:
     return TaskConfig
 
 
+def _teleop_hydra_args(args: list[str]) -> list[str]:
+    from robot_learning.cli.teleop import split_device_options
+
+    return split_device_options(args)[0]
+
+
 def _no_class(name: str) -> None:
     return None  # recipes set other settings; they have no fields of their own
 
@@ -52,6 +58,7 @@ def register_all() -> None:
     from robot_learning.evaluation import EvalConfig
     from robot_learning.export.exporter import ExportConfig
     from robot_learning.rl.config import FinetuneConfig
+    from robot_learning.teleop import TeleopConfig
     from robot_learning.training.config import TrainConfig
     from ros_nodes.deploy import DeployConfig
 
@@ -64,8 +71,18 @@ def register_all() -> None:
         classes=(CollectConfig, TaskConfig),
         groups=task,
     )
+    HELP["teleop"] = CommandHelp(
+        usage="teleop task=<name> device=<name> out=DIR episodes=N [policy=DIR] [resume=true]",
+        summary="Record operator demonstrations (device=expert: the simulated operator) or, with "
+        "policy=, human corrections of a driving policy into a LeRobotDataset v3.0 with "
+        "intervention columns; teleop.json holds the counts.",
+        config="teleop",
+        classes=(TeleopConfig, TaskConfig),
+        groups=task,
+        prepare=_teleop_hydra_args,
+    )
     HELP["train"] = CommandHelp(
-        usage="train policy=<name> dataset=DIR out=DIR [task=<name>] [steps=N] [resume=true]",
+        usage="train policy=<name> dataset=DIR|[DIR,...] out=DIR [task=<name>] [steps=N] [resume=true]",
         summary="Imitation training of a zoo policy on a LeRobotDataset: checkpoints, TensorBoard "
         "logs, train.json and the final (EMA) policy in out/final.",
         config="train",

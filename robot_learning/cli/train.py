@@ -40,7 +40,8 @@ def train_command(args: list[str]) -> int:
     _check_types_early(data)
     task = None
     if "task" in data:
-        features = LeRobotDataset(data["dataset"]).features
+        first = data["dataset"] if isinstance(data["dataset"], str) else data["dataset"][0]
+        features = LeRobotDataset(first).features
         task = resolve_task(task_config(cfg), features, args)
     data.pop("task", None)
     for key in _CLI_ONLY:

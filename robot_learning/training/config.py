@@ -25,8 +25,9 @@ class TrainConfig:
 
     policy: str
     """Registered zoo name: ``diffusion``, ``flow``, ``meanflow``, ..."""
-    dataset: str
-    """LeRobotDataset v3.0 folder to train on."""
+    dataset: str | list[str]
+    """LeRobotDataset v3.0 folder to train on, or a list of folders trained on together (same
+    features and fps; e.g. ``[demos, corrections]`` in the correction loop)."""
     out: str
     """Run folder: checkpoints, TensorBoard logs, final policy."""
     policy_overrides: dict[str, Any] = field(default_factory=dict)
@@ -82,12 +83,21 @@ class TrainConfig:
     """Wall-clock budget: stop cleanly (checkpoint + final policy) after this many minutes."""
     resume: bool = False
     """Continue the run in ``out`` from its last checkpoint (exactly, see :mod:`.loop`)."""
+    intervention_weight: float = 1.0
+    """Windows whose current frame an operator drove (``complementary_info.is_intervention``)
+    are sampled this many times as often as the others (HG-DAgger corrections); datasets
+    without the column weigh 1."""
 
     def __post_init__(self) -> None:
         if isinstance(self.task, dict):
             self.task = TaskConfig.from_dict(self.task)
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.dataset = str(Path(self.dataset).expanduser().absolute())
+        self.dataset = _absolute_datasets(self.dataset)
+        if not self.intervention_weight > 0:
+            raise ValueError(
+                f"intervention_weight={self.intervention_weight} must be > 0 "
+                "(1: intervened frames count like the others)"
+            )
         self.out = str(Path(self.out).expanduser().absolute())
         positive = {
             "steps": self.steps,
@@ -150,6 +160,11 @@ class TrainConfig:
         except RuntimeError as exc:
             raise ValueError(f"device={self.device!r} is not a torch device ({exc})") from None
 
+    @property
+    def datasets(self) -> list[str]:
+        """The dataset folders as a list (one element for ``dataset=DIR``)."""
+        return [self.dataset] if isinstance(self.dataset, str) else list(self.dataset)
+
     def _default_warmup(self) -> int:
         """``warmup_steps=null``: the run's recorded value when resuming, else ``min(500, steps // 10)``."""
         recorded = Path(self.out) / "train_config.json"
@@ -167,6 +182,15 @@ class TrainConfig:
         data = asdict(self)
         data["betas"] = list(self.betas)
         return data
+
+
+def _absolute_datasets(dataset: str | list[str]) -> str | list[str]:
+    """Absolute folder(s), keeping a single folder a string (as recorded by earlier runs)."""
+    if isinstance(dataset, str):
+        return str(Path(dataset).expanduser().absolute())
+    if not dataset:
+        raise ValueError("dataset=[] names no dataset; pass dataset=DIR or dataset=[DIR1,DIR2]")
+    return [str(Path(d).expanduser().absolute()) for d in dataset]
 
 
 def build_policy_config(policy_cls: type, overrides: dict[str, Any]) -> PolicyConfig:

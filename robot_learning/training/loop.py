@@ -48,7 +48,13 @@ from robot_learning.policy import POLICIES, Policy
 from robot_learning.training import checkpoint as ckpt
 from robot_learning.training.config import TrainConfig, build_policy_config
 from robot_learning.training.progress import GracefulStop, RunEstimate, TrainProgress
-from robot_learning.training.windows import StepBatchSampler, WindowDataset, batch_iterator
+from robot_learning.training.windows import (
+    StepBatchSampler,
+    WindowDataset,
+    batch_iterator,
+    check_compatible,
+    merged_stats,
+)
 
 log = logging.getLogger(__name__)
 guard_triton()  # before any env is built: see robot_learning.compat
@@ -69,6 +75,8 @@ RESUMABLE_CHANGES = (
     "device",
     "threads",
 )
+#: values of settings added after a checkpoint was written (a checkpoint without them used these)
+RESUME_DEFAULTS = {"intervention_weight": 1.0}
 
 
 @dataclass
@@ -136,8 +144,11 @@ def _train(
     out = Path(cfg.out)
     ckpt_root = out / "checkpoints"
     resume_from = _resume_point(cfg, ckpt_root)
-    dataset = LeRobotDataset(cfg.dataset)
-    check_timing(dataset)
+    datasets = [LeRobotDataset(path) for path in cfg.datasets]
+    for part in datasets:
+        check_timing(part)
+    check_compatible(datasets)
+    dataset = datasets[0]  # features and fps of all of them
     policy_cls = POLICIES.get(cfg.policy)
     policy_cfg = build_policy_config(policy_cls, cfg.policy_overrides)
     seed_everything(cfg.seed)
@@ -147,7 +158,7 @@ def _train(
         cfg.task is not None
     ):  # bounds/control mode a LeRobot-schema dataset lacks come from the task
         features, env_features = _task_features(cfg.task, dataset)
-    policy = policy_cls(policy_cfg, features, dataset.stats).to(device)
+    policy = policy_cls(policy_cfg, features, merged_stats(datasets)).to(device)
     if env_features is not None:
         check_task_features(
             features,
@@ -156,7 +167,7 @@ def _train(
             what=f"task {cfg.task.name!r} ({cfg.task.backend}, obs={cfg.task.obs}) env spec "
             f"vs dataset {dataset.root}",
         )
-    windows = WindowDataset(dataset, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon)
+    windows = WindowDataset(datasets, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon)
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
     )
@@ -164,8 +175,9 @@ def _train(
     resolved = {
         **cfg.to_dict(),
         "policy_config": asdict(policy_cfg),
-        "dataset_episodes": dataset.num_episodes,
-        "dataset_frames": dataset.num_frames,
+        "dataset_episodes": sum(part.num_episodes for part in datasets),
+        "dataset_frames": sum(part.num_frames for part in datasets),
+        "intervention_frames": int(windows.is_intervention.sum()),
         "fps": dataset.fps,
     }
     step = 0
@@ -176,7 +188,12 @@ def _train(
     writer = _summary_writer(out, step)
     result = TrainResult(start_step=step, step=step)
     sampler = StepBatchSampler(
-        len(windows), cfg.batch_size, cfg.seed, start_step=step, end_step=cfg.steps
+        len(windows),
+        cfg.batch_size,
+        cfg.seed,
+        start_step=step,
+        end_step=cfg.steps,
+        weights=windows.sample_weights(cfg.intervention_weight),
     )
     batches = batch_iterator(windows, sampler, cfg.num_workers)
     t_start = time.monotonic()
@@ -355,7 +372,11 @@ def _restore(
     state = ckpt.load_state(directory / ckpt.STATE_FILE)
     saved = state["train_config"]
     current = cfg.to_dict()
-    changed = [k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]]
+    changed = [
+        k
+        for k in current
+        if k not in RESUMABLE_CHANGES and saved.get(k, RESUME_DEFAULTS.get(k)) != current[k]
+    ]
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise ValueError(

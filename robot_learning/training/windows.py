@@ -10,7 +10,12 @@ current step:
   past the end the last action repeats and ``action_is_pad`` is True (LeRobot and
   diffusion_policy do the same).
 
-Every frame of every episode starts one window. The whole dataset is decoded once and kept in
+Every frame of every episode starts one window. Several datasets with the same features and fps
+(e.g. demonstrations and teleop corrections, ``train dataset=[DIR1,DIR2]``) are concatenated,
+episode after episode; the intervention columns of :mod:`robot_learning.interventions` may be
+present in some and absent in others (absent: no intervened frame). With an
+``intervention_weight`` W, windows whose current frame is intervened are drawn W times as often
+(:meth:`WindowDataset.sample_weights`, :class:`StepBatchSampler`). The whole dataset is decoded once and kept in
 memory (images as uint8, so a 100-episode 96x96 two-camera dataset is ~0.5 GB); a batch is then
 a handful of fancy-indexing gathers with precomputed index arrays, fast enough for state-only
 datasets to need no worker processes.
@@ -28,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robot_learning.datasets import LeRobotDataset
 from robot_learning.features import ACTION, FeatureMismatchError
+from robot_learning.interventions import IS_INTERVENTION
 from robot_learning.training.progress import ignore_sigint
 
 log = logging.getLogger(__name__)
@@ -39,30 +45,41 @@ class WindowDataset(Dataset):
     """One ``(observation history, action chunk)`` window per dataset frame.
 
     Args:
-        dataset: the LeRobotDataset to read (every committed episode is decoded once).
+        dataset: the LeRobotDataset to read (every committed episode is decoded once), or several
+            compatible ones (:func:`check_compatible`), concatenated in order.
         obs_keys: observation features to include (the policy's ``input_keys``).
         n_obs_steps: observation frames per window (the current frame last).
         horizon: action steps per window, starting ``n_obs_steps - 1`` frames before the current one.
     """
 
     def __init__(
-        self, dataset: LeRobotDataset, obs_keys: Sequence[str], n_obs_steps: int, horizon: int
+        self,
+        dataset: LeRobotDataset | Sequence[LeRobotDataset],
+        obs_keys: Sequence[str],
+        n_obs_steps: int,
+        horizon: int,
     ) -> None:
         if n_obs_steps < 1 or horizon < 1:
             raise ValueError(f"n_obs_steps={n_obs_steps} and horizon={horizon} must be >= 1")
-        missing = [k for k in [*obs_keys, ACTION] if k not in dataset.features]
-        if missing:
-            raise FeatureMismatchError(
-                f"Dataset {dataset.root} has no features {missing}; it has {sorted(dataset.features)}"
-            )
-        if dataset.num_episodes == 0:
-            raise ValueError(f"Dataset {dataset.root} has no episodes to train on")
+        datasets = [dataset] if isinstance(dataset, LeRobotDataset) else list(dataset)
+        for part in datasets:
+            missing = [k for k in [*obs_keys, ACTION] if k not in part.features]
+            if missing:
+                raise FeatureMismatchError(
+                    f"Dataset {part.root} has no features {missing}; it has {sorted(part.features)}"
+                )
+        if sum(part.num_episodes for part in datasets) == 0:
+            roots = ", ".join(str(part.root) for part in datasets)
+            raise ValueError(f"Dataset {roots} has no episodes to train on")
         self.obs_keys = list(obs_keys)
         self.n_obs_steps = n_obs_steps
         self.horizon = horizon
-        self.data = _load_arrays(dataset, [*self.obs_keys, ACTION])
-        """Feature key -> every frame of the dataset concatenated, ``[N, *shape]``."""
-        lengths = np.asarray(dataset.episode_lengths, dtype=np.int64)
+        parts = [_load_arrays(part, [*self.obs_keys, ACTION]) for part in datasets]
+        self.data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        """Feature key -> every frame of the dataset(s) concatenated, ``[N, *shape]``."""
+        self.is_intervention = np.concatenate([_intervention_flags(part) for part in datasets])
+        """Per frame: True where the operator drove (``complementary_info.is_intervention``)."""
+        lengths = np.asarray([n for part in datasets for n in part.episode_lengths], dtype=np.int64)
         self.obs_index, self.action_index, self.action_is_pad = window_indices(
             lengths, n_obs_steps, horizon
         )
@@ -78,6 +95,13 @@ class WindowDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.obs_index)
+
+    def sample_weights(self, intervention_weight: float) -> np.ndarray | None:
+        """Per-window sampling weight: ``intervention_weight`` where the window's current frame
+        is intervened, else 1; None when every weight is 1 (plain shuffled epochs)."""
+        if intervention_weight == 1.0 or not self.is_intervention.any():
+            return None
+        return np.where(self.is_intervention, float(intervention_weight), 1.0)
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
         """Windows ``indices`` stacked: observations ``[B, n_obs_steps, *shape]``, ``action``
@@ -138,6 +162,49 @@ def _load_arrays(dataset: LeRobotDataset, keys: list[str]) -> dict[str, np.ndarr
     return out
 
 
+def _intervention_flags(dataset: LeRobotDataset) -> np.ndarray:
+    """Per frame of ``dataset``: the intervention flag (all False without the column)."""
+    if IS_INTERVENTION not in dataset.features:
+        return np.zeros(dataset.num_frames, dtype=bool)
+    values = dataset.columns([IS_INTERVENTION])[IS_INTERVENTION]
+    return np.asarray(values, np.float32).reshape(dataset.num_frames, -1)[:, 0] > 0.5
+
+
+def check_compatible(datasets: Sequence[LeRobotDataset]) -> None:
+    """Raise naming the difference unless every dataset has the first one's fps and features.
+
+    The intervention columns (``complementary_info.*``) may be present in some datasets only.
+    """
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.fps != first.fps:
+            raise ValueError(
+                f"datasets {first.root} and {other.root} were recorded at different rates "
+                f"(fps={first.fps} vs fps={other.fps}); train on datasets of one control rate"
+            )
+        keys = [
+            k
+            for k in dict.fromkeys([*first.features, *other.features])
+            if not k.startswith("complementary_info.")
+        ]
+        problems = first.features.diff(other.features, keys)
+        if problems:
+            raise FeatureMismatchError(
+                f"dataset {other.root} does not have the features of {first.root}: "
+                + "; ".join(problems)
+                + ". Train on datasets recorded on the same task and observation mode"
+            )
+
+
+def merged_stats(datasets: Sequence[LeRobotDataset]) -> dict[str, dict[str, np.ndarray]]:
+    """Normalisation statistics of the datasets together (exact pooled mean/std, min/max)."""
+    if len(datasets) == 1:
+        return datasets[0].stats
+    from robot_learning.datasets.stats import aggregate
+
+    return aggregate([d.stats for d in datasets])
+
+
 class StepBatchSampler(Sampler[list[int]]):
     """Shuffled batches whose content depends only on ``(seed, step)``.
 
@@ -147,12 +214,18 @@ class StepBatchSampler(Sampler[list[int]]):
     therefore sees exactly the batches the uninterrupted run would have, with no sampler state
     to save beyond the step.
 
+    With ``weights``, epoch ``e`` is instead ``num_samples`` indices drawn with replacement with
+    probabilities proportional to ``weights`` from the same generator: sample ``i`` is drawn
+    ``weights[i] / weights[j]`` times as often as sample ``j``, still a pure function of
+    ``(seed, step)``.
+
     Args:
         num_samples: dataset size.
         batch_size: windows per batch.
         seed: run seed.
         start_step: first batch to yield.
         end_step: yield batches ``start_step .. end_step-1`` (``None``: forever).
+        weights: optional per-sample weights (> 0); None: uniform permutations.
     """
 
     def __init__(
@@ -162,20 +235,31 @@ class StepBatchSampler(Sampler[list[int]]):
         seed: int,
         start_step: int = 0,
         end_step: int | None = None,
+        weights: np.ndarray | None = None,
     ) -> None:
         if num_samples < 1 or batch_size < 1:
             raise ValueError(f"num_samples={num_samples} and batch_size={batch_size} must be >= 1")
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.start_step, self.end_step = start_step, end_step
+        self.probabilities = None
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (num_samples,) or not np.all(weights > 0):
+                raise ValueError(f"weights must be {num_samples} positive numbers")
+            self.probabilities = weights / weights.sum()
         self._perms: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
             if len(self._perms) > 2:  # batches move forward: old epochs are never needed again
                 self._perms.pop(min(self._perms))
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(
-                self.num_samples
-            )
+            rng = np.random.default_rng([self.seed, epoch])
+            if self.probabilities is None:
+                self._perms[epoch] = rng.permutation(self.num_samples)
+            else:
+                self._perms[epoch] = rng.choice(
+                    self.num_samples, size=self.num_samples, p=self.probabilities
+                )
         return self._perms[epoch]
 
     def batch(self, step: int) -> np.ndarray:
