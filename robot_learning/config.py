@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import types
 import typing
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -341,3 +343,11 @@ def show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(show(v) for v in value) + "]"
     return str(value)
+
+
+def recorded_setting(run_dir: str | Path, filename: str, key: str) -> Any:
+    """``key`` of the resolved config a run recorded in ``run_dir/filename`` (None if absent)."""
+    try:
+        return json.loads((Path(run_dir) / filename).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
+from robot_learning.config import recorded_setting
 from robot_learning.envs import TaskConfig
 
 log = logging.getLogger(__name__)
@@ -157,14 +156,13 @@ class FinetuneConfig:
 
     def _default_warmup(self) -> int:
         """``warmup_steps=null``: the run's recorded value when resuming, else ``min(5000, env_steps // 10)``."""
-        recorded = Path(self.out) / "finetune_config.json"
-        if self.resume and recorded.is_file():
-            try:
-                value = json.loads(recorded.read_text()).get("warmup_steps")
-            except (OSError, ValueError):
-                value = None
-            if isinstance(value, int):
-                return value
+        value = (
+            recorded_setting(self.out, "finetune_config.json", "warmup_steps")
+            if self.resume
+            else None
+        )
+        if isinstance(value, int):
+            return value
         return min(DEFAULT_WARMUP_STEPS, self.env_steps // 10)
 
     def to_dict(self) -> dict[str, Any]:

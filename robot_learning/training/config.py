@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import torch
 
+from robot_learning.config import recorded_setting
 from robot_learning.envs import TaskConfig
 from robot_learning.policy import PolicyConfig
 
@@ -167,14 +167,11 @@ class TrainConfig:
 
     def _default_warmup(self) -> int:
         """``warmup_steps=null``: the run's recorded value when resuming, else ``min(500, steps // 10)``."""
-        recorded = Path(self.out) / "train_config.json"
-        if self.resume and recorded.is_file():
-            try:
-                value = json.loads(recorded.read_text()).get("warmup_steps")
-            except (OSError, ValueError):
-                value = None
-            if isinstance(value, int):
-                return value
+        value = (
+            recorded_setting(self.out, "train_config.json", "warmup_steps") if self.resume else None
+        )
+        if isinstance(value, int):
+            return value
         return min(DEFAULT_WARMUP_STEPS, self.steps // 10)
 
     def to_dict(self) -> dict[str, Any]:
