@@ -9,7 +9,8 @@ maps it into the action feature's control mode and bounds:
   ``speed`` of the board per second, clipped to the bounds.
 
 Helpers shared by the human devices: :func:`apply_deadzone` (a continuous dead zone for analogue
-axes) and :func:`mapper_for` (an :class:`ActionMapper` whose errors are a ``DeviceError``).
+axes), :func:`mapper_for` (an :class:`ActionMapper` whose errors are a ``DeviceError``) and
+:func:`initial_gripper` (the gripper command matching the robot's gripper at episode start).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ActionMapper:
         self.low = np.asarray(action.low, np.float32)
         self.high = np.asarray(action.high, np.float32)
         self.fps, self.speed = fps, speed
+        self.features = features
 
     def __call__(
         self, obs: dict[str, np.ndarray], motion: np.ndarray, gripper: float = 0.0
@@ -52,9 +54,15 @@ class ActionMapper:
         step = self.speed * (self.high - self.low) / self.fps
         return np.clip(current + motion[:2] * step, self.low, self.high).astype(np.float32)
 
-    def hold(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """The action that keeps the robot still (zero delta; the current position)."""
-        return self(obs, np.zeros(3, np.float32), 0.0)
+    def hold(self, obs: dict[str, np.ndarray], gripper: float | None = None) -> np.ndarray:
+        """The action that keeps the robot still (zero delta; the current position).
+
+        ``gripper`` None keeps the gripper as it is (:func:`initial_gripper`: closed when the
+        fingers are nearly shut, else open) rather than commanding a half-open 0.
+        """
+        if gripper is None:
+            gripper = initial_gripper(self.features, obs) if self.mode == "ee_delta_pos" else 0.0
+        return self(obs, np.zeros(3, np.float32), gripper)
 
 
 def apply_deadzone(value, deadzone: float):
