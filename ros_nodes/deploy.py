@@ -13,8 +13,16 @@ on Ctrl-C.
 ``deploy.json`` stable keys: ``episodes``, ``success_rate``, ``success_ci95``,
 ``latency_ms_p50`` / ``latency_ms_p99`` (observation stamp -> command received by the robot,
 over every step), ``control_rate_hz`` (achieved: steps / episode time), ``missed_deadlines``
-(the policy node's count); the rest (per-episode results, the policy node's counters, config)
-is informational.
+(the policy node's count), ``interventions`` / ``intervention_frames`` (operator take-overs and
+operator-driven steps, 0 without ``teleop``); the rest (per-episode results, the policy node's
+counters, config) is informational.
+
+``teleop=<device>`` also starts ``teleop_node`` (the device, :mod:`ros_nodes.teleop_node`) and
+``intervention_mux`` (:mod:`ros_nodes.intervention_mux`) between the policy and the robot:
+``policy_node`` still publishes ``/policy/command``, the mux forwards the policy's or the
+operator's command to ``/robot/command``, which ``sim_robot_node`` follows; at every hand-back
+the mux resets the policy. ``teleop=expert`` (the scripted expert as a simulated operator) makes
+``sim_robot_node`` publish its privileged task state for the teleop node.
 """
 
 from __future__ import annotations
@@ -44,9 +52,23 @@ from robot_learning.evaluation import (
 )
 from robot_learning.runtime.bundle import read_bundle
 from ros_nodes.processes import NodeProcess, ros_environment, stop_all
+from ros_nodes.topics import (
+    MUX_RESET_SERVICE,
+    RESET_SERVICE,
+    ROBOT_COMMAND_TOPIC,
+    TELEOP_RESET_SERVICE,
+)
 
 log = logging.getLogger(__name__)
 ROBOTS = ("sim",)
+NODES = ("policy_node", "sim_robot_node", "teleop_node", "intervention_mux")
+#: service -> the node that offers it
+SERVICE_OWNERS = {
+    RESET_SERVICE: "policy_node",
+    "/robot/reset": "sim_robot_node",
+    TELEOP_RESET_SERVICE: "teleop_node",
+    MUX_RESET_SERVICE: "intervention_mux",
+}
 
 
 class DeployError(RuntimeError):
@@ -93,8 +115,13 @@ class DeployConfig:
     allow_rate_mismatch: bool = False
     """Benchmarks only: run at ``control_rate_hz`` even if it differs from the bundle's or the
     task's rate (the episodes then say nothing about the policy)."""
+    teleop: str | None = None
+    """A teleop device (``expert``, ``keyboard``, ...): also start ``teleop_node`` and
+    ``intervention_mux`` so the operator can take over from the policy; None: the policy alone."""
+    teleop_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the teleop device (``device.<key>=value``), e.g. ``{"hold_steps": 10}``."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """More parameters per node: ``{"policy_node": {...}, "sim_robot_node": {...}}``."""
+    """More parameters per node: ``{"policy_node": {...}, "sim_robot_node": {...}, ...}``."""
 
     def __post_init__(self) -> None:
         if self.robot not in ROBOTS:
@@ -116,9 +143,18 @@ class DeployConfig:
             raise ValueError(
                 f"{', '.join(bad) or f'grace_s={self.grace_s}'}: timeouts must be > 0 and grace_s >= 0"
             )
-        unknown = sorted(set(self.extra) - {"policy_node", "sim_robot_node"})
+        unknown = sorted(set(self.extra) - set(NODES))
         if unknown:
-            raise ValueError(f"extra has unknown nodes {unknown}; use policy_node / sim_robot_node")
+            raise ValueError(f"extra has unknown nodes {unknown}; nodes: {list(NODES)}")
+        if self.teleop is not None:
+            from ros_nodes.teleop_node import device_class
+
+            try:
+                device_class(self.teleop)
+            except KeyError as exc:
+                raise ValueError(f"teleop={self.teleop!r}: {exc.args[0]}") from None
+        elif self.teleop_options:
+            raise ValueError("teleop_options given without teleop=<device>; set teleop too")
 
 
 def pick_domain_id(configured: int | None) -> int:
@@ -162,9 +198,34 @@ def node_processes(
         "allow_rate_mismatch": cfg.allow_rate_mismatch,
         **cfg.extra.get("policy_node", {}),
     }
-    return [
+    if cfg.teleop is not None:  # the mux sits between the policy and the robot
+        sim["command_topic"] = cfg.extra.get("sim_robot_node", {}).get(
+            "command_topic", ROBOT_COMMAND_TOPIC
+        )
+        sim["publish_task_state"] = cfg.teleop == "expert"
+    processes = [
         NodeProcess("sim_robot_node", "ros_nodes.sim_robot_node", sim, log_dir, env),
         NodeProcess("policy_node", "ros_nodes.policy_node", policy, log_dir, env),
+    ]
+    if cfg.teleop is None:
+        return processes
+    teleop = {
+        **{k: sim[k] for k in ("task", "backend", "obs", "cameras", "image_size")},
+        **{k: sim[k] for k in ("max_episode_steps", "reward", "seed")},
+        "device": cfg.teleop,
+        "options": [f"{k}={v}" for k, v in cfg.teleop_options.items()],
+        # lockstep: the robot waits for the policy anyway; read the device with its proposal
+        "policy_wait_s": 2.0 if cfg.lockstep else 0.0,
+        **cfg.extra.get("teleop_node", {}),
+    }
+    mux = {
+        "robot_topic": sim["command_topic"],
+        "sync": cfg.lockstep,
+        **cfg.extra.get("intervention_mux", {}),
+    }
+    return processes + [
+        NodeProcess("teleop_node", "ros_nodes.teleop_node", teleop, log_dir, env),
+        NodeProcess("intervention_mux", "ros_nodes.intervention_mux", mux, log_dir, env),
     ]
 
 
@@ -173,6 +234,8 @@ class Orchestrator:
 
     def __init__(self, domain_id: int, processes: list[NodeProcess]) -> None:
         self.processes = processes
+        running = {p.name for p in processes}
+        self.services = [s for s, owner in SERVICE_OWNERS.items() if owner in running]
         self.context = rclpy.Context()
         # no rclpy signal handlers here: Ctrl-C must raise KeyboardInterrupt so deploy cleans up
         rclpy.init(
@@ -187,7 +250,7 @@ class Orchestrator:
         self.node.create_subscription(String, "/robot/episode", self._on_summary, 10)
         self.clients = {
             name: self.node.create_client(Trigger, name)
-            for name in ("/policy/reset", "/robot/reset", "/policy/emergency_stop")
+            for name in (*self.services, "/policy/emergency_stop")
         }
 
     def close(self) -> None:
@@ -206,13 +269,13 @@ class Orchestrator:
                 raise DeployError(p.describe_exit())
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Wait until both nodes serve their reset services."""
+        """Wait until every node serves its reset service."""
         deadline = time.monotonic() + timeout_s
-        for name in ("/policy/reset", "/robot/reset"):
+        for name in self.services:
             while not self.clients[name].wait_for_service(timeout_sec=0.2):
                 self._check_alive()
                 if time.monotonic() > deadline:
-                    owner = "policy_node" if name.startswith("/policy") else "sim_robot_node"
+                    owner = SERVICE_OWNERS[name]
                     raise DeployError(
                         f"{owner} did not offer {name} within {timeout_s:.0f} s; its log: "
                         f"{next(p for p in self.processes if p.name == owner).tail()}"
@@ -259,7 +322,7 @@ def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
     previous_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     started = time.monotonic()
-    episodes, counters = [], []
+    episodes, counters, mux = [], [], []
     orchestrator = None
     try:
         for p in processes:
@@ -267,19 +330,25 @@ def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
         orchestrator = Orchestrator(domain, processes)
         orchestrator.wait_ready(cfg.startup_timeout_s)
         for i in range(cfg.episodes):
+            if cfg.teleop is not None:  # before the policy: a hand-back must not follow
+                mux.append(json.loads(orchestrator.call(MUX_RESET_SERVICE)))
+                orchestrator.call(TELEOP_RESET_SERVICE)
             counters.append(json.loads(orchestrator.call("/policy/reset")))
             orchestrator.call("/robot/reset")
             episodes.append(orchestrator.wait_episode(i, cfg.episode_timeout_s))
             if progress is not None:
                 progress(i + 1, cfg.episodes, float(np.mean([e["success"] for e in episodes])))
         counters.append(json.loads(orchestrator.call("/policy/reset")))
+        if cfg.teleop is not None:
+            mux.append(json.loads(orchestrator.call(MUX_RESET_SERVICE)))
     finally:
         if orchestrator is not None:
             orchestrator.close()
         stop_all(processes, cfg.grace_s)
         if previous_range is None:
             os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
-    return deploy_report(cfg, episodes, counters, rate, domain, time.monotonic() - started, spec)
+    report = deploy_report(cfg, episodes, counters, rate, domain, time.monotonic() - started, spec)
+    return {**report, **intervention_report(mux, len(episodes))}
 
 
 def task_control_rate(task: TaskConfig) -> float | None:
@@ -374,6 +443,22 @@ def deploy_report(
         "domain_id": domain,
         "seconds": round(seconds, 3),
         "config": {**asdict(cfg), "task": asdict(cfg.task)},
+    }
+
+
+def intervention_report(mux: list[dict], episodes: int) -> dict[str, Any]:
+    """``interventions``, ``intervention_frames`` and per-episode counts from the mux's counters
+    (read at every episode start and at the end; all 0 without a teleop device)."""
+    per_episode = [
+        {k: mux[i + 1][k] - mux[i][k] for k in mux[i]} for i in range(min(episodes, len(mux) - 1))
+    ]
+    final = mux[-1] if mux else {}
+    return {
+        "interventions": int(final.get("interventions", 0)),
+        "intervention_frames": int(final.get("teleop_commands", 0)),
+        "interventions_per_episode": [e["interventions"] for e in per_episode],
+        "intervention_frames_per_episode": [e["teleop_commands"] for e in per_episode],
+        "intervention_mux": final,
     }
 
 

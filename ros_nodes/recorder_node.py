@@ -13,6 +13,15 @@ frames are lost). A crash mid-episode loses that episode only; committed ones ar
 A frame is written per command on the ``action`` topic (``points[0]``, the executed action),
 with the observations it answered: those with the command's ``header.stamp``, whichever arrives
 first (:mod:`ros_nodes.frame_pairing`). Re-sent commands (same stamp) are written once.
+
+``record_interventions:=true`` (behind ``intervention_mux``): frames come from the mux's records
+on ``interventions_topic`` (default ``/mux/record``, one JSON message per forwarded command, see
+:mod:`ros_nodes.intervention_mux`) instead of the ``action`` topic, and the dataset gains the
+LeRobot-style columns of :mod:`robot_learning.interventions`:
+``complementary_info.is_intervention`` (1.0 on frames the operator drove),
+``complementary_info.intervention_start`` (1.0 on the first frame of each intervention, also when
+an episode starts mid-intervention) and ``complementary_info.policy_action`` (the policy's
+proposal; ``action`` is what was executed).
 """
 
 from __future__ import annotations
@@ -20,15 +29,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_learning.datasets import LeRobotDatasetWriter
 from robot_learning.envs import make_env
-from robot_learning.features import ACTION
+from robot_learning.features import ACTION, FeatureSpec
+from robot_learning.interventions import (
+    INTERVENTION_START,
+    IS_INTERVENTION,
+    POLICY_ACTION,
+    intervention_features,
+)
 from ros_nodes.base import TaskParams, read_config, run_node
 from ros_nodes.conversions import (
     ConversionError,
@@ -39,7 +56,7 @@ from ros_nodes.conversions import (
     trajectory_to_chunk,
 )
 from ros_nodes.frame_pairing import FramePairer, PairedFrame
-from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TopicMap
+from ros_nodes.topics import COMMAND_TOPIC, IMAGE, MUX_RECORD_TOPIC, TopicMap
 
 
 @dataclass
@@ -58,6 +75,11 @@ class RecorderConfig(TaskParams):
     """Frames per second written to the dataset; 0 = the task's control rate."""
     resume: bool = False
     """Append to an existing dataset at ``out``."""
+    record_interventions: bool = False
+    """Record frames from ``intervention_mux``'s records, with the ``complementary_info.*``
+    intervention columns (the ``action`` topic is then not used)."""
+    interventions_topic: str = MUX_RECORD_TOPIC
+    """The mux's per-command records (with ``record_interventions``)."""
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -74,6 +96,10 @@ class RecorderNode(Node):
         try:
             keys = cfg.keys or env.features.observation_keys
             self.features = env.features.select([*keys, ACTION])
+            if cfg.record_interventions:
+                self.features = FeatureSpec(
+                    {**self.features, **intervention_features(self.features)}
+                )
             self.fps = cfg.fps or int(env.fps)
             self.robot_type, self.task_description = env.unwrapped.robot_type, env.task_description
         finally:
@@ -103,14 +129,21 @@ class RecorderNode(Node):
             )
             for b in self.topics.bindings.values()
         }
-        self._subscriptions_by_topic[cfg.action] = self.create_subscription(
-            JointTrajectory, cfg.action, self._on_command, qos
-        )
+        if cfg.record_interventions:
+            self._subscriptions_by_topic[cfg.interventions_topic] = self.create_subscription(
+                String, cfg.interventions_topic, self._on_record, qos
+            )
+            self._in_intervention = False
+        else:
+            self._subscriptions_by_topic[cfg.action] = self.create_subscription(
+                JointTrajectory, cfg.action, self._on_command, qos
+            )
         self.create_service(Trigger, "/recorder/start", self._on_start)
         self.create_service(Trigger, "/recorder/stop", self._on_stop)
         self.create_service(Trigger, "/recorder/status", self._on_status)
+        source = cfg.interventions_topic if cfg.record_interventions else cfg.action
         self.get_logger().info(
-            f"recording {self.keys} + action from {cfg.action} into {cfg.out} at {self.fps} fps: "
+            f"recording {self.keys} + action from {source} into {cfg.out} at {self.fps} fps: "
             + "; ".join(self.topics.describe())
         )
 
@@ -142,11 +175,40 @@ class RecorderNode(Node):
             return
         self._write(self.pairer.command(stamp_to_ns(msg.header.stamp), action))
 
+    def _on_record(self, msg: String) -> None:
+        """A mux record: the executed action plus the intervention columns, as one pairer action."""
+        if not self.recording:
+            return
+        try:
+            record = json.loads(msg.data)
+            index = {n: i for i, n in enumerate(record["joint_names"])}
+            order = [index[n] for n in self.action_names]
+            action = np.asarray(record["action"], np.float32)[order]
+            proposal = np.asarray(record["policy_action"], np.float32)[order]
+            teleop = record["source"] == "teleop"
+            start = bool(record["intervention_start"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            self.get_logger().warning(f"ignored mux record: {exc!r}", throttle_duration_sec=1.0)
+            return
+        # the first recorded frame of an intervention starts it, even if the mux's did not
+        start = teleop and (start or not self._in_intervention)
+        self._in_intervention = teleop
+        packed = np.concatenate([action, [float(teleop), float(start)], proposal])
+        self._write(self.pairer.command(int(record["stamp"]), packed.astype(np.float32)))
+
     def _write(self, frames: list[PairedFrame]) -> None:
+        width = len(self.action_names)
         for frame in frames:
-            self.writer.add_frame(
-                {**frame.observation, ACTION: frame.action}, task=self.task_description
-            )
+            values = {ACTION: frame.action}
+            if self.config.record_interventions:  # unpack _on_record's concatenation
+                packed = frame.action
+                values = {
+                    ACTION: packed[:width],
+                    IS_INTERVENTION: packed[width : width + 1],
+                    INTERVENTION_START: packed[width + 1 : width + 2],
+                    POLICY_ACTION: packed[width + 2 :],
+                }
+            self.writer.add_frame({**frame.observation, **values}, task=self.task_description)
         self.frames += len(frames)
 
     def _on_start(self, request, response):
@@ -158,6 +220,7 @@ class RecorderNode(Node):
             return response
         self.writer.discard_episode()
         self.recording, self.frames = True, 0
+        self._in_intervention = False
         self.pairer.reset()
         publishers = self.publisher_counts()
         silent = [topic for topic, n in publishers.items() if n == 0]

@@ -24,13 +24,15 @@ setup(
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="robot-learning maintainers",
-    description="ROS 2 nodes of robot-learning: policy server, simulated robot, recorder",
+    description="ROS 2 nodes of robot-learning: policy server, simulated robot, recorder, teleop",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             f"policy_node = {PACKAGE}.policy_node:main",
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
             f"recorder_node = {PACKAGE}.recorder_node:main",
+            f"teleop_node = {PACKAGE}.teleop_node:main",
+            f"intervention_mux = {PACKAGE}.intervention_mux:main",
         ],
     },
 )

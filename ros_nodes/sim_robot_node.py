@@ -53,7 +53,7 @@ from ros_nodes.conversions import (
     state_to_joint_state,
     trajectory_to_chunk,
 )
-from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TopicMap
+from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TASK_STATE_TOPIC, TopicMap
 
 IDLE, STARTING, WAITING, READY, RUNNING = "idle", "starting", "waiting", "ready", "running"
 
@@ -79,6 +79,11 @@ class SimRobotConfig(TaskParams):
     """``key=topic`` overrides of the observation topics."""
     command_topic: str = COMMAND_TOPIC
     """Where commands come from."""
+    publish_task_state: bool = False
+    """Also publish the simulator's privileged ``task_state()`` (JSON) with every observation on
+    ``task_state_topic``, for ``teleop_node device:=expert`` (the simulated operator)."""
+    task_state_topic: str = TASK_STATE_TOPIC
+    """Where the privileged task state goes (with ``publish_task_state``)."""
 
     def __post_init__(self) -> None:
         if self.rate_hz < 0 or self.republish_s <= 0:
@@ -148,6 +153,11 @@ class SimRobotNode(Node):
         self.episode_pub = self.create_publisher(String, "/robot/episode", qos)
         self.command_sub = self.create_subscription(
             JointTrajectory, cfg.command_topic, self._on_command, qos
+        )
+        self.task_state_pub = (
+            self.create_publisher(String, cfg.task_state_topic, QoSProfile(depth=50))
+            if cfg.publish_task_state
+            else None
         )
         self.create_service(Trigger, "/robot/reset", self._on_reset)
         self.create_service(Trigger, "/robot/is_success", self._on_is_success)
@@ -267,9 +277,22 @@ class SimRobotNode(Node):
                 else:
                     msg = state_to_joint_state(value, binding.names, self._stamp)
                 self._obs_msgs.append((self._pubs[key], msg))
+        if self.task_state_pub is not None:  # before the observations: the expert needs both
+            self.task_state_pub.publish(String(data=self._task_state_json()))
         for pub, msg in self._obs_msgs:
             pub.publish(msg)
         self._published_at = time.monotonic()
+
+    def _task_state_json(self) -> str:
+        """``{"stamp": ns, "success": bool, "state": {key: list}}`` of the current observation."""
+        state = self.env.unwrapped.task_state()
+        return json.dumps(
+            {
+                "stamp": self._stamp,
+                "success": bool(self.episode.success),
+                "state": {k: np.asarray(v, float).tolist() for k, v in state.items()},
+            }
+        )
 
 
 def step_rate(cfg: SimRobotConfig, task_hz: float) -> float:

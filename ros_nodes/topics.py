@@ -180,3 +180,35 @@ def _parse_entries(entries: Sequence[str], parameter: str, keys: Sequence[str]) 
             )
         out[key] = value
     return out
+
+
+# ---------------------------------------------------------------------- teleop and interventions
+#: where ``intervention_mux`` sends the arbitrated command (``sim_robot_node command_topic:=``)
+ROBOT_COMMAND_TOPIC = "/robot/command"
+#: ``teleop_node``'s answer to each observation: one point = the operator drives, no points = passes
+TELEOP_COMMAND_TOPIC = "/teleop/command"
+#: ``std_msgs/Bool``: is the operator intervening (published every tick, transient-local depth 1)
+INTERVENTION_TOPIC = "/teleop/intervention"
+#: ``std_msgs/String`` JSON of the simulator's privileged ``task_state()`` per observation stamp
+TASK_STATE_TOPIC = "/robot/task_state"
+#: ``std_msgs/String`` JSON per command the mux forwarded: what the recorder writes per frame
+MUX_RECORD_TOPIC = "/mux/record"
+TELEOP_RESET_SERVICE = "/teleop/reset"
+MUX_RESET_SERVICE = "/mux/reset"
+MUX_STATUS_SERVICE = "/mux/status"
+#: ``/teleop/intervention``: a late subscriber gets the current state at once
+INTERVENTION_QOS = QosSpec("reliable", "transient_local", 1)
+#: teleop commands, task states, mux output and records: reliable, so lockstep never loses a tick
+RELIABLE_QOS = QosSpec("reliable", "volatile", 50)
+
+
+def rclpy_qos(spec: QosSpec):
+    """The rclpy ``QoSProfile`` of a :class:`QosSpec` (imports rclpy lazily)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        history=HistoryPolicy[spec.history.upper()],
+        depth=spec.depth,
+        reliability=ReliabilityPolicy[spec.reliability.upper()],
+        durability=DurabilityPolicy[spec.durability.upper()],
+    )

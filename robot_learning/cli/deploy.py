@@ -33,6 +33,8 @@ DEPLOY_KEYS = (
     "startup_timeout_s",
     "episode_timeout_s",
     "grace_s",
+    "teleop",
+    "teleop_options",
 )
 
 #: types of the keys of configs/deploy.yaml that are not DeployConfig fields (``task`` aside)
