@@ -15,18 +15,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Debian packages: OSMesa for CPU offscreen MuJoCo rendering.
-$(SYS_STAMP): | $(BIN)/python
-	@if ! dpkg -s libosmesa6 >/dev/null 2>&1; then \
+# Debian packages: OSMesa for CPU offscreen MuJoCo rendering; chromium + chromium-driver for the
+# browser teleop tests (device=browser). Re-checked when this Makefile changes; installed ones skip.
+$(SYS_STAMP): Makefile | $(BIN)/python
+	@if ! dpkg -s libosmesa6 chromium chromium-driver >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6 chromium chromium-driver; \
 	fi
 	touch $@
 
 system-deps: $(SYS_STAMP)
 
 $(STAMP): pyproject.toml | $(SYS_STAMP)
-	$(BIN)/pip install -q -e ".[dev,external,ros]"
+	$(BIN)/pip install -q -e ".[dev,external,ros,teleop-browser]"
 	touch $@
 
 install: $(STAMP)
