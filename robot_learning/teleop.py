@@ -400,6 +400,7 @@ def teleop(cfg: TeleopConfig, progress: bool = True) -> TeleopResult:
         policy = load_policy(cfg.policy, env, cfg.runtime) if cfg.policy else None
         context = TeleopContext(env.features, env.fps, env, dict(cfg.device_options))
         device = make_device(cfg.device, context)
+        device.connect()  # before the dataset exists: a device that cannot start leaves nothing
         features = env.features.merge(TRANSITION_FEATURES).merge(
             intervention_features(env.features)
         )
@@ -407,7 +408,6 @@ def teleop(cfg: TeleopConfig, progress: bool = True) -> TeleopResult:
             cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume
         )
         result.earlier = _earlier_totals(Path(cfg.out), writer) if cfg.resume else {}
-        device.connect()
         _session(cfg, env, device, writer, policy, result, progress)
     except KeyboardInterrupt:
         result.interrupted, result.error = True, "KeyboardInterrupt"

@@ -208,6 +208,40 @@ CASES = [
         ("modified after export",),
     ),
     Case("bundle at another control rate", "bundle", _bundle_at_rate(20), 2, ("20", "10 hz")),
+    Case(
+        "teleop unknown device",
+        "teleop",
+        lambda w, t: ["teleop", "task=reach", "device=nope", f"out={t}/d", "episodes=1"],
+        2,
+        ("nope", "expert"),
+    ),
+    Case(
+        "teleop keyboard without a terminal",
+        "teleop",
+        lambda w, t: ["teleop", "task=reach", "device=keyboard", f"out={t}/d", "episodes=1"],
+        2,
+        ("not a tty", "device=browser"),
+    ),
+    Case(
+        "teleop gamepad with none connected",
+        "teleop",
+        lambda w, t: ["teleop", "task=reach", "device=gamepad", f"out={t}/d", "episodes=1"],
+        2,
+        ("gamepad",),
+    ),
+    Case(
+        "teleop unknown device option",
+        "teleop",
+        lambda w, t: [
+            "teleop",
+            "task=reach",
+            "device=expert",
+            "device.reaction_stpes=1",
+            f"out={t}/d",
+        ],
+        2,
+        ("reaction_stpes",),
+    ),
     *(
         Case(f"{cmd} out= through a file", "filesystem", _out_through_a_file(cmd), 2, ("a_file",))
         for cmd in ("collect", "train", "export", "eval")
@@ -216,13 +250,17 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_ends_cleanly(case, world, tmp_path, capsys):
+def test_bad_input_ends_cleanly(case, world, tmp_path, capsys, monkeypatch):
     args = case.make(world, tmp_path)
-    code = main(args)
+    with open(os.devnull) as no_terminal:  # as in CI
+        monkeypatch.setattr("sys.stdin", no_terminal)
+        code = main(args)
     out = capsys.readouterr()
     text = (out.out + out.err).lower()
     assert code == case.exit_code, f"{args}: exit {code}\n{out.out}\n{out.err}"
     assert "traceback" not in text
+    if case.surface == "teleop":  # a device that cannot start leaves no dataset behind
+        assert not (tmp_path / "d").exists()
     for expected in case.says:
         assert expected.lower() in text, f"{args}: {expected!r} not in\n{out.out}\n{out.err}"
 
