@@ -23,8 +23,7 @@ rclpy = pytest.importorskip("rclpy")
 
 import toy_policy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from ros_probe import ProbeNode  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -99,19 +98,11 @@ def tight_bundle(trained, tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------------- a plain rclpy node in this process
-class Probe:
+class Probe(ProbeNode):
     """Publishes observations, records commands/diagnostics/summaries, calls services (one domain)."""
 
     def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(
-            context=self.context,
-            domain_id=domain_id,
-            signal_handler_options=SignalHandlerOptions.NO,
-        )
-        self.node = rclpy.create_node("test_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "test_probe")
         self.state_pub = self.node.create_publisher(JointState, "/robot/state", 10)
         self.target_pub = self.node.create_publisher(JointState, "/robot/environment_state", 10)
         self.commands: list[tuple[float, JointTrajectory]] = []
@@ -129,36 +120,9 @@ class Probe:
         self.node.create_subscription(
             String, "/robot/episode", lambda m: self.summaries.append(json.loads(m.data)), 10
         )
-        self.clients: dict[str, object] = {}
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         self.diagnostics.append({kv.key: kv.value for kv in msg.status[0].values})
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-
-    def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-        end = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < end, f"timed out waiting for {what}"
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def call(self, service: str, timeout: float = 30.0) -> Trigger.Response:
-        client = self.clients.get(service) or self.node.create_client(Trigger, service)
-        self.clients[service] = client
-        end = time.monotonic() + timeout
-        while not client.wait_for_service(timeout_sec=0.1):
-            assert time.monotonic() < end, f"{service} not available"
-        future = client.call_async(Trigger.Request())
-        self.wait_for(future.done, timeout, service)
-        return future.result()
 
     def publish(
         self, state=None, target=None, stamp_ns: int | None = None, only_state: bool = False

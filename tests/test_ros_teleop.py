@@ -20,8 +20,7 @@ rclpy = pytest.importorskip("rclpy")
 
 import toy_policy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from ros_probe import ProbeNode  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -68,19 +67,11 @@ def bundle(tmp_path_factory) -> Path:
     return out
 
 
-class Probe:
+class Probe(ProbeNode):
     """Publishes fake policy/operator commands, records what the mux and robot send, calls services."""
 
     def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(
-            context=self.context,
-            domain_id=domain_id,
-            signal_handler_options=SignalHandlerOptions.NO,
-        )
-        self.node = rclpy.create_node("teleop_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain_id, "teleop_probe")
         self.policy_pub = self.node.create_publisher(JointTrajectory, "/policy/command", 50)
         self.teleop_pub = self.node.create_publisher(JointTrajectory, "/teleop/command", 50)
         self.robot: list[JointTrajectory] = []
@@ -97,36 +88,6 @@ class Probe:
             lambda m: self.diagnostics.append({kv.key: kv.value for kv in m.status[0].values}),
             10,
         )
-        self.clients: dict[str, object] = {}
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-
-    def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-        end = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < end, f"timed out waiting for {what}"
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def call(self, service: str, timeout: float = 30.0) -> Trigger.Response:
-        client = self.clients.get(service) or self.node.create_client(Trigger, service)
-        self.clients[service] = client
-        end = time.monotonic() + timeout
-        while not client.wait_for_service(timeout_sec=0.1):
-            assert time.monotonic() < end, f"{service} not available"
-        future = client.call_async(Trigger.Request())
-        self.wait_for(future.done, timeout, service)
-        return future.result()
-
-    def status(self, service: str) -> dict:
-        return json.loads(self.call(service).message)
 
 
 def start(nodes: list[NodeProcess], probe: Probe, services: list[str]) -> None:
