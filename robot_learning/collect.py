@@ -287,18 +287,13 @@ def _earlier_totals(root: Path, writer) -> dict[str, int]:
 
 def _successful_episodes(root: Path) -> int:
     """Episodes with any true ``next.success`` frame in the committed data (0 without the column)."""
-    import pyarrow.parquet as pq
+    from robot_learning.datasets import LeRobotDataset
 
-    episodes: set[int] = set()
-    for path in sorted((root / "data").rglob("*.parquet")):
-        names = pq.read_schema(path).names
-        if "next.success" not in names:
-            return 0
-        table = pq.read_table(path, columns=["episode_index", "next.success"]).to_pydict()
-        for ep, ok in zip(table["episode_index"], table["next.success"], strict=True):
-            if ok[0] if isinstance(ok, list) else ok:
-                episodes.add(int(ep))
-    return len(episodes)
+    dataset = LeRobotDataset(root)
+    if "next.success" not in dataset.features:
+        return 0
+    cols = dataset.columns(["episode_index", "next.success"])
+    return len(np.unique(cols["episode_index"][np.ravel(cols["next.success"]).astype(bool)]))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

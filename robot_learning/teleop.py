@@ -486,13 +486,13 @@ def _earlier_totals(root: Path, writer) -> dict[str, int]:
 
 def _intervention_counts(root: Path) -> dict[str, int]:
     """``interventions`` and ``intervention_frames`` of the committed data (0 without the columns)."""
-    import pyarrow.parquet as pq
+    from robot_learning.datasets import LeRobotDataset
 
-    runs = frames = 0
-    for path in sorted((root / "data").rglob("*.parquet")):
-        if IS_INTERVENTION not in pq.read_schema(path).names:
-            continue
-        table = pq.read_table(path, columns=[IS_INTERVENTION, INTERVENTION_START]).to_pydict()
-        frames += int(sum(np.ravel(table[IS_INTERVENTION])))
-        runs += int(sum(np.ravel(table[INTERVENTION_START])))
-    return {"interventions": runs, "intervention_frames": frames}
+    dataset = LeRobotDataset(root)
+    if IS_INTERVENTION not in dataset.features:
+        return {"interventions": 0, "intervention_frames": 0}
+    cols = dataset.columns([IS_INTERVENTION, INTERVENTION_START])
+    return {
+        "interventions": int(np.sum(cols[INTERVENTION_START])),
+        "intervention_frames": int(np.sum(cols[IS_INTERVENTION])),
+    }

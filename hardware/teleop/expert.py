@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hardware.teleop.base import DEVICES, DeviceError, TeleopContext, TeleopInput
+from hardware.teleop.base import DEVICES, DeviceError, TeleopContext, TeleopInput, parse_options
 from robot_learning.features import ACTION
 
 #: privileged ``task_state()`` keys giving the controlled point's position, first match wins
@@ -61,24 +61,15 @@ class ExpertOptions:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> ExpertOptions:
         """Build from ``context.options``; unknown keys and bad values are a :class:`DeviceError`."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise DeviceError(
-                f"device=expert has no option(s) {unknown}; known options: {sorted(known)}"
-            )
-        values = {}
-        for key, value in options.items():
-            kind = int if known[key] == "int" else float
-            try:
-                values[key] = kind(value)
-            except (TypeError, ValueError):
-                raise DeviceError(
-                    f"device.{key}={value!r}: expected a number ({kind.__name__})"
-                ) from None
-            if values[key] < 0:
-                raise DeviceError(f"device.{key}={value!r} must be >= 0")
-        return cls(**values)
+        opts = parse_options(cls, options, "expert")
+        negative = [
+            f"device.{f.name}={getattr(opts, f.name)}"
+            for f in fields(cls)
+            if getattr(opts, f.name) < 0
+        ]
+        if negative:
+            raise DeviceError(f"{', '.join(negative)}: must be >= 0 (device=expert)")
+        return opts
 
 
 @DEVICES.register("expert")
