@@ -1,42 +1,58 @@
 #!/usr/bin/env bash
-# The issue-6 RL benchmarks, end to end (numbers in BENCHMARKS.md). Hours of CPU: run one part at a time.
-#   scripts/bench_rl.sh residual [OUT]   BC base on 10 lift demos -> residual (200k steps) -> bundle -> 100-episode eval
+# The RL benchmarks, end to end (numbers in BENCHMARKS.md). Hours of CPU: run one part at a time.
+#   scripts/bench_rl.sh residual [OUT]   BC base on $NDEMOS $TASK demos -> residual (200k steps) -> bundle -> 100-episode eval
 #   scripts/bench_rl.sh rlpd [OUT]       rlpd from scratch on the same demonstrations (same loop settings)
 #   scripts/bench_rl.sh hopper [OUT]     sac and dsac_t on Hopper-v5, 300k steps, seeds $SEEDS (default "0")
+# TASK=lift (default) or peg_insert; NDEMOS: demonstrations (default 10); BASE_STEPS: the base policy's training steps (default 4000);
+# SEEDS: the finetune seeds of residual/rlpd/hopper; MINUTES: a wall-clock cap per finetune run;
+# ALGO_ARGS: extra finetune settings (e.g. "algo.scale=0.02"), TAG: a suffix for the run folders.
 set -euo pipefail
 PART=${1:?usage: scripts/bench_rl.sh residual|rlpd|hopper [OUT]}
 OUT=${2:-runs/bench_rl}
 RL=${RL:-.venv/bin/robot-learning}
 SEEDS=${SEEDS:-0}
+TASK=${TASK:-lift}
+NDEMOS=${NDEMOS:-10}
+BASE_STEPS=${BASE_STEPS:-4000}
 MINUTES=${MINUTES:-null}   # wall-clock cap per finetune run (null: none)
+ALGO_ARGS=${ALGO_ARGS:-}
+TAG=${TAG:-}
 mkdir -p "$OUT"
-LOOP="n_step=3 env_steps=200000 warmup_steps=2000 eval_every=5000 eval_episodes=50 save_every=10000 threads=1 seed=0"
+LOOP="n_step=3 env_steps=200000 warmup_steps=2000 eval_every=5000 eval_episodes=50 save_every=10000 threads=1"
+DEMOS="$OUT/data/${TASK}_state_$NDEMOS"
+BASE="$OUT/base_flow_${TASK}$NDEMOS"
 
 demos() {
-  [ -d "$OUT/data/lift_state_10" ] || $RL collect task=lift episodes=10 out="$OUT/data/lift_state_10"
-  # the same 10 episodes (same seeds) with the sparse reward the RL runs use
-  [ -d "$OUT/data/lift_state_10_sparse" ] || $RL collect task=lift task.reward=sparse episodes=10 out="$OUT/data/lift_state_10_sparse"
+  [ -d "$DEMOS" ] || $RL collect task=$TASK episodes=$NDEMOS out="$DEMOS"
+  # the same episodes (same seeds) with the sparse reward the RL runs use
+  [ -d "${DEMOS}_sparse" ] || $RL collect task=$TASK task.reward=sparse episodes=$NDEMOS out="${DEMOS}_sparse"
 }
 
 case "$PART" in
   residual)
     demos
-    [ -d "$OUT/base_flow_lift10/final" ] || $RL train policy=flow dataset="$OUT/data/lift_state_10" out="$OUT/base_flow_lift10" \
-      task=lift steps=4000 lr=3e-4 'policy.down_dims=[64,128]' threads=1 save_every=500 keep_checkpoints=null \
+    [ -d "$BASE/final" ] || $RL train policy=flow dataset="$DEMOS" out="$BASE" \
+      task=$TASK steps=$BASE_STEPS lr=3e-4 'policy.down_dims=[64,128]' threads=1 save_every=500 keep_checkpoints=null \
       eval_every=500 eval_episodes=20
-    $RL eval checkpoint="$OUT/base_flow_lift10/final" task=lift episodes=100 out="$OUT/eval_base" threads=1
-    $RL finetune algo=residual algo.base="$OUT/base_flow_lift10/final" task=lift task.reward=sparse \
-      demos="$OUT/data/lift_state_10_sparse" $LOOP max_minutes=$MINUTES out="$OUT/residual_lift"
-    $RL export checkpoint="$OUT/residual_lift" out="$OUT/residual_lift_bundle" overwrite=true
-    $RL eval bundle="$OUT/residual_lift_bundle" episodes=100 out="$OUT/eval_residual" threads=1
+    [ -f "$OUT/eval_base_${TASK}$NDEMOS/eval.json" ] || $RL eval checkpoint="$BASE/final" task=$TASK episodes=100 out="$OUT/eval_base_${TASK}$NDEMOS" threads=1
+    for seed in $SEEDS; do
+      run="$OUT/residual_${TASK}${NDEMOS}${TAG}_s$seed"
+      $RL finetune algo=residual algo.base="$BASE/final" task=$TASK task.reward=sparse \
+        demos="${DEMOS}_sparse" $LOOP seed=$seed max_minutes=$MINUTES $ALGO_ARGS out="$run"
+      $RL export checkpoint="$run" out="${run}_bundle" overwrite=true
+      $RL eval bundle="${run}_bundle" episodes=100 out="$OUT/eval_residual_${TASK}${NDEMOS}${TAG}_s$seed" threads=1
+    done
     ;;
   rlpd)
     demos
-    $RL finetune algo=rlpd algo.backup_entropy=false task=lift task.reward=sparse \
-      demos="$OUT/data/lift_state_10_sparse" $LOOP max_minutes=$MINUTES out="$OUT/rlpd_lift"
-    # any checkpoint exports the same way: checkpoint="$OUT/rlpd_lift/checkpoints/step_040000"
-    $RL export checkpoint="$OUT/rlpd_lift" out="$OUT/rlpd_lift_bundle" overwrite=true
-    $RL eval bundle="$OUT/rlpd_lift_bundle" task=lift task.reward=sparse episodes=100 out="$OUT/eval_rlpd" threads=1
+    for seed in $SEEDS; do
+      run="$OUT/rlpd_${TASK}${NDEMOS}${TAG}_s$seed"
+      $RL finetune algo=rlpd algo.backup_entropy=false task=$TASK task.reward=sparse \
+        demos="${DEMOS}_sparse" $LOOP seed=$seed max_minutes=$MINUTES $ALGO_ARGS out="$run"
+      # any checkpoint exports the same way: checkpoint="$run/checkpoints/step_040000"
+      $RL export checkpoint="$run" out="${run}_bundle" overwrite=true
+      $RL eval bundle="${run}_bundle" task=$TASK task.reward=sparse episodes=100 out="$OUT/eval_rlpd_${TASK}${NDEMOS}${TAG}_s$seed" threads=1
+    done
     ;;
   hopper)
     for seed in $SEEDS; do

@@ -118,6 +118,17 @@ def test_bundle_matches_torch_policy_with_state_and_camera(name, tmp_path):
             np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
 
 
+def test_bundle_of_a_policy_encoding_only_the_newest_frame_matches_torch(tmp_path):
+    torch.manual_seed(2)
+    policy = make_policy("flow", camera=True, image_obs_steps=1).eval()
+    bundle = export(policy, tmp_path, "flow_newest")
+    policy.set_inference(**SHORT["flow"])
+    loaded = load_bundle(bundle, runtime="onnxruntime")
+    inputs = example_inputs(policy, 2, seed=3)
+    got = loaded.predict_chunk({k: v for k, v in inputs.items() if k != NOISE}, noise=inputs[NOISE])
+    np.testing.assert_allclose(got, torch_reference(policy, inputs), atol=TOL, rtol=0)
+
+
 def test_diffusion_ddpm_export_is_refused_with_the_fix(tmp_path):
     policy = make_policy("diffusion", sampler="ddpm", num_inference_steps=4)
     with pytest.raises(ExportError, match="sampler=ddim"):

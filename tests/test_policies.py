@@ -284,6 +284,50 @@ def test_resnet18_camera_encoder_uses_groupnorm_and_keypoints():
     assert crops.shape == (2, 3, 86, 86)
 
 
+@pytest.mark.parametrize("name", ["diffusion", "flow"])
+def test_image_obs_steps_encodes_only_the_newest_frames(name):
+    torch.manual_seed(0)
+    full, newest = make_policy(name, camera=True), make_policy(name, camera=True, image_obs_steps=1)
+    enc_full, enc_newest = full.obs_encoder, newest.obs_encoder
+    state_dims = 7 * T  # observation.state (5) + environment_state (2) at every step
+    assert enc_full.out_dim == state_dims + 16 * T and enc_newest.out_dim == state_dims + 16
+    batch = make_batch(newest.features, 2)
+    older = dict(batch)
+    older[CAMERA] = batch[CAMERA].clone()
+    older[CAMERA][:, 0] = 255 - older[CAMERA][:, 0]  # change only the older frame
+    for policy, older_matters in ((full.eval(), True), (newest.eval(), False)):
+        with torch.no_grad():
+            a = policy.encode_observations(batch)
+            b = policy.encode_observations(older)
+        assert torch.equal(a, b) is not older_matters
+    with pytest.raises(ValueError, match=r"image_obs_steps=3 must be in \[1, n_obs_steps=2\]"):
+        make_policy(name, camera=True, image_obs_steps=3)
+
+
+def test_observation_layout_is_step_major_state_then_cameras():
+    """The conditioning layout checkpoints were trained with: per step, state then cameras."""
+    policy = make_policy("flow", camera=True).eval()
+    batch = make_batch(policy.features, 1)
+    enc = policy.obs_encoder
+    with torch.no_grad():
+        out = policy.encode_observations(batch)[0]
+        frames = policy.normalizer.normalize(CAMERA, batch[CAMERA])[0]
+        cam = enc.cameras[CAMERA.replace(".", "__")](frames)  # [T, 16]
+    state = torch.cat([batch["observation.state"], batch["observation.environment_state"]], -1)
+    normed = torch.cat(
+        [
+            policy.normalizer.normalize("observation.state", batch["observation.state"]),
+            policy.normalizer.normalize(
+                "observation.environment_state", batch["observation.environment_state"]
+            ),
+        ],
+        -1,
+    )[0]
+    assert state.shape[-1] == 7
+    expected = torch.cat([torch.cat([normed[t], cam[t]]) for t in range(T)])
+    torch.testing.assert_close(out, expected)
+
+
 def test_ema_power_decay_copy_swap_and_state_dict(tmp_path):
     model = nn.Linear(3, 2)
     ema = EMA(model, decay=0.9, power=0.75)

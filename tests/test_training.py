@@ -187,6 +187,20 @@ def test_config_errors_name_the_fields(tmp_path, reach_demos):
         )
 
 
+def test_bf16_precision_trains_under_autocast_with_fp32_weights(tmp_path, reach_demos):
+    with pytest.raises(ValueError, match=r"precision='fp16' is not one of \('fp32', 'bf16'\)"):
+        toy_config(reach_demos, tmp_path, precision="fp16")
+    runs = {
+        p: train(toy_config(reach_demos, tmp_path / p, steps=20, precision=p), progress=False)
+        for p in ("fp32", "bf16")
+    }
+    fp32, bf16 = runs["fp32"].losses, runs["bf16"].losses
+    assert all(np.isfinite(bf16)) and fp32[0] != bf16[0]  # the forward pass ran in bfloat16
+    assert abs(fp32[0] - bf16[0]) < 0.05 * abs(fp32[0])  # ... and computed the same loss
+    weights = load_file(str(tmp_path / "bf16" / "final" / "model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
 def test_dataset_task_mismatch_names_keys(tmp_path, reach_demos):
     # reach's dataset holds the target position; the lift env's environment state is the cube
     with pytest.raises(FeatureMismatchError, match="observation.environment_state"):

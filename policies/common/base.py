@@ -69,6 +69,7 @@ class ChunkGenerativePolicy(Policy):
             crop_ratio=config.crop_ratio,
             num_keypoints=config.num_keypoints,
             image_feature_dim=config.image_feature_dim,
+            image_obs_steps=config.image_obs_steps,
         )
         self.unet = ConditionalUnet1D(
             self.action_dim,

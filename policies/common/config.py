@@ -30,6 +30,9 @@ class ChunkPolicyConfig(PolicyConfig):
     """Spatial-softmax keypoints per camera (paper / robomimic: 32)."""
     image_feature_dim: int = 64
     """Feature size per camera frame after the keypoint head."""
+    image_obs_steps: int | None = None
+    """Camera frames encoded per window: the newest k of the ``n_obs_steps`` (None: all). The
+    camera trunk is most of a pixel policy's compute; 1 halves it at ``n_obs_steps=2``."""
     num_inference_steps: int | None = 10
     """Network evaluations per predicted chunk (sampler steps)."""
 
@@ -55,6 +58,11 @@ class ChunkPolicyConfig(PolicyConfig):
         if self.vision_backbone not in VISION_BACKBONES:
             raise ValueError(
                 f"vision_backbone={self.vision_backbone!r} is not one of {VISION_BACKBONES}"
+            )
+        if self.image_obs_steps is not None and not 1 <= self.image_obs_steps <= self.n_obs_steps:
+            raise ValueError(
+                f"image_obs_steps={self.image_obs_steps} must be in [1, n_obs_steps={self.n_obs_steps}] "
+                "(or null for every observation step)"
             )
         if not 0.0 < self.crop_ratio <= 1.0:
             raise ValueError(f"crop_ratio={self.crop_ratio} must be in (0, 1]")

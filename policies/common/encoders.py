@@ -6,7 +6,9 @@ camera, trained from scratch (no pretrained weights), with every BatchNorm repla
 pool replaced by spatial-softmax keypoint pooling (as in robomimic) to keep spatial information;
 random crops in training, center crops at evaluation. State vectors are concatenated (optionally
 through an MLP). Features of every observation step are concatenated into the global
-conditioning of the U-Net ("obs as global conditioning").
+conditioning of the U-Net ("obs as global conditioning"). ``image_obs_steps`` < ``n_obs_steps``
+encodes only the newest camera frames of the window (the trunk is most of a pixel policy's
+cost on a CPU; the states still cover the whole window).
 
 Inputs are already normalised by the policy's :class:`~robot_learning.normalize.Normalizer`:
 states in network units, images float in [0, 1] with the dataset's HWC layout.
@@ -161,6 +163,7 @@ class ObservationEncoder(nn.Module):
         state_mlp_dims: hidden/output sizes of an MLP on the concatenated state; () = identity,
             as in Diffusion Policy's low-dim variant.
         vision_backbone, crop_ratio, num_keypoints, image_feature_dim: see :class:`CameraEncoder`.
+        image_obs_steps: newest frames per camera that are encoded (None: all ``n_obs_steps``).
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class ObservationEncoder(nn.Module):
         crop_ratio: float = 0.9,
         num_keypoints: int = 32,
         image_feature_dim: int = 64,
+        image_obs_steps: int | None = None,
     ) -> None:
         super().__init__()
         if not state_keys and not image_keys:
@@ -181,6 +185,11 @@ class ObservationEncoder(nn.Module):
         self.state_keys = list(state_keys)
         self.image_keys = list(image_keys)
         self.n_obs_steps = n_obs_steps
+        self.image_obs_steps = n_obs_steps if image_obs_steps is None else image_obs_steps
+        if not 1 <= self.image_obs_steps <= n_obs_steps:
+            raise ValueError(
+                f"image_obs_steps={image_obs_steps} must be in [1, n_obs_steps={n_obs_steps}]"
+            )
         self.state_dim = sum(math.prod(features[k].shape) for k in self.state_keys)
         layers: list[nn.Module] = []
         width = self.state_dim
@@ -197,23 +206,30 @@ class ObservationEncoder(nn.Module):
                 for k in self.image_keys
             }
         )
-        self.step_dim = (width if self.state_keys else 0) + image_feature_dim * len(self.image_keys)
-        self.out_dim = self.step_dim * n_obs_steps
+        self.state_step_dim = width if self.state_keys else 0
+        self.image_step_dim = image_feature_dim * len(self.image_keys)
+        self.out_dim = (
+            self.state_step_dim * n_obs_steps + self.image_step_dim * self.image_obs_steps
+        )
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """{key: [B, T, *shape]} normalised -> [B, T * step_dim]."""
-        parts = []
+        """{key: [B, T, *shape]} normalised -> [B, out_dim], step by step (state, then cameras)."""
         batch = next(iter(obs[k] for k in (*self.state_keys, *self.image_keys))).shape[0]
+        per_step: list[list[torch.Tensor]] = [[] for _ in range(self.n_obs_steps)]
         if self.state_keys:
             # [B, T, *shape] -> [B, T, prod(shape)] per key, then concat keys
             state = torch.cat([obs[k].flatten(2) for k in self.state_keys], dim=-1)
             assert state.shape == (batch, self.n_obs_steps, self.state_dim), tuple(state.shape)
-            parts.append(self.state_mlp(state))
+            state = self.state_mlp(state)
+            for t in range(self.n_obs_steps):
+                per_step[t].append(state[:, t])
+        first = self.n_obs_steps - self.image_obs_steps  # older frames are not encoded
         for key in self.image_keys:
-            frames = obs[key]
-            flat = frames.reshape(batch * self.n_obs_steps, *frames.shape[2:])  # [B*T, H, W, C]
-            feats = self.cameras[key.replace(".", "__")](flat)  # [B*T, F]
-            parts.append(feats.reshape(batch, self.n_obs_steps, -1))
-        out = torch.cat(parts, dim=-1).flatten(1)  # [B, T, D] -> [B, T*D]
+            frames = obs[key][:, first:]
+            flat = frames.reshape(-1, *frames.shape[2:])  # [B*k, H, W, C]
+            feats = self.cameras[key.replace(".", "__")](flat).reshape(batch, frames.shape[1], -1)
+            for t in range(first, self.n_obs_steps):
+                per_step[t].append(feats[:, t - first])
+        out = torch.cat([part for step in per_step for part in step], dim=-1)
         assert out.shape == (batch, self.out_dim), tuple(out.shape)
         return out

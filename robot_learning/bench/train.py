@@ -72,6 +72,8 @@ class TrainBenchConfig:
     """Training batch size."""
     lr: float = 1e-4
     """Peak learning rate."""
+    precision: str = "fp32"
+    """Training precision: ``fp32`` or ``bf16`` (autocast; see ``train precision=``)."""
     eval_episodes: int = 100
     """Evaluation episodes of the final policy."""
     eval_num_envs: int = 10
@@ -147,6 +149,7 @@ def _run(cfg: TrainBenchConfig, report) -> dict[str, Any]:
         steps=cfg.steps or 10_000,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
+        precision=cfg.precision,
         seed=cfg.seed,
         threads=cfg.threads,
         max_minutes=None if cfg.steps else cfg.minutes,
@@ -269,7 +272,8 @@ def probe_steps_per_s(cfg: TrainConfig, dataset: LeRobotDataset, steps: int = 5)
     for i in range(steps + 1):
         if i == 1:  # the first step pays one-off allocation costs
             t0 = time.perf_counter()
-        loss, _ = policy.compute_loss(batch)
+        with torch.autocast("cpu", torch.bfloat16, enabled=cfg.precision == "bf16"):
+            loss, _ = policy.compute_loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 DEFAULT_WARMUP_STEPS = 500
 
 
+#: training precisions: full fp32, or bfloat16 autocast with fp32 master weights
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class TrainConfig:
     """Settings of one imitation-training run; defaults follow Diffusion Policy's recipe."""
@@ -60,6 +64,9 @@ class TrainConfig:
     """EMA warm-up: decay at step k is ``1 - (1 + k) ** -ema_power`` up to ``ema_decay``; None = constant."""
     device: str = "cpu"
     """Torch device, e.g. ``cpu`` or ``cuda``."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``: the forward pass and loss under bfloat16 autocast (weights, gradients,
+    optimizer and EMA stay fp32); about 2x faster convolutions on CPUs with AVX-512 BF16 or AMX."""
     threads: int | None = None
     """torch intra-op CPU threads for this run (None: torch's default, one per core); 1 is often
     fastest on a loaded machine, where spinning OpenMP threads contend."""
@@ -133,6 +140,8 @@ class TrainConfig:
             raise ValueError(
                 f"ema_power={self.ema_power} must be > 0 (or null for a constant decay)"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
         if self.num_workers < 0:

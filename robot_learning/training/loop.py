@@ -218,7 +218,8 @@ def _train(
             while step < cfg.steps:
                 batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
                 policy.train()
-                loss, metrics = policy.compute_loss(batch)
+                with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    loss, metrics = policy.compute_loss(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss is {loss.item()} at step {step}; last checkpoint: {ckpt_root / ckpt.LAST}"
