@@ -20,7 +20,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from robot_learning.features import ACTION, FeatureMismatchError, FeatureSpec
 from robot_learning.fileio import naming_path
 from robot_learning.normalize import Normalizer, default_modes
 from robot_learning.registry import Registry
+
+if TYPE_CHECKING:
+    from robot_learning.training.windows import WindowDataset
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -87,6 +90,12 @@ class Policy(nn.Module):
 
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+    #: False for zoo members that are not controllers (``reward_classifier``): they predict no
+    #: action chunk, so ``predict_chunk``/``select_action``, evaluation and deployment do not
+    #: apply, and the registry-driven controller tests skip them.
+    predicts_actions: ClassVar[bool] = True
+    #: name of the exported graph's output (controllers: the raw action chunk)
+    graph_output: ClassVar[str] = ACTION
 
     def __init__(self, config: PolicyConfig, features: FeatureSpec, stats: dict | None) -> None:
         super().__init__()
@@ -144,6 +153,45 @@ class Policy(nn.Module):
         scheduler object).
         """
         return self.predict_chunk(batch, noise)
+
+    def graph_reference(
+        self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What the exported graph computes, in eager torch: the reference of the export parity
+        check and what the ``torch`` bundle runtime serves. Controllers: :meth:`predict_chunk`."""
+        return self.predict_chunk(batch, noise)
+
+    def bundle_metadata(self, checkpoint_meta: dict[str, Any]) -> dict[str, Any]:
+        """Extra top-level ``policy.json`` fields of this policy's bundles (default: none).
+
+        ``checkpoint_meta`` is the source checkpoint's ``config.json``. A policy whose graph is
+        not an action chunk declares itself here (``reward_classifier``: its threshold and metrics).
+        """
+        return {}
+
+    # ------------------------------------------------------------------ training hooks
+    # ``robot-learning train`` fits every zoo member with one loop built around (observation
+    # window, action chunk) batches. These two hooks are the whole extension point for members
+    # that need more: per-frame targets other than actions, held-out data, a post-fit step.
+    def prepare_training(self, windows: WindowDataset) -> WindowDataset:
+        """Called once before the first step (again on resume) with every window of the dataset;
+        returns the windows to train on. Default: all of them, unchanged.
+
+        A policy may attach per-frame targets (:meth:`WindowDataset.with_targets`), hold out
+        episodes (:meth:`WindowDataset.subset`) and set data-dependent buffers (e.g. class
+        weights). It must be a deterministic function of the windows and its config, so that a
+        resumed run trains on the same windows.
+        """
+        return windows
+
+    def finish_training(self, windows: WindowDataset, out: Path) -> dict[str, Any]:
+        """Called once on the deployable weights (EMA when on) after the last step, before
+        ``final/`` is saved, with every window of the dataset (as given to
+        :meth:`prepare_training`) and the run folder. May set buffers that must ship with the
+        weights (e.g. a decision threshold picked on held-out frames) and write reports into
+        ``out``. Returns numbers for ``train.json`` (``post_training``); a ``summary`` string
+        in it is printed by the CLI. Default: nothing."""
+        return {}
 
     # ------------------------------------------------------------------ single-step control
     def reset(self) -> None:

@@ -14,11 +14,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_policies import CAMERA, make_policy
+from test_policies import CAMERA, NAMES, make_policy
 
 from robot_learning.export import ExportConfig, ExportError, export_checkpoint
 from robot_learning.export.onnx_graph import example_inputs
-from robot_learning.policy import POLICIES, Policy
+from robot_learning.policy import Policy
 from robot_learning.runtime import (
     BundleError,
     BundlePolicy,
@@ -85,7 +85,7 @@ def torch_reference(policy: Policy, inputs: dict[str, np.ndarray]) -> np.ndarray
 
 
 # ---------------------------------------------------------------------- parity
-@pytest.mark.parametrize("name", POLICIES.names())
+@pytest.mark.parametrize("name", NAMES)
 def test_bundle_matches_torch_policy_with_state_and_camera(name, tmp_path):
     torch.manual_seed(1)
     policy = make_policy(name, camera=True).eval()

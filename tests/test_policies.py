@@ -20,7 +20,8 @@ from robot_learning.features import Feature, FeatureMismatchError, FeatureSpec
 from robot_learning.normalize import NormalizationError
 from robot_learning.policy import POLICIES, Policy
 
-NAMES = POLICIES.names()
+#: the controllers (reward_classifier predicts no actions: tests/test_reward_classifier.py)
+NAMES = [n for n in POLICIES.names() if POLICIES.get(n).predicts_actions]
 H, T, A = 8, 2, 3  # horizon, n_obs_steps, action dim
 #: test-sized settings, applied where a policy's config has the field
 SMALL = dict(

@@ -37,6 +37,7 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
         "robot_learning.cli.finetune",
         "robot_learning.cli.bundle",
         "robot_learning.cli.teleop",
+        "robot_learning.cli.hil",
     ),
 )
 

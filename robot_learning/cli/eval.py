@@ -106,6 +106,11 @@ def _checkpoint_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
         torch.set_num_threads(int(data["threads"]))
     checkpoint = checkpoint_dir(data["checkpoint"])
     policy = Policy.load(checkpoint, map_location=data["device"]).to(data["device"])
+    if not policy.predicts_actions:
+        raise ConfigError(
+            f"{checkpoint} holds a {policy.name!r} model, which predicts no actions and cannot be "
+            "rolled out; its held-out metrics are in classifier.json next to it"
+        )
     meta = json.loads((checkpoint / "config.json").read_text())
     extra = {
         "checkpoint": str(checkpoint.resolve()),

@@ -113,6 +113,34 @@ def register_all() -> None:
         groups={"algo": _algo_config, **task},
         examples={"task": "reach"},
     )
+    from robot_learning.hil.config import TransportConfig
+
+    hil_classes = (FinetuneConfig, TransportConfig)
+    HELP["hil"] = CommandHelp(
+        usage="hil learner|actor task=<name> out=DIR [transport.token=...] [key=value ...]",
+        summary="HIL-SERL across machines: the learner (RLPD, serves weights) or one actor "
+        "(policy + teleop device); finetune algo=hil_serl runs both locally.",
+        subcommands={
+            "learner": CommandHelp(
+                usage="hil learner task=<name> out=DIR [demos=DIR] [transport.port=50051] [transport.host=...]",
+                summary="Serve actors over gRPC (token; TLS with transport.cert/key[/client_ca]), "
+                "train on their transitions, write hil.json.",
+                config="hil",
+                classes=hil_classes,
+                groups={"algo": _algo_config, **task},
+                examples={"task": "reach"},
+            ),
+            "actor": CommandHelp(
+                usage="hil actor task=<name> out=DIR transport.learner=HOST:PORT actor_id=NAME",
+                summary="Run the learner's current policy with a teleop device for interventions "
+                "and stream every transition to the learner.",
+                config="hil",
+                classes=hil_classes,
+                groups={"algo": _algo_config, **task},
+                examples={"task": "reach"},
+            ),
+        },
+    )
     HELP["deploy"] = CommandHelp(
         usage="deploy bundle=DIR robot=sim [task=<name>] [episodes=N] [out=DIR]",
         summary="Serve a bundle with policy_node against sim_robot_node over ROS 2; writes deploy.json.",

@@ -68,6 +68,8 @@ def train_command(args: list[str]) -> int:
             else f"resume with resume=true out={run.out}"
         )
     )
+    if result.post_training.get("summary"):
+        console.print(result.post_training["summary"])
     if result.evals:
         step, ev = max(result.evals.items())
         low, high = ev["success_ci95"]

@@ -24,10 +24,12 @@ from robot_learning.runtime.bundle import (
     BUNDLE_VERSION,
     GRAPH_FILE,
     NOISE,
+    REWARD_SECTION,
     TORCH_DIR,
     declared_inputs,
     declared_outputs,
     read_bundle,
+    reward_outputs,
     sha256_file,
     write_policy_json,
 )
@@ -134,6 +136,10 @@ def _policy_json(
 
     settings = policy.inference_settings()
     horizon, n_obs = policy.config.horizon, policy.config.n_obs_steps
+    extra = policy.bundle_metadata(meta)
+    outputs = (
+        reward_outputs() if REWARD_SECTION in extra else declared_outputs(policy.features, horizon)
+    )
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         files[path.relative_to(root).as_posix()] = {
@@ -153,7 +159,7 @@ def _policy_json(
             horizon,
             noise=NOISE in graph["graph_inputs"],
         ),
-        "outputs": declared_outputs(policy.features, horizon),
+        "outputs": outputs,
         "n_obs_steps": n_obs,
         "horizon": horizon,
         "n_action_steps": policy.config.n_action_steps,
@@ -180,6 +186,7 @@ def _policy_json(
             "torch": torch.__version__,
             "onnx": onnx.__version__,
         },
+        **extra,
     }
 
 

@@ -2,7 +2,8 @@
 
 The graph takes the observation keys (``[batch, n_obs_steps, *shape]``; float32 states, uint8
 HWC images) and ``noise`` (``[batch, horizon, A]``) and returns the raw action chunk ``action``
-(``[batch, horizon, A]``). Normalisation, the observation encoder, the whole sampler loop
+(``[batch, horizon, A]``); a policy that is not a controller names its own output
+(``Policy.graph_output``, e.g. a reward classifier's ``success_probability`` ``[batch]``). Normalisation, the observation encoder, the whole sampler loop
 (unrolled: its step count is fixed at export) and un-normalisation are inside, so a runtime only
 feeds arrays. The batch dimension is dynamic.
 """
@@ -85,7 +86,7 @@ def export_onnx(
 
     def reference(inputs: dict[str, np.ndarray]) -> np.ndarray:
         obs = {k: torch.from_numpy(inputs[k]) for k in policy.input_keys}
-        return policy.predict_chunk(obs, noise=torch.from_numpy(inputs[NOISE])).numpy()
+        return policy.graph_reference(obs, noise=torch.from_numpy(inputs[NOISE])).numpy()
 
     return export_graph(
         PolicyGraph(policy),
@@ -96,6 +97,7 @@ def export_onnx(
         simplify=simplify,
         opset=opset,
         what=f"policy {policy.name!r}",
+        output=policy.graph_output,
     )
 
 
@@ -108,8 +110,10 @@ def export_graph(
     simplify: bool = True,
     opset: int = OPSET,
     what: str = "module",
+    output: str = OUTPUT,
 ) -> dict[str, Any]:
-    """Export ``module`` (positional inputs ``names``, batch dimension dynamic) to ``path`` and verify it.
+    """Export ``module`` (positional inputs ``names``, batch dimension dynamic, one output named
+    ``output``) to ``path`` and verify it.
 
     ``make_inputs(batch, seed)`` gives valid random inputs by name; ``reference(inputs)`` the torch
     result the graph must reproduce within :data:`PARITY_TOL`. Checks as :func:`export_onnx`.
@@ -123,7 +127,7 @@ def export_graph(
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter
         try:
             program = torch.onnx.export(
-                module, args, dynamo=True, input_names=names, output_names=[OUTPUT],
+                module, args, dynamo=True, input_names=names, output_names=[output],
                 dynamic_shapes=(tuple({0: batch} for _ in names),), opset_version=opset, external_data=False, verbose=False,
             )  # fmt: skip
         except Exception as exc:  # the exporter raises many internal types; say what failed

@@ -55,6 +55,8 @@ def load_demos(
     spec: FeatureSpec,
     done_means: str = "success",
     derive: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    streams: int = 1,
+    extra_rows: int = 0,
 ) -> ReplayBuffer:
     """A :class:`ReplayBuffer` holding every episode of the dataset at ``root``.
 
@@ -65,6 +67,9 @@ def load_demos(
             ``next.success`` is set, else truncated), ``terminated`` or ``truncated``.
         derive: ``f(episode_index, {key: [T, ...]}) -> {key: [T, ...]}`` computing observation
             keys of ``spec`` the dataset does not hold (e.g. residual RL's base actions).
+        streams: rings of the returned buffer; the demonstrations fill stream 0, the others are
+            left for data added later (``hil_serl``: intervention segments).
+        extra_rows: free rows per stream beyond what the demonstrations need.
     """
     from robot_learning.datasets import LeRobotDataset
 
@@ -81,7 +86,8 @@ def load_demos(
     recorded = [k for k in spec.observation_keys if derive is None or k in ds.features]
     keys = [*recorded, ACTION]
     spec.select(keys).check_matches(ds.features, what=f"demonstrations {root}", keys=keys)
-    buffer = ReplayBuffer(spec, capacity=ds.num_frames + ds.num_episodes)
+    rows = ds.num_frames + ds.num_episodes + extra_rows
+    buffer = ReplayBuffer(spec, capacity=rows * streams, streams=streams)
     for i in range(ds.num_episodes):
         ep = ds.episode(i)
         reward = ep["next.reward"].reshape(-1)

@@ -117,7 +117,12 @@ def finetune(
     """Run (or resume) ``cfg``; see the module docstring.
 
     ``progress`` shows a progress bar; ``on_eval(env_steps, summary)`` hears every evaluation.
+    An algorithm with a ``run_finetune(cfg, progress, on_eval)`` hook runs its own workflow
+    instead (``hil_serl``: a learner with actor processes).
     """
+    runner = getattr(ALGOS.get(cfg.algo), "run_finetune", None)
+    if runner is not None:
+        return runner(cfg, progress, on_eval or (lambda steps, summary: None))
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)

@@ -94,32 +94,50 @@ class ReplayBuffer:
         next_obs: Mapping[str, np.ndarray],
         terminated: np.ndarray,
         truncated: np.ndarray,
+        streams: np.ndarray | None = None,
     ) -> None:
-        """Store one step of every stream; arrays are ``[streams, ...]``.
+        """Store one step of every stream (or of ``streams``); arrays are ``[len(streams), ...]``.
 
         ``obs`` is written only when a stream starts an episode (afterwards it is the previous
         step's ``next_obs``, already stored). ``next_obs`` of an ended episode is its final
         observation (not the reset observation of the next one).
         """
-        s = np.arange(self.streams)
-        terminated = np.asarray(terminated, bool).reshape(self.streams)
-        truncated = np.asarray(truncated, bool).reshape(self.streams) & ~terminated
-        fresh = ~self.open
+        s = np.arange(self.streams) if streams is None else np.asarray(streams, np.int64)
+        n = len(s)
+        if len(np.unique(s)) != n or (n and (s.min() < 0 or s.max() >= self.streams)):
+            raise ValueError(f"streams {s.tolist()} must be distinct and in [0, {self.streams})")
+        terminated = np.asarray(terminated, bool).reshape(n)
+        truncated = np.asarray(truncated, bool).reshape(n) & ~terminated
+        fresh = ~self.open[s]
         if fresh.any():
             self._write_obs(
-                self.head[fresh], s[fresh], {k: np.asarray(v)[fresh] for k, v in obs.items()}
+                self.head[s][fresh], s[fresh], {k: np.asarray(v)[fresh] for k, v in obs.items()}
             )
-        row = self.head
+        row = self.head[s]
         self.action[row, s] = action
-        self.reward[row, s] = np.asarray(reward, np.float32).reshape(self.streams)
+        self.reward[row, s] = np.asarray(reward, np.float32).reshape(n)
         nxt = (row + 1) % self.rows
         self._write_obs(nxt, s, next_obs)
         self.has_action[row, s] = True
         self.terminated[row, s] = terminated
         self.truncated[row, s] = truncated
         ended = terminated | truncated
-        self.head = np.where(ended, (nxt + 1) % self.rows, nxt)
-        self.open = ~ended
+        self.head[s] = np.where(ended, (nxt + 1) % self.rows, nxt)
+        self.open[s] = ~ended
+
+    def close_stream(self, stream: int) -> None:
+        """End ``stream``'s open episode at its current observation, as a truncation (its last
+        transition bootstraps from that observation); a no-op when no episode is open."""
+        if self.open[stream]:
+            self.head[stream] = (self.head[stream] + 1) % self.rows
+            self.open[stream] = False
+
+    def last_transition_row(self, stream: int) -> int | None:
+        """Row of ``stream``'s most recent transition in its open episode (None: none open)."""
+        if not self.open[stream]:
+            return None
+        row = (self.head[stream] - 1) % self.rows
+        return int(row) if self.has_action[row, stream] else None
 
     def add_episode(
         self,

@@ -53,7 +53,8 @@ class Runtime(ABC):
 
     @abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Named inputs (exactly the bundle's declared inputs) -> ``[B, horizon, A]`` float32."""
+        """Named inputs (exactly the bundle's declared inputs) -> ``[B, horizon, A]`` float32
+        (a reward classifier's graph: success probabilities ``[B]``)."""
 
     def input_signature(self) -> dict[str, tuple[str, tuple]] | None:
         """What the loaded graph declares: input name -> (dtype name, shape with None for dynamic).

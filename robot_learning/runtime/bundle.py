@@ -10,6 +10,11 @@ A bundle is a folder written by ``robot-learning export``::
     residual.onnx            residual RL bundles only: per-step ``[obs, base action] -> action``
                              on top of the base graph (``policy.json`` ``residual`` section)
 
+A reward classifier's bundle (``policy.json`` ``reward_classifier`` section: decision threshold,
+held-out metrics) has the same layout, but ``model.onnx`` maps the observations to the success
+probability ``[batch]`` instead of an action chunk; load it with
+:func:`robot_learning.runtime.reward.load_reward_model`.
+
 ``policy.json`` holds the feature spec, the normalisation statistics (applied inside the graph;
 kept here so a reader can see them), the horizons, the control rate, the sampler and its step
 count, the declared graph inputs/outputs and a SHA-256 of every file, plus the source
@@ -45,6 +50,9 @@ RESIDUAL_GRAPH = "residual.onnx"
 BASE_ACTION = "observation.base_action"
 NOISE = "noise"
 OUTPUT = ACTION
+#: policy.json section of a reward classifier's bundle, and its graph's output
+REWARD_SECTION = "reward_classifier"
+REWARD_OUTPUT = "success_probability"
 #: symbolic batch dimension in declared shapes
 BATCH = "batch"
 
@@ -119,6 +127,11 @@ def declared_outputs(features: FeatureSpec, horizon: int) -> list[dict]:
     return [
         {"name": OUTPUT, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]}
     ]
+
+
+def reward_outputs() -> list[dict]:
+    """A reward classifier graph's single output: the success probability of each observation."""
+    return [{"name": REWARD_OUTPUT, "dtype": "float32", "shape": [BATCH]}]
 
 
 def read_bundle(bundle_dir: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
@@ -237,12 +250,14 @@ def _spec_problems(spec: dict) -> list[str]:
             f"n_obs_steps={spec['n_obs_steps']} and n_action_steps={spec['n_action_steps']} do not fit in "
             f"horizon={spec['horizon']}"
         )
-    problems += _residual_problems(spec)
+    problems += _residual_problems(spec) + _reward_problems(spec)
     with_noise = any(isinstance(d, dict) and d.get("name") == NOISE for d in spec["inputs"])
     expected_in = declared_inputs(
         features, keys, spec["n_obs_steps"], spec["horizon"], noise=with_noise
     )
-    expected_out = declared_outputs(features, spec["horizon"])
+    expected_out = (
+        reward_outputs() if REWARD_SECTION in spec else declared_outputs(features, spec["horizon"])
+    )
     for what, got, want in (
         ("inputs", spec["inputs"], expected_in),
         ("outputs", spec["outputs"], expected_out),
@@ -286,6 +301,19 @@ def _residual_problems(spec: dict) -> list[str]:
             f"declared residual inputs {_brief(section.get('inputs'))} do not follow from its features"
         )
     return problems
+
+
+def _reward_problems(spec: dict) -> list[str]:
+    section = spec.get(REWARD_SECTION)
+    if section is None:
+        return []
+    threshold = section.get("threshold") if isinstance(section, dict) else None
+    if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+        return [
+            f"the {REWARD_SECTION} section needs a threshold in [0, 1], got {threshold!r}; "
+            "re-export the bundle"
+        ]
+    return []
 
 
 def _brief(io: list[dict]) -> str:

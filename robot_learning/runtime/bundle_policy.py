@@ -25,6 +25,7 @@ from robot_learning.runtime.base import resolve_runtime
 from robot_learning.runtime.bundle import (
     BASE_ACTION,
     NOISE,
+    REWARD_SECTION,
     BundleError,
     check_signature,
     read_bundle,
@@ -49,6 +50,12 @@ class BundlePolicy:
         self.bundle_dir = Path(bundle_dir)
         self.spec = read_bundle(self.bundle_dir)
         spec = self.spec
+        if REWARD_SECTION in spec:
+            raise BundleError(
+                f"{self.bundle_dir} is a reward classifier bundle (it outputs a success "
+                "probability, not actions); load it with "
+                "robot_learning.runtime.reward.load_reward_model, not as a policy"
+            )
         self.features = spec["features"]
         self.name: str = spec["policy"]
         self.input_keys: list[str] = list(spec["input_keys"])

@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 DEFAULT_WARMUP_STEPS = 500
 
 
+def cpu_has_bf16() -> bool:
+    """True when oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 #: training precisions: full fp32, or bfloat16 autocast with fp32 master weights
 PRECISIONS = ("fp32", "bf16")
 
@@ -142,6 +150,13 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
+        if self.precision == "bf16" and self.device == "cpu" and not cpu_has_bf16():
+            log.warning(
+                "precision=bf16 on a CPU without native bfloat16 (torch reports %s, no oneDNN bf16): "
+                "autocast is emulated and training runs many times slower than fp32; use precision=fp32 "
+                "(policy.image_obs_steps=1 still halves the camera work)",
+                torch.backends.cpu.get_cpu_capability(),
+            )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
         if self.num_workers < 0:

@@ -93,6 +93,8 @@ class TrainResult:
     """What stopped the run early (an exception), or None."""
     final_dir: str | None = None
     evals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    post_training: dict[str, Any] = field(default_factory=dict)
+    """What ``Policy.finish_training`` reported (e.g. a classifier's held-out metrics)."""
 
     def final_loss(self, window: int) -> float | None:
         """Mean loss of the last ``window`` steps run in this process: the one "final loss"
@@ -167,7 +169,10 @@ def _train(
             what=f"task {cfg.task.name!r} ({cfg.task.backend}, obs={cfg.task.obs}) env spec "
             f"vs dataset {dataset.root}",
         )
-    windows = WindowDataset(datasets, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon)
+    all_windows = WindowDataset(
+        datasets, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon
+    )
+    windows = policy.prepare_training(all_windows)  # e.g. labels + held-out episodes (classifier)
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
     )
@@ -178,6 +183,7 @@ def _train(
         "dataset_episodes": sum(part.num_episodes for part in datasets),
         "dataset_frames": sum(part.num_frames for part in datasets),
         "intervention_frames": int(windows.is_intervention.sum()),
+        "training_windows": len(windows),
         "fps": dataset.fps,
     }
     step = 0
@@ -280,6 +286,7 @@ def _train(
         save_checkpoint()
     if result.stopped != "interrupted":
         final = _deployable(policy, ema)
+        result.post_training = final.finish_training(all_windows, out)
         ckpt.write_atomic_dir(
             out / "final", lambda d: final.save(d, extra={"train_config": resolved, "step": step})
         )
@@ -460,6 +467,7 @@ def _summary(cfg: TrainConfig, result: TrainResult, policy: Policy) -> dict[str,
             str(k): {m: v[m] for m in ("success_rate", "success_ci95", "mean_max_reward")}
             for k, v in result.evals.items()
         },
+        **({"post_training": result.post_training} if result.post_training else {}),
     }
 
 

@@ -23,6 +23,7 @@ datasets to need no worker processes.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -80,6 +81,12 @@ class WindowDataset(Dataset):
         self.is_intervention = np.concatenate([_intervention_flags(part) for part in datasets])
         """Per frame: True where the operator drove (``complementary_info.is_intervention``)."""
         lengths = np.asarray([n for part in datasets for n in part.episode_lengths], dtype=np.int64)
+        self.episode_lengths = lengths
+        """Frames per episode of the dataset(s) concatenated (window ``i`` is frame ``i``)."""
+        self.sources = datasets
+        """The datasets read, in order (for :meth:`frame_column`)."""
+        self.targets: dict[str, np.ndarray] = {}
+        """Per-frame targets attached with :meth:`with_targets`, ``[N, *shape]``."""
         self.obs_index, self.action_index, self.action_is_pad = window_indices(
             lengths, n_obs_steps, horizon
         )
@@ -113,7 +120,48 @@ class WindowDataset(Dataset):
             self.data[ACTION][self.action_index[idx]]
         )  # [B, horizon, A]
         batch[ACTION_IS_PAD] = torch.from_numpy(self.action_is_pad[idx])  # [B, horizon]
+        current = obs_idx[:, -1]  # [B]: each window's current frame
+        for key, values in self.targets.items():
+            batch[key] = torch.from_numpy(values[current])  # [B, *shape]
         return batch
+
+    # ------------------------------------------------------------------ policy training hooks
+    def has_column(self, key: str) -> bool:
+        """Whether every dataset read has the per-frame column ``key`` (e.g. ``next.success``)."""
+        return all(key in part.features for part in self.sources)
+
+    def frame_column(self, key: str) -> np.ndarray:
+        """Column ``key`` of every frame of the dataset(s) concatenated, ``[N, *shape]``."""
+        missing = [str(part.root) for part in self.sources if key not in part.features]
+        if missing:
+            raise FeatureMismatchError(f"Dataset {', '.join(missing)} has no column {key!r}")
+        parts = []
+        for part in self.sources:
+            values = np.asarray(part.columns([key])[key])
+            parts.append(values.reshape(part.num_frames, *part.features[key].shape))
+        return np.concatenate(parts)
+
+    def with_targets(self, targets: dict[str, np.ndarray]) -> WindowDataset:
+        """A copy whose batches also hold ``targets`` (per frame, ``[N, *shape]``), gathered at
+        each window's current frame as ``[B, *shape]`` (e.g. success labels of a classifier)."""
+        frames = int(self.episode_lengths.sum())
+        bad = [k for k, v in targets.items() if len(v) != frames]
+        if bad:
+            raise ValueError(f"targets {bad} must have one row per frame ({frames})")
+        out = copy.copy(self)
+        out.targets = {**self.targets, **{k: np.asarray(v) for k, v in targets.items()}}
+        return out
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> WindowDataset:
+        """A copy training on the windows ``indices`` only (e.g. without held-out episodes);
+        the frames stay shared, so observation histories still reach across the whole episode."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.ndim != 1 or not len(idx):
+            raise ValueError("subset needs a non-empty 1-D list of window indices")
+        out = copy.copy(self)
+        out.obs_index, out.action_index = self.obs_index[idx], self.action_index[idx]
+        out.action_is_pad, out.is_intervention = self.action_is_pad[idx], self.is_intervention[idx]
+        return out
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         # DataLoader's batched fetch: one vectorised gather instead of B __getitem__ calls

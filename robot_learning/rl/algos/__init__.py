@@ -110,6 +110,7 @@ ALGOS: Registry[type[Algorithm]] = Registry(
         "robot_learning.rl.algos.rlpd",
         "robot_learning.rl.algos.dsac_t",
         "robot_learning.rl.algos.residual",
+        "robot_learning.hil.algo",
     ),
 )
 

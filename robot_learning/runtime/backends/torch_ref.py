@@ -14,7 +14,8 @@ from robot_learning.runtime.bundle import NOISE, TORCH_DIR, BundleError
 
 @RUNTIMES.register("torch")
 class TorchRuntime(Runtime):
-    """``Policy.load(bundle/torch)`` with the bundle's sampler settings; ``predict_chunk`` in eager mode."""
+    """``Policy.load(bundle/torch)`` with the bundle's sampler settings; what the graph computes
+    (``Policy.graph_reference``: ``predict_chunk``, or a classifier's probability) in eager mode."""
 
     name: ClassVar[str] = "torch"
     speed_rank: ClassVar[int] = 50
@@ -58,7 +59,7 @@ class TorchRuntime(Runtime):
         obs = {k: torch.from_numpy(v) for k, v in inputs.items() if k != NOISE}
         with torch.no_grad():
             noise = torch.from_numpy(inputs[NOISE]) if NOISE in inputs else None
-            return self.policy.predict_chunk(obs, noise=noise).numpy()
+            return self.policy.graph_reference(obs, noise=noise).numpy()
 
     def input_signature(self) -> dict[str, tuple[str, tuple]]:
         policy = self.policy
