@@ -299,3 +299,23 @@ def test_actors_survive_kills_and_find_a_restarted_learner(tmp_path):
     assert hil["env_steps"] == final_steps
     log = (logs / "actor.log").read_text()
     assert "restarted" in log or "lost the learner" in log, log[-2000:]
+
+
+def test_a_learned_reward_classifier_is_the_reward_and_ends_episodes(tmp_path):
+    """``algo.reward=classifier``: the classifier decides success (here forced to always say yes by
+    ``algo.reward_threshold=0``), so every actor episode ends after one step with reward 1."""
+    from robot_learning.cli import main
+
+    pixels = ["task=reach", "task.obs=pixels", "task.image_size=32", "task.reward=sparse"]
+    assert main(["collect", *pixels, "episodes=6", f"out={tmp_path / 'demos'}"]) == 0
+    assert main(["train", "policy=reward_classifier", f"dataset={tmp_path / 'demos'}", f"out={tmp_path / 'rc'}",
+                 "steps=30", "batch_size=16", "threads=1", "save_every=30"]) == 0
+    out = tmp_path / "run"
+    assert main(["finetune", "algo=hil_serl", *pixels, f"out={out}", "env_steps=40", "warmup_steps=20",
+                 "eval_every=0", "eval_episodes=1", "save_every=0", "algo.num_actors=1", "algo.device=null",
+                 "algo.reward=classifier", f"algo.reward_model={tmp_path / 'rc'}", "algo.reward_threshold=0.0",
+                 *TINY]) == 0
+    hil = json.loads((out / "hil.json").read_text())
+    assert hil["reward"] == "classifier" and hil["env_steps"] == 40
+    actor = json.loads((out / "actors" / "actor_actor-0.json").read_text())
+    assert actor["episodes"] == actor["env_steps"] == actor["successes"] > 0

@@ -190,6 +190,9 @@ def run_actor(
     policy = contract.build_actor()
     device = _device(algo_cfg, env)
     reward_model = _reward_model(algo_cfg)
+    threshold = None if reward_model is None else algo_cfg.reward_threshold
+    if reward_model is not None and threshold is None:
+        threshold = reward_model.threshold
     link = LearnerLink(transport, actor_id, contract, stats)
     version, outbox, finished = 0, deque(), []
     low = np.asarray(contract.action.low, np.float32)
@@ -271,7 +274,7 @@ def run_actor(
                 success = bool(info.get("is_success", False))
                 classifier_reward = 0.0
                 if reward_model is not None:
-                    _, said = reward_model(next_obs)
+                    said = reward_model.probability(next_obs) >= threshold
                     classifier_reward = float(said)
                     success = said
                     terminated = bool(terminated or (said and algo_cfg.reward == "classifier"))

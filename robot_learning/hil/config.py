@@ -31,6 +31,9 @@ class HilSerlConfig(RLPDConfig):
     each intervention, 0 otherwise: no task reward)."""
     reward_model: str | None = None
     """Checkpoint or bundle of a ``reward_classifier`` (needed for ``reward=classifier``)."""
+    reward_threshold: float | None = None
+    """Success when the classifier's probability >= this (None: the threshold the classifier
+    chose on its held-out frames); raise it on a robot when false successes appear."""
     offline_rows: int = 100_000
     """Rows kept for intervention segments in the offline buffer (beside the demonstrations)."""
     publish_every: int = 20
