@@ -109,6 +109,22 @@ def test_a_gap_in_an_actors_steps_ends_its_episode():
     assert storage.actors["b"].stream == 1
 
 
+def test_storage_state_round_trips_for_resume():
+    storage = HilStorage(_spec(), ["observation.state"], online_rows=50, max_actors=2)
+    _episode(storage)
+    storage.add("b", _t(0, episode=1))
+    meta, arrays = storage.state_dict()
+    restored = HilStorage(_spec(), ["observation.state"], online_rows=50, max_actors=2)
+    restored.load_state_dict(json.loads(json.dumps(meta)), arrays)
+    assert (restored.env_steps, restored.interventions, restored.intervention_steps) == (11, 1, 3)
+    assert {k: v.stream for k, v in restored.actors.items()} == {"a": 0, "b": 1}
+    a = storage.sample(32, np.random.default_rng(1), 3, 0.9)
+    b = restored.sample(32, np.random.default_rng(1), 3, 0.9)
+    for key in ("action", "reward", "discount", "is_demo"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not restored.online.open.any()  # running episodes end at the restart
+
+
 # ----------------------------------------------------------------------------- processes
 def _free_port() -> int:
     with socket.socket() as s:
@@ -308,13 +324,44 @@ def test_a_learned_reward_classifier_is_the_reward_and_ends_episodes(tmp_path):
 
     pixels = ["task=reach", "task.obs=pixels", "task.image_size=32", "task.reward=sparse"]
     assert main(["collect", *pixels, "episodes=6", f"out={tmp_path / 'demos'}"]) == 0
-    assert main(["train", "policy=reward_classifier", f"dataset={tmp_path / 'demos'}", f"out={tmp_path / 'rc'}",
-                 "steps=30", "batch_size=16", "threads=1", "save_every=30"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "policy=reward_classifier",
+                f"dataset={tmp_path / 'demos'}",
+                f"out={tmp_path / 'rc'}",
+                "steps=30",
+                "batch_size=16",
+                "threads=1",
+                "save_every=30",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "run"
-    assert main(["finetune", "algo=hil_serl", *pixels, f"out={out}", "env_steps=40", "warmup_steps=20",
-                 "eval_every=0", "eval_episodes=1", "save_every=0", "algo.num_actors=1", "algo.device=null",
-                 "algo.reward=classifier", f"algo.reward_model={tmp_path / 'rc'}", "algo.reward_threshold=0.0",
-                 *TINY]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "algo=hil_serl",
+                *pixels,
+                f"out={out}",
+                "env_steps=40",
+                "warmup_steps=20",
+                "eval_every=0",
+                "eval_episodes=1",
+                "save_every=0",
+                "algo.num_actors=1",
+                "algo.device=null",
+                "algo.reward=classifier",
+                f"algo.reward_model={tmp_path / 'rc'}",
+                "algo.reward_threshold=0.0",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     hil = json.loads((out / "hil.json").read_text())
     assert hil["reward"] == "classifier" and hil["env_steps"] == 40
     actor = json.loads((out / "actors" / "actor_actor-0.json").read_text())

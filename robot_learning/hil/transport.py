@@ -241,6 +241,12 @@ def serve(
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, rpc),))
     creds = security.server_credentials()
+    if creds is None and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "the learner listens on %s without TLS: the token and all data travel in clear; "
+            "pass transport.cert= and transport.key= (scripts/make_hil_certs.sh makes them)",
+            host,
+        )
     address = f"{host}:{port}"
     bound = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     if bound == 0:
