@@ -281,10 +281,15 @@ def test_actors_survive_kills_and_find_a_restarted_learner(tmp_path):
         observer.wait_for(150, 120, procs)
         actor.send_signal(signal.SIGKILL)  # a killed actor ...
         actor.wait()
-        time.sleep(1.5)
         seen = observer.env_steps()
-        time.sleep(1.0)
-        assert observer.env_steps() == seen  # (nobody else feeds the learner) ...
+        for _ in range(20):  # what the killed actor sent is stored (a checkpoint may delay it) ...
+            time.sleep(1.0)
+            now = observer.env_steps()
+            if now == seen:
+                break
+            seen = now
+        else:
+            raise AssertionError("the learner's step count kept growing with no actor connected")
         actor = _cli(
             actor_args, logs / "actor.log"
         )  # ... comes back to a learner that kept serving
