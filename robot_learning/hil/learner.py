@@ -15,7 +15,6 @@ truncations, and actors start new ones when they reconnect.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -38,8 +37,9 @@ from robot_learning.rl import learner_state
 from robot_learning.rl.algos import Batch
 from robot_learning.rl.algos.rlpd import RLPD
 from robot_learning.rl.collector import run_episodes
-from robot_learning.rl.config import RESUMABLE_CHANGES, FinetuneConfig
+from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.demos import check_demo_reward, load_demos
+from robot_learning.rl.loop import check_resumable
 from robot_learning.rl.networks import obs_vector
 from robot_learning.training.loop import seed_everything
 from robot_learning.training.progress import GracefulStop, TrainProgress
@@ -87,8 +87,8 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
     contract = HilContract.from_spec(eval_env.features, algo_cfg.hidden)
     algo = RLPD(algo_cfg, contract.obs_dim, contract.action)
     offline = None
-    if run.demos and saved is None:
-        if algo_cfg.reward == "env":
+    if run.demos:  # on resume the checkpoint's offline buffer (demos + interventions) replaces it
+        if algo_cfg.reward == "env" and saved is None:
             check_demo_reward(run.demos, run.task.reward)
         offline = load_demos(
             run.demos,
@@ -99,14 +99,6 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
         )
         if algo_cfg.reward == "rlif":
             offline.reward[:] = 0.0  # RLIF learns from interventions only: no task reward
-    elif run.demos:  # resuming: the checkpoint holds the demonstrations with the interventions
-        offline = load_demos(
-            run.demos,
-            contract.spec,
-            run.demo_done_means,
-            streams=2,
-            extra_rows=algo_cfg.offline_rows,
-        )
     storage = HilStorage(
         contract.spec,
         contract.keys,
@@ -120,7 +112,7 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
 
     version, wall_before = 1, 0.0
     if saved is not None:
-        _check_resumable(saved, run)
+        check_resumable(saved, run)
         algo.load_state_dict(saved.state["algo"])
         storage.load_state_dict(saved.state["storage"], saved.replay)
         learner_state.restore_rng(saved.state["rng"], rng)
@@ -294,14 +286,3 @@ def _public(transport: TransportConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     return {k: v for k, v in asdict(transport).items() if k != "token"}
-
-
-def _check_resumable(saved: learner_state.LearnerCheckpoint, run: FinetuneConfig) -> None:
-    before = saved.meta["config"]
-    now = json.loads(json.dumps(run.to_dict()))
-    changed = [k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
-    if changed:
-        detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise ValueError(
-            f"cannot resume {saved.path}: settings differ from the checkpoint ({detail})"
-        )

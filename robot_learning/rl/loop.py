@@ -301,6 +301,17 @@ def _restore(
     rng: np.random.Generator,
 ) -> int:
     """Load a checkpoint into the freshly built learner; returns its environment step count."""
+    check_resumable(saved, cfg)
+    algo.load_state_dict(saved.state["algo"])
+    buffer.load_state_dict(saved.replay)
+    collector.load_state_dict(saved.state["collector"])
+    learner_state.restore_rng(saved.state["rng"], rng)
+    log.info("resumed %s at %d environment steps", saved.path, saved.state["env_steps"])
+    return int(saved.state["env_steps"])
+
+
+def check_resumable(saved: learner_state.LearnerCheckpoint, cfg: FinetuneConfig) -> None:
+    """Refuse to resume ``saved`` with settings other than :data:`RESUMABLE_CHANGES` changed."""
     before = saved.meta["config"]
     now = json.loads(json.dumps(cfg.to_dict()))  # same JSON types as the saved copy
     changed = [k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
@@ -309,12 +320,6 @@ def _restore(
         raise ValueError(
             f"cannot resume {saved.path}: settings differ from the checkpoint ({detail})"
         )
-    algo.load_state_dict(saved.state["algo"])
-    buffer.load_state_dict(saved.replay)
-    collector.load_state_dict(saved.state["collector"])
-    learner_state.restore_rng(saved.state["rng"], rng)
-    log.info("resumed %s at %d environment steps", saved.path, saved.state["env_steps"])
-    return int(saved.state["env_steps"])
 
 
 def _record_failure(path: Path, cfg: Any, env_steps: int, updates: int, exc: BaseException) -> None:
