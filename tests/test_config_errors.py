@@ -128,6 +128,11 @@ def test_appended_unknown_setting_is_rejected_too(capsys, tmp_path):
         ("finetune", "algo.tau=abc", "algo.tau=abc: expected a number (float), got 'abc' (str)"),
         ("finetune", "algo.hidden=[64,abc]", "algo.hidden=[64, abc]: expected a list of integers"),
         ("finetune", "algo.autotune=yes", "algo.autotune=yes: expected true or false (bool)"),
+        (
+            "finetune",
+            "algo.encoder.shift_pad=1.5",
+            "algo.encoder.shift_pad=1.5: expected an integer (int)",
+        ),
         ("collect", "task.image_size=1.5", "task.image_size=1.5: expected an integer (int)"),
         ("finetune", "task.image_size=1.5", "task.image_size=1.5: expected an integer (int)"),
         (
@@ -148,6 +153,7 @@ def test_nested_setting_of_wrong_type(capsys, tmp_path, command, override, messa
     [
         ("train", "policy.dwn_dims=[32,64]", "policy.down_dims"),
         ("finetune", "algo.tua=0.1", "algo.tau"),
+        ("finetune", "algo.encoder.frezze=true", "algo.encoder.freeze"),
         ("collect", "task.rewrd=sparse", "task.reward"),
         ("collect", "task.randomization.frction=[0.8,1.2]", "task.randomization.friction"),
     ],
@@ -227,6 +233,13 @@ def test_train_explicit_warmup_at_least_steps_says_what_to_pass(capsys, tmp_path
         ("deploy", "max_episode_steps=0", "max_episode_steps=0 must be >= 1"),
         ("finetune", "threads=0", "threads=0 must be >= 1"),
         ("finetune", "algo.actor_lr=0", "algo.actor_lr=0.0: learning rates must be > 0"),
+        ("finetune", "algo.encoder.trunk=resnet", "algo.encoder.trunk='resnet' is not one of"),
+        ("finetune", "algo.encoder.freeze=true", "freeze=true needs algo.encoder.pretrained"),
+        (
+            "finetune",
+            "algo.encoder.shift_pad=-1",
+            "algo.encoder needs feature_dim >= 1 and shift_pad",
+        ),
         ("bench sim", "tasks=[]", "tasks=[]: nothing to time"),
         ("bench train", "threads=0", "threads=0 must be >= 1"),
     ],

@@ -324,7 +324,8 @@ def test_actors_survive_kills_and_find_a_restarted_learner(tmp_path):
 
 def test_a_learned_reward_classifier_is_the_reward_and_ends_episodes(tmp_path):
     """``algo.reward=classifier``: the classifier decides success (here forced to always say yes by
-    ``algo.reward_threshold=0``), so every actor episode ends after one step with reward 1."""
+    ``algo.reward_threshold=0``), so every actor episode ends after one step with reward 1. The
+    policy reads the cameras too (pixel RL over the transport, the default on camera tasks)."""
     from robot_learning.cli import main
 
     pixels = ["task=reach", "task.obs=pixels", "task.image_size=32", "task.reward=sparse"]
@@ -369,5 +370,6 @@ def test_a_learned_reward_classifier_is_the_reward_and_ends_episodes(tmp_path):
     )
     hil = json.loads((out / "hil.json").read_text())
     assert hil["reward"] == "classifier" and hil["env_steps"] == 40
+    assert "observation.images.front" in hil["policy_inputs"]  # pixel RL: frames went over the wire
     actor = json.loads((out / "actors" / "actor_actor-0.json").read_text())
     assert actor["episodes"] == actor["env_steps"] == actor["successes"] > 0

@@ -33,6 +33,7 @@ from robot_learning.rl.base_policy import (
 )
 from robot_learning.rl.demos import load_demos
 from robot_learning.rl.networks import action_feature, obs_dim, obs_vector, state_keys
+from robot_learning.rl.observations import LearnerObservations
 from robot_learning.runtime import BundleError, load_bundle
 from ros_nodes.control import PolicyController
 
@@ -277,7 +278,7 @@ def test_rl_actors_export_and_match_the_learner(algo, tmp_path):
         FinetuneConfig(
             task=pendulum, out=str(run), algo=algo, algo_overrides={"hidden": [16, 16], **small}
         ),
-        obs_dim(env.features, keys),
+        LearnerObservations(env.features),
         action_feature(env.features),
     )
     learner.load_state_dict(load_learner(run / "checkpoints").state["algo"])

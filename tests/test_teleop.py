@@ -13,7 +13,7 @@ from hardware.teleop.base import DEVICES, DeviceError, TeleopContext, TeleopInpu
 from hardware.teleop.expert import ExpertDevice
 from robot_learning.cli import main
 from robot_learning.datasets import LeRobotDataset, LeRobotDatasetWriter
-from robot_learning.envs import TaskConfig, make_env
+from robot_learning.envs import TaskConfig, make_env, make_expert
 from robot_learning.features import ACTION, FeatureMismatchError
 from robot_learning.interventions import INTERVENTION_START, IS_INTERVENTION, POLICY_ACTION
 from robot_learning.teleop import PolicyDriver, TeleopConfig, load_policy, teleop
@@ -115,6 +115,38 @@ def test_expert_device_delay_and_errors():
     assert all(a is None for a in outputs[3][:3])  # nothing reaches the output before the delay
     for late, early in zip(outputs[3][3:], outputs[0][:3], strict=True):
         np.testing.assert_array_equal(late, early)  # the plan of tick t comes out at t + 3
+    env.close()
+
+
+def test_smoothed_drift_ignores_exploration_noise_but_not_a_bias():
+    """With ``drift_smoothing`` a zero-mean noisy policy around the plan drives on; a biased one
+    is taken over. Without smoothing the same noise triggers interventions."""
+    env = make_env("lift")
+    half = (np.asarray(env.features["action"].high) - np.asarray(env.features["action"].low)) / 2
+
+    def takeovers(smoothing: float, bias: float) -> int:
+        device = ExpertDevice(
+            TeleopContext(
+                env.features, env.fps, env, {"drift_smoothing": smoothing, "stall_steps": 0}
+            )
+        )
+        obs, _ = env.reset(seed=1)
+        device.reset(seed=1)
+        reference = make_expert(env)  # the same plan as the device's expert, tick by tick
+        reference.reset(seed=1)
+        rng, count, was = np.random.default_rng(0), 0, False
+        for _ in range(60):
+            plan = np.asarray(reference.act(obs), np.float32)
+            noisy = plan + half * (bias + 0.6 * rng.standard_normal(plan.shape))
+            now = device.read(obs, noisy.astype(np.float32)).intervene
+            count, was = count + (now and not was), now
+        return count
+
+    assert takeovers(1.0, 0.0) > 0  # per-tick noise looks like drift
+    assert takeovers(0.25, 0.0) == 0
+    assert takeovers(0.25, 0.8) > 0
+    with pytest.raises(DeviceError, match="drift_smoothing"):
+        ExpertDevice(TeleopContext(env.features, env.fps, env, {"drift_smoothing": 0.0}))
     env.close()
 
 

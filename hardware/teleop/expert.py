@@ -12,7 +12,9 @@ privileged simulator state) for its plan and behaves like a human operator:
   and the action is the (delayed) expert's;
 - **a policy drives**: the operator takes over (``intervene=True``) when the policy's action
   *drifts* from the plan (root-mean-square difference of the actions normalised by the action
-  bounds, above ``drift_threshold`` for ``drift_steps`` consecutive ticks) or *stalls* (the end
+  bounds, above ``drift_threshold`` for ``drift_steps`` consecutive ticks; with
+  ``drift_smoothing`` < 1 the difference is an exponential moving average, so a person watching
+  the motion ignores an RL policy's zero-mean exploration noise and reacts to where it heads) or *stalls* (the end
   effector / agent moves less than ``stall_distance`` metres a tick for ``stall_steps``
   consecutive ticks while the task is not solved), and hands back after ``hold_steps`` ticks.
 
@@ -21,7 +23,8 @@ which is exact, and the episode otherwise ends at the task's time limit. It is d
 given ``reset(seed)`` (the expert's noise is seeded; the rules have no randomness).
 
 Options (``device.<key>=value``): ``reaction_steps`` (1), ``drift_threshold`` (0.5),
-``drift_steps`` (3), ``stall_steps`` (10), ``stall_distance`` (0.001), ``hold_steps`` (15).
+``drift_steps`` (3), ``drift_smoothing`` (1.0), ``stall_steps`` (10), ``stall_distance`` (0.001),
+``hold_steps`` (15).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class ExpertOptions:
     """RMS difference of policy and expert actions, in half action ranges, counted as drift."""
     drift_steps: int = 3
     """Consecutive drifting ticks before the operator takes over."""
+    drift_smoothing: float = 1.0
+    """Weight of the newest tick in the moving average of the action difference (1: none; 0.25
+    averages about 7 ticks, shrinking independent per-tick noise about 2.6x)."""
     stall_steps: int = 10
     """Consecutive ticks of (almost) no motion, task not solved, before the operator takes over."""
     stall_distance: float = 0.001
@@ -69,6 +75,10 @@ class ExpertOptions:
         ]
         if negative:
             raise DeviceError(f"{', '.join(negative)}: must be >= 0 (device=expert)")
+        if not 0 < opts.drift_smoothing <= 1:
+            raise DeviceError(
+                f"device.drift_smoothing={opts.drift_smoothing}: must be in (0, 1] (device=expert)"
+            )
         return opts
 
 
@@ -140,6 +150,7 @@ class ExpertDevice:
         self._stalled = 0
         self._holding = 0
         self._last_position: np.ndarray | None = None
+        self._difference: np.ndarray | None = None
 
     def _ticks_inc(self) -> int:
         ticks, self._ticks = self._ticks, self._ticks + 1
@@ -149,6 +160,15 @@ class ExpertDevice:
         """RMS difference of two actions, in half action ranges (0: equal, 2: opposite bounds)."""
         diff = (np.asarray(policy_action, np.float32).ravel() - plan.ravel()) / self._half.ravel()
         return float(np.sqrt(np.mean(diff**2)))
+
+    def _smoothed_drift(self, plan: np.ndarray, policy_action: np.ndarray) -> float:
+        """:meth:`drift` of the moving average of the per-tick differences (``drift_smoothing``)."""
+        diff = np.asarray(policy_action, np.float32).ravel() - plan.ravel()
+        a = self.options.drift_smoothing
+        self._difference = (
+            diff if self._difference is None else (1 - a) * self._difference + a * diff
+        )
+        return self.drift(self._difference, np.zeros_like(self._difference))
 
     def _decide(self, plan: np.ndarray, policy_action: np.ndarray, position) -> bool:
         """Update the drift/stall counters; True while the operator holds intervene."""
@@ -161,8 +181,9 @@ class ExpertDevice:
         self._last_position = position
         if self._holding > 0:
             self._holding -= 1
+            self._difference = None  # the average restarts when the policy drives again
             return True  # the hold ends after hold_steps ticks, then the policy drives again
-        drifting = self.drift(plan, policy_action) > opt.drift_threshold
+        drifting = self._smoothed_drift(plan, policy_action) > opt.drift_threshold
         self._drifting = self._drifting + 1 if drifting else 0
         stalled = moved < opt.stall_distance and not self._solved()
         self._stalled = self._stalled + 1 if stalled else 0

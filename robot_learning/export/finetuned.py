@@ -31,6 +31,7 @@ from robot_learning.export.exporter import (
     swap_into_place,
 )
 from robot_learning.features import ACTION, FeatureSpec
+from robot_learning.rl.encoders import STATE
 from robot_learning.runtime.bundle import (
     BASE_ACTION,
     BUNDLE_FILE,
@@ -67,14 +68,27 @@ def is_finetune_run(path: str | Path) -> bool:
 
 
 class ActorGraph(nn.Module):
-    """Per-key observations ``[B, 1, *shape]`` -> flattened and concatenated -> ``module`` -> ``[B, 1, A]``."""
+    """Per-key observations ``[B, 1, *shape]`` (in ``keys`` order) -> ``module`` -> ``[B, 1, A]``.
 
-    def __init__(self, module: nn.Module) -> None:
+    State keys are flattened and concatenated; with ``image_keys`` (a pixel actor) the module
+    gets the :class:`~robot_learning.rl.encoders.PixelEncoder` dict, frames as uint8 ``[B, H, W, C]``.
+    """
+
+    def __init__(self, module: nn.Module, keys: list[str], image_keys: list[str] = ()) -> None:
         super().__init__()
-        self.module = module
+        self.module, self.keys, self.image_keys = module, list(keys), list(image_keys)
 
     def forward(self, *obs: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([o.reshape(o.shape[0], -1) for o in obs], dim=1)
+        by_key = dict(zip(self.keys, obs, strict=True))
+        state = [o.reshape(o.shape[0], -1) for k, o in by_key.items() if k not in self.image_keys]
+        if not self.image_keys:
+            return self.module(torch.cat(state, dim=1))[:, None]
+        x = {k: by_key[k][:, 0] for k in self.image_keys}
+        x[STATE] = (
+            torch.cat(state, dim=1)
+            if state
+            else obs[0].new_zeros((obs[0].shape[0], 0), dtype=torch.float32)
+        )
         return self.module(x)[:, None]
 
 
@@ -85,11 +99,11 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
     from robot_learning.rl.learner_state import load_learner
     from robot_learning.rl.loop import (
         build_algo,
-        learner_skips_images,
+        learner_observations,
         make_learner_env,
         run_algo_config,
     )
-    from robot_learning.rl.networks import action_feature, obs_dim, state_keys
+    from robot_learning.rl.networks import action_feature
 
     report = report or (lambda message: None)
     found = finetune_checkpoint(cfg.checkpoint)
@@ -117,13 +131,12 @@ def export_finetuned(cfg: ExportConfig, report=None) -> Path:
         raise ValueError(
             f"task {run_cfg.task.name!r} does not declare a control rate; pass control_rate_hz=<Hz>"
         )
-    keys, action = (
-        state_keys(spec, skip_images=learner_skips_images(run_cfg.algo)),
-        action_feature(spec),
-    )
-    algo = build_algo(run_cfg, obs_dim(spec, keys), action, algo_cfg)
+    observations = learner_observations(run_cfg, spec, algo_cfg)
+    action = action_feature(spec)
+    keys = observations.keys
+    algo = build_algo(run_cfg, observations, action, algo_cfg)
     algo.load_state_dict(saved.state["algo"])
-    graph = ActorGraph(algo.policy_module()).eval()
+    graph = ActorGraph(algo.policy_module(), keys, observations.image_keys).eval()
     source = {
         "run": str(run.resolve()),
         "checkpoint": str(saved.path.resolve()),
@@ -262,7 +275,9 @@ def _export(
         out = {}
         for key in keys:
             feat, shape = spec[key], (batch, 1, *spec[key].shape)
-            if feat.low is not None:  # inside the bounds (e.g. the base action)
+            if feat.is_image:
+                out[key] = rng.integers(0, 256, shape, dtype=np.uint8)
+            elif feat.low is not None:  # inside the bounds (e.g. the base action)
                 low = np.broadcast_to(np.asarray(feat.low, np.float32), feat.shape)
                 high = np.broadcast_to(np.asarray(feat.high, np.float32), feat.shape)
                 out[key] = (low + (high - low) * rng.uniform(size=shape)).astype(np.float32)

@@ -33,7 +33,6 @@ from robot_learning.hil.contract import HilContract, load_payload
 from robot_learning.hil.messages import Transition, cast_observation, episode_summary
 from robot_learning.hil.proto import hil_pb2 as pb
 from robot_learning.hil.transport import PROTOCOL_VERSION, LearnerClient, TransportError
-from robot_learning.rl.networks import obs_vector
 from robot_learning.training.progress import GracefulStop
 
 log = logging.getLogger(__name__)
@@ -185,7 +184,8 @@ def run_actor(
     if threads is not None:
         torch.set_num_threads(threads)
     env = make_env(task)
-    contract = HilContract.from_spec(env.features, algo_cfg.hidden)
+    contract = HilContract.for_algo(env.features, algo_cfg)
+    observations = contract.observations
     schema, stats = contract.schema, ActorStats(actor_id)
     policy = contract.build_actor()
     device = _device(algo_cfg, env)
@@ -261,10 +261,7 @@ def run_actor(
             was_intervening, done, step, told_stop = False, False, 0, False
             while not done:
                 with torch.no_grad():
-                    x = torch.as_tensor(
-                        obs_vector({k: obs[k][None] for k in contract.keys}, contract.keys)
-                    )
-                    policy_action = policy(x)[0][0].numpy()
+                    policy_action = policy(observations.single(obs))[0][0].numpy()
                 inp = device.read(obs, policy_action) if device is not None else None
                 intervening = inp is not None and inp.intervene and inp.action is not None
                 action = np.clip(

@@ -44,6 +44,10 @@ class HilSerlConfig(RLPDConfig):
     """Learner: transitions waiting to be stored before pushes are refused (back-pressure)."""
     actor_buffer: int = 20_000
     """Actor: transitions kept while the learner is unreachable (the oldest are dropped beyond)."""
+    learner_images: bool = True
+    """On a camera task (``obs=pixels``) the policy reads the cameras through ``algo.encoder``
+    (pixel RL; frames travel to the learner); false: the policy reads the state keys and the
+    cameras stay on the actors (e.g. for the reward classifier)."""
     max_backlog: int | None = 200
     """Actor: pause while the learner has more than this many received steps not yet trained on
     at its ``utd_ratio`` (keeps the update-to-data ratio in simulation, where actors outrun the

@@ -40,7 +40,6 @@ from robot_learning.rl.collector import run_episodes
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.demos import check_demo_reward, load_demos
 from robot_learning.rl.loop import check_resumable
-from robot_learning.rl.networks import obs_vector
 from robot_learning.training.loop import seed_everything
 from robot_learning.training.progress import GracefulStop, TrainProgress
 
@@ -84,8 +83,11 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
     seed_everything(run.seed)
     rng = np.random.default_rng(run.seed)
     eval_env = make_env(run.task)
-    contract = HilContract.from_spec(eval_env.features, algo_cfg.hidden)
-    algo = RLPD(algo_cfg, contract.obs_dim, contract.action)
+    contract = HilContract.for_algo(eval_env.features, algo_cfg)
+    observations, encoder = contract.observations, contract.build_encoder()
+    dim = contract.obs_dim if encoder is None else encoder.out_dim
+    algo = RLPD(algo_cfg, dim, contract.action, encoder=encoder)
+    shift_pad = algo_cfg.encoder.shift_pad if encoder is not None else 0
     offline = None
     if run.demos:  # on resume the checkpoint's offline buffer (demos + interventions) replaces it
         if algo_cfg.reward == "env" and saved is None:
@@ -140,8 +142,7 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
         return wall_before + time.perf_counter() - start
 
     def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
-        x = torch.as_tensor(obs_vector(obs, contract.keys))
-        return algo.act(x, explore=False).numpy()
+        return algo.act(observations.tensors(obs), explore=False).numpy()
 
     def evaluate() -> dict[str, float]:
         seeds = [EVAL_SEED_OFFSET + i for i in range(run.eval_episodes)]
@@ -201,8 +202,8 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
                     sample = storage.sample(run.batch_size, rng, run.n_step, run.gamma)
                     batch = Batch.from_numpy(
                         sample,
-                        obs_vector(sample["obs"], contract.keys),
-                        obs_vector(sample["next_obs"], contract.keys),
+                        observations.tensors(sample["obs"], shift_pad=shift_pad),
+                        observations.tensors(sample["next_obs"], shift_pad=shift_pad),
                     )
                     metrics = algo.update(batch)
                     if algo.updates % per_version == 0:
@@ -252,6 +253,7 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
         "intervention_steps": storage.intervention_steps,
         "intervention_rate": round(storage.intervention_steps / max(1, storage.env_steps), 4),
         "policy_versions": service.version,
+        "policy_inputs": contract.keys,
         "actors": len(storage.actors),
         "actor_episodes": len(curves.hil),
         "offline_transitions": len(storage.offline),

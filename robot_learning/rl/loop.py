@@ -35,7 +35,8 @@ from robot_learning.rl.collector import Collector, run_episodes
 from robot_learning.rl.config import RESUMABLE_CHANGES, FinetuneConfig
 from robot_learning.rl.curves import LearningCurves
 from robot_learning.rl.demos import check_demo_reward, load_demos
-from robot_learning.rl.networks import action_feature, obs_dim, obs_vector, state_keys
+from robot_learning.rl.networks import action_feature
+from robot_learning.rl.observations import LearnerObservations
 from robot_learning.rl.replay import ReplayBuffer
 from robot_learning.rl.sampling import SymmetricSampler
 from robot_learning.training.loop import seed_everything
@@ -104,9 +105,37 @@ def learner_skips_images(algo: str) -> bool:
     return bool(getattr(ALGOS.get(algo), "state_only", False))
 
 
-def build_algo(cfg: FinetuneConfig, dim: int, action: Any, algo_cfg: Any = None) -> Algorithm:
-    """The registered algorithm with its config built from ``cfg.algo_overrides``."""
-    return ALGOS.get(cfg.algo)(algo_cfg if algo_cfg is not None else algo_config(cfg), dim, action)
+def learner_observations(
+    cfg: FinetuneConfig, spec: Any, algo_cfg: Any = None
+) -> LearnerObservations:
+    """What the algorithm reads of ``spec``: state keys, plus the cameras for pixel algorithms
+    (unless ``algo.learner_images=false``).
+
+    A camera task with an algorithm that has neither the ``pixels`` nor the ``state_only`` hook
+    is an error naming the choices.
+    """
+    cls = ALGOS.get(cfg.algo)
+    skip = learner_skips_images(cfg.algo) or not getattr(algo_cfg, "learner_images", True)
+    if spec.image_keys and not skip and not getattr(cls, "pixels", False):
+        pixel_algos = sorted(n for n in ALGOS.names() if getattr(ALGOS.get(n), "pixels", False))
+        raise ValueError(
+            f"algo={cfg.algo} learns from state observations only; task {cfg.task.name!r} has "
+            f"cameras {spec.image_keys}. Use obs=state, or algo={'|'.join(pixel_algos)} (pixel RL)"
+        )
+    return LearnerObservations(spec, skip_images=skip)
+
+
+def build_algo(
+    cfg: FinetuneConfig, observations: LearnerObservations, action: Any, algo_cfg: Any = None
+) -> Algorithm:
+    """The registered algorithm with its config built from ``cfg.algo_overrides`` (and an image
+    encoder when ``observations`` has cameras)."""
+    algo_cfg = algo_cfg if algo_cfg is not None else algo_config(cfg)
+    cls = ALGOS.get(cfg.algo)
+    if not observations.pixels:
+        return cls(algo_cfg, observations.state_dim, action)
+    encoder = observations.encoder(algo_cfg.encoder)
+    return cls(algo_cfg, encoder.out_dim, action, encoder=encoder)
 
 
 def finetune(
@@ -149,12 +178,12 @@ def _finetune(
     envs = [make_learner_env(cfg, algo_cfg) for _ in range(cfg.num_envs)]
     eval_env = make_learner_env(cfg, algo_cfg)
     spec = envs[0].features
-    keys, action = (
-        state_keys(spec, skip_images=learner_skips_images(cfg.algo)),
-        action_feature(spec),
+    observations, action = learner_observations(cfg, spec, algo_cfg), action_feature(spec)
+    algo = build_algo(cfg, observations, action, algo_cfg)
+    shift_pad = algo_cfg.encoder.shift_pad if observations.pixels else 0
+    buffer = ReplayBuffer(
+        spec.select([*observations.keys, "action"]), cfg.buffer_size, streams=cfg.num_envs
     )
-    algo = build_algo(cfg, obs_dim(spec, keys), action, algo_cfg)
-    buffer = ReplayBuffer(spec.select([*keys, "action"]), cfg.buffer_size, streams=cfg.num_envs)
     demos = None
     if cfg.demos:
         check_demo_reward(cfg.demos, cfg.task.reward)
@@ -179,8 +208,8 @@ def _finetune(
         curves.load_state_dict(saved.state["curves"])
     write_json(out / "finetune_config.json", cfg.to_dict())
 
-    def to_obs(obs: dict[str, np.ndarray]) -> torch.Tensor:
-        return torch.as_tensor(obs_vector(obs, keys), device=device)
+    def to_obs(obs: dict[str, np.ndarray]) -> Any:
+        return observations.tensors(obs, device)
 
     def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
         return algo.act(to_obs(obs), explore=False).cpu().numpy()
@@ -234,8 +263,8 @@ def _finetune(
                     sample = sampler.sample(cfg.batch_size, rng, cfg.n_step, cfg.gamma)
                     batch = Batch.from_numpy(
                         sample,
-                        obs_vector(sample["obs"], keys),
-                        obs_vector(sample["next_obs"], keys),
+                        observations.tensors(sample["obs"], device, shift_pad),
+                        observations.tensors(sample["next_obs"], device, shift_pad),
                         device,
                     )
                     metrics = algo.update(batch)

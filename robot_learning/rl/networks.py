@@ -1,7 +1,10 @@
-"""Networks for state-based off-policy RL: observation flattening, MLPs, actors, Q ensembles.
+"""Networks for off-policy RL: observation flattening, MLPs, actors, Q ensembles.
 
 Actors work in the environment's action units: a tanh squashes to [-1, 1], then
-``scale * u + bias`` maps to ``[low, high]`` (bounds from the ``action`` feature).
+``scale * u + bias`` maps to ``[low, high]`` (bounds from the ``action`` feature). With an
+``encoder`` (pixel observations, :mod:`robot_learning.rl.encoders`) the critic ensemble owns it
+and the SAC actor reads it with the gradient stopped (DrQ); without one, observations are the
+flat ``[B, D]`` state.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ def state_keys(spec: FeatureSpec, skip_images: bool = False) -> list[str]:
     """
     if spec.image_keys and not skip_images:
         raise ValueError(
-            f"RL fine-tuning takes state observations only for now; the task has cameras {spec.image_keys}. "
-            "Use obs=state, or algo=residual, whose base policy may read the cameras."
+            f"this learner reads state observations only; the task has cameras {spec.image_keys}. "
+            "Use obs=state, algo=sac|rlpd|hil_serl (pixel RL), or algo=residual, whose base "
+            "policy may read the cameras."
         )
     keys = [k for k in spec.observation_keys if k not in spec.image_keys]
     if not keys:
@@ -70,16 +74,30 @@ class _Bounded(nn.Module):
 
 
 class TanhGaussianActor(_Bounded):
-    """SAC actor: a diagonal Gaussian squashed by tanh, scaled to the action bounds."""
+    """SAC actor: a diagonal Gaussian squashed by tanh, scaled to the action bounds.
 
-    def __init__(self, obs_dim: int, action: Feature, hidden: Sequence[int]) -> None:
+    ``encoder`` (shared with the critics) turns pixel observations into ``obs_dim`` features; its
+    output is detached, so only the critic loss trains it. ``net`` holds the actor's own weights.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action: Feature,
+        hidden: Sequence[int],
+        encoder: nn.Module | None = None,
+    ) -> None:
         super().__init__(action)
+        self.encoder = encoder
         self.net = mlp(obs_dim, 2 * action.shape[0], hidden)
 
     def forward(
-        self, obs: torch.Tensor, deterministic: bool = False
+        self, obs: torch.Tensor | Mapping[str, torch.Tensor], deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, D]`` -> (action ``[B, A]``, log-probability ``[B]``; the mean action when deterministic)."""
+        """``[B, D]`` (or the encoder's input) -> (action ``[B, A]``, log-probability ``[B]``;
+        the mean action when deterministic)."""
+        if self.encoder is not None:
+            obs = self.encoder(obs).detach()
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
@@ -122,7 +140,11 @@ class GreedyPolicy(nn.Module):
 
 
 class QEnsemble(nn.Module):
-    """``num_q`` independent Q-networks on ``concat(obs, action)`` (twin Q for SAC/TD3)."""
+    """``num_q`` independent Q-networks on ``concat(obs, action)`` (twin Q for SAC/TD3).
+
+    With an ``encoder`` every Q-network reads the same encoded observation (one encoder for the
+    whole ensemble, trained by the critic loss).
+    """
 
     def __init__(
         self,
@@ -131,16 +153,29 @@ class QEnsemble(nn.Module):
         hidden: Sequence[int],
         num_q: int = 2,
         layer_norm: bool = False,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.encoder = encoder
         self.qs = nn.ModuleList(
             mlp(obs_dim + action_dim, 1, hidden, layer_norm) for _ in range(num_q)
         )
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """``[B, D]``, ``[B, A]`` -> Q-values ``[num_q, B]``."""
+    def forward(
+        self,
+        obs: torch.Tensor | Mapping[str, torch.Tensor],
+        action: torch.Tensor,
+        subset: Sequence[int] | None = None,
+        detach_encoder: bool = False,
+    ) -> torch.Tensor:
+        """``[B, D]`` (or the encoder's input), ``[B, A]`` -> Q-values ``[num_q, B]`` (or of
+        the critics in ``subset``); ``detach_encoder`` for the actor's loss (DrQ)."""
+        if self.encoder is not None:
+            obs = self.encoder(obs)
+            obs = obs.detach() if detach_encoder else obs
         x = torch.cat([obs, action], dim=-1)
-        return torch.stack([q(x).squeeze(-1) for q in self.qs])
+        qs = self.qs if subset is None else [self.qs[i] for i in subset]
+        return torch.stack([q(x).squeeze(-1) for q in qs])
 
 
 @torch.no_grad()

@@ -11,8 +11,10 @@ Optional class-level hooks (``residual`` uses them; the loop falls back to plain
 ``wrap_env(env, cfg)`` wraps every environment (e.g. to add observation keys),
 ``demo_labeler(cfg)`` returns ``f(episode_index, obs) -> extra observation arrays`` for the keys
 the wrapper adds, ``uniform_warmup = False`` makes the warm-up act with the exploring policy
-instead of uniform random actions, and ``state_only = True`` accepts camera tasks and learns on
-their state keys (the images reach only what ``wrap_env`` adds, e.g. a pixel base policy).
+instead of uniform random actions, ``state_only = True`` accepts camera tasks and learns on
+their state keys (the images reach only what ``wrap_env`` adds, e.g. a pixel base policy), and
+``pixels = True`` says the constructor takes ``encoder=`` (a
+:class:`~robot_learning.rl.encoders.PixelEncoder` for camera tasks; observations are then dicts).
 
 Adding one: write ``algos/<name>.py`` with a class
 decorated ``@register_algo("<name>")`` that has a ``Config`` dataclass attribute and the methods
@@ -35,16 +37,16 @@ from robot_learning.registry import Registry
 class Batch:
     """One training batch as tensors (shapes with ``B`` = batch size, ``D`` = obs dim)."""
 
-    obs: torch.Tensor
-    """``[B, D]`` flattened state observations."""
+    obs: torch.Tensor | dict[str, torch.Tensor]
+    """``[B, D]`` flattened state observations (pixel learners: the encoder's input dict)."""
     action: torch.Tensor
     """``[B, A]`` actions taken, in environment units."""
     reward: torch.Tensor
     """``[B]`` n-step discounted return."""
     discount: torch.Tensor
     """``[B]`` bootstrap factor ``gamma**m`` (0 after a termination)."""
-    next_obs: torch.Tensor
-    """``[B, D]`` observation to bootstrap from."""
+    next_obs: torch.Tensor | dict[str, torch.Tensor]
+    """``[B, D]`` observation to bootstrap from (pixel learners: a dict)."""
     is_demo: torch.Tensor
     """``[B]`` True for transitions from demonstrations."""
 
@@ -52,16 +54,17 @@ class Batch:
     def from_numpy(
         cls,
         sample: dict[str, Any],
-        obs: np.ndarray,
-        next_obs: np.ndarray,
+        obs: np.ndarray | torch.Tensor | dict[str, torch.Tensor],
+        next_obs: np.ndarray | torch.Tensor | dict[str, torch.Tensor],
         device: torch.device | str = "cpu",
     ) -> Batch:
-        """Build from a sampler batch plus its already flattened observations."""
+        """Build from a sampler batch plus its already converted observations (flat arrays or
+        :meth:`~robot_learning.rl.observations.LearnerObservations.tensors` output)."""
 
-        def t(x: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(x, device=device)
+        def t(x: Any) -> Any:
+            return x if isinstance(x, dict) else torch.as_tensor(x, device=device)
 
-        is_demo = sample.get("is_demo", np.zeros(len(obs), bool))
+        is_demo = sample.get("is_demo", np.zeros(len(sample["action"]), bool))
         return cls(
             t(obs),
             t(sample["action"]),
@@ -79,7 +82,10 @@ class Algorithm(Protocol):
     updates: int
     """Gradient updates done so far (the loop schedules updates from it; part of the state)."""
 
-    def __init__(self, cfg: Any, obs_dim: int, action: Feature) -> None: ...
+    def __init__(self, cfg: Any, obs_dim: int, action: Feature) -> None:
+        """``obs_dim``: the flat observation size (pixel algorithms: the encoder's ``out_dim``,
+        with the encoder passed as ``encoder=``)."""
+        ...
 
     def act(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
         """``[B, D]`` -> actions ``[B, A]`` in environment units (exploration noise when ``explore``)."""

@@ -26,13 +26,15 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from robot_learning.features import Feature
 from robot_learning.rl.algos import Batch, register_algo
+from robot_learning.rl.encoders import EncoderConfig
 from robot_learning.rl.networks import GreedyPolicy, QEnsemble, TanhGaussianActor, soft_update
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,12 @@ class RLPDConfig:
     target_entropy: float | None = None
     """Entropy target; ``None`` means ``-action_dim / 2`` (the reference's default)."""
 
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Image encoder for tasks with cameras (DrQ; :class:`~robot_learning.rl.encoders.EncoderConfig`)."""
+
     def __post_init__(self) -> None:
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.num_q < 1 or not 1 <= self.num_min_q <= self.num_q:
             raise ValueError(f"rlpd needs 1 <= num_min_q={self.num_min_q} <= num_q={self.num_q}")
@@ -87,18 +94,29 @@ class RLPD:
 
     Config = RLPDConfig
 
-    def __init__(self, cfg: RLPDConfig, obs_dim: int, action: Feature) -> None:
+    pixels = True  # takes an image encoder (see robot_learning.rl.encoders)
+
+    def __init__(
+        self, cfg: RLPDConfig, obs_dim: int, action: Feature, encoder: nn.Module | None = None
+    ) -> None:
         self.cfg = cfg
         act_dim = action.shape[0]
-        self.actor = TanhGaussianActor(obs_dim, action, cfg.hidden)
+        self.actor = TanhGaussianActor(obs_dim, action, cfg.hidden, encoder=encoder)
         self.critic = QEnsemble(
-            obs_dim, act_dim, cfg.hidden, num_q=cfg.num_q, layer_norm=cfg.layer_norm
+            obs_dim,
+            act_dim,
+            cfg.hidden,
+            num_q=cfg.num_q,
+            layer_norm=cfg.layer_norm,
+            encoder=encoder,
         )
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
         self.target_entropy = -act_dim / 2 if cfg.target_entropy is None else cfg.target_entropy
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_optim = torch.optim.Adam(self.actor.net.parameters(), lr=cfg.actor_lr)
+        self.critic_optim = torch.optim.Adam(
+            [p for p in self.critic.parameters() if p.requires_grad], lr=cfg.critic_lr
+        )
         self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.updates = 0
         self._checked_demos = False
@@ -114,11 +132,8 @@ class RLPD:
         and the subset's indices ``[num_min_q]`` (one draw per batch, as the reference)."""
         next_action, next_logp = self.actor(batch.next_obs)
         subset = torch.randperm(self.cfg.num_q)[: self.cfg.num_min_q]
-        x = torch.cat([batch.next_obs, next_action], dim=-1)
         next_q = (
-            torch.stack([self.critic_target.qs[i](x).squeeze(-1) for i in subset.tolist()])
-            .min(0)
-            .values
+            self.critic_target(batch.next_obs, next_action, subset=subset.tolist()).min(0).values
         )
         if self.cfg.backup_entropy:
             next_q = next_q - self.alpha * next_logp
@@ -147,7 +162,7 @@ class RLPD:
         # --- actor and temperature, once per utd_ratio critic steps (on the last batch, as the reference)
         if self.updates % self.cfg.utd_ratio == 0:
             action, logp = self.actor(batch.obs)
-            actor_q = self.critic(batch.obs, action).mean(0)
+            actor_q = self.critic(batch.obs, action, detach_encoder=True).mean(0)
             actor_loss = (self.alpha * logp - actor_q).mean()
             self.actor_optim.zero_grad()
             actor_loss.backward()

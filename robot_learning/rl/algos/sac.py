@@ -4,13 +4,15 @@ Applications"); defaults follow CleanRL's ``sac_continuous_action``."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from robot_learning.features import Feature
 from robot_learning.rl.algos import Batch, register_algo
+from robot_learning.rl.encoders import EncoderConfig
 from robot_learning.rl.networks import GreedyPolicy, QEnsemble, TanhGaussianActor, soft_update
 
 
@@ -37,7 +39,12 @@ class SACConfig:
     target_entropy: float | None = None
     """Entropy target; ``None`` means ``-action_dim`` (the paper's heuristic)."""
 
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Image encoder for tasks with cameras (DrQ; :class:`~robot_learning.rl.encoders.EncoderConfig`)."""
+
     def __post_init__(self) -> None:
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.actor_every < 1:
             raise ValueError(f"sac actor_every={self.actor_every} must be >= 1")
@@ -53,18 +60,24 @@ class SAC:
 
     Config = SACConfig
 
-    def __init__(self, cfg: SACConfig, obs_dim: int, action: Feature) -> None:
+    pixels = True  # takes an image encoder (see robot_learning.rl.encoders)
+
+    def __init__(
+        self, cfg: SACConfig, obs_dim: int, action: Feature, encoder: nn.Module | None = None
+    ) -> None:
         self.cfg = cfg
         act_dim = action.shape[0]
-        self.actor = TanhGaussianActor(obs_dim, action, cfg.hidden)
-        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden, num_q=2)
+        self.actor = TanhGaussianActor(obs_dim, action, cfg.hidden, encoder=encoder)
+        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden, num_q=2, encoder=encoder)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(
             float(torch.log(torch.tensor(cfg.init_alpha))), requires_grad=True
         )
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_optim = torch.optim.Adam(self.actor.net.parameters(), lr=cfg.actor_lr)
+        self.critic_optim = torch.optim.Adam(
+            [p for p in self.critic.parameters() if p.requires_grad], lr=cfg.critic_lr
+        )
         self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.updates = 0
 
@@ -93,7 +106,7 @@ class SAC:
         # --- actor and temperature
         if self.updates % self.cfg.actor_every == 0:
             action, logp = self.actor(batch.obs)
-            actor_q = self.critic(batch.obs, action).min(0).values
+            actor_q = self.critic(batch.obs, action, detach_encoder=True).min(0).values
             actor_loss = (self.alpha * logp - actor_q).mean()
             self.actor_optim.zero_grad()
             actor_loss.backward()
