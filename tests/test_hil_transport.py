@@ -24,6 +24,7 @@ from robot_learning.hil.transport import (
     decode_array,
     encode_array,
     serve,
+    sha256_hex,
 )
 
 TOKEN = "test-token-0123456789"
@@ -231,6 +232,33 @@ def test_garbage_and_oversized_payloads_do_not_hurt_the_learner(learner):
     weights = client.call("PullWeights", pb.WeightsRequest(actor_id="a", have_version=0))
     assert weights.version == 1 and weights.payload
     assert client.call("PullWeights", pb.WeightsRequest(actor_id="a", have_version=1)).version == 0
+    client.close()
+
+
+def test_weights_stream_to_the_actor_as_they_are_published(learner):
+    """StreamWeights: the current version at once, each newer one as it is published, the newest
+    when several came at once; the token is required; ``close`` ends the stream."""
+    service, address = learner
+    c = _contract()
+    payload = weights_payload(c.build_actor())
+    client = LearnerClient(address, Security(token=TOKEN), timeout_s=5)
+    stream = client.stream("StreamWeights", pb.WeightsRequest(actor_id="a", have_version=0), 10)
+    first = next(stream)
+    assert first.version == 1 and first.sha256 == sha256_hex(first.payload)
+    service.publish(2, payload)
+    assert next(stream).version == 2
+    service.publish(3, payload)
+    service.publish(4, payload)  # before the stream woke up: only the newest travels
+    assert next(stream).version in (3, 4)
+    service.close()
+    rest = [w.version for w in stream]  # ends (not at the deadline) after close
+    assert rest in ([], [4])
+
+    bad = LearnerClient(address, Security(token="wrong-token-123"), timeout_s=5)
+    with pytest.raises(grpc.RpcError) as err:
+        next(bad.stream("StreamWeights", pb.WeightsRequest(actor_id="a", have_version=0)))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    bad.close()
     client.close()
 
 

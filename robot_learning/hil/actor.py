@@ -5,7 +5,8 @@ operator (``device=expert``: the simulated operator) -> the executed action is t
 while ``intervene`` is held, else the policy's -> the environment steps -> the learned reward
 model (``algo.reward=classifier``) scores the new observation and may end the episode -> the
 transition is buffered. Every ``algo.send_every`` steps and at each episode end the buffer goes
-to the learner; newer weights are pulled after every push.
+to the learner and the newest weights the learner has streamed (a background thread keeps a
+``StreamWeights`` call open) replace the policy's.
 
 Connection loss never stops the robot's episode: transitions wait (up to ``algo.actor_buffer``,
 the oldest dropped beyond that with a warning) while the actor reconnects with back-off, and
@@ -16,6 +17,7 @@ or a learner silent for ``transport.give_up_s`` end the actor with an error nami
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -66,7 +68,7 @@ class ActorStats:
 
 
 class LearnerLink:
-    """The actor's session with the learner: handshake, pushes with retry, weight pulls."""
+    """The actor's session with the learner: handshake and pushes with retry (weights arrive by :class:`WeightStream`)."""
 
     def __init__(
         self, transport: TransportConfig, actor_id: str, contract: HilContract, stats: ActorStats
@@ -155,19 +157,73 @@ class LearnerLink:
         self._last_contact = time.monotonic()
         return reply
 
-    def pull(self, have: int) -> pb.Weights | None:
-        """Newer weights than ``have``, else None."""
-        if not self.ensure():
-            return None
-        try:
-            weights = self.client.call(
-                "PullWeights", pb.WeightsRequest(actor_id=self.actor_id, have_version=have)
-            )
-        except grpc.RpcError as exc:
-            self._fail(exc)
-            return None
-        self._last_contact = time.monotonic()
-        return weights if weights.version > have else None
+
+class WeightStream:
+    """A background thread that keeps the learner's ``StreamWeights`` call open and leaves the
+    newest weights in a slot for the control loop (which never waits for the network).
+
+    Each call has a deadline (``stream_s``) and is reopened when it expires; a lost learner is
+    retried with back-off (the :class:`LearnerLink` decides when to give up). A refused token
+    ends the thread and is raised by :meth:`newer_than`.
+    """
+
+    def __init__(self, link: LearnerLink, stream_s: float) -> None:
+        self.link, self.stream_s = link, stream_s
+        self._latest: pb.Weights | None = None
+        self._error: TransportError | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._call: Any = None
+        self._thread = threading.Thread(target=self._run, name="hil-weights", daemon=True)
+
+    def start(self) -> WeightStream:
+        """Open the stream in the background."""
+        self._thread.start()
+        return self
+
+    def newer_than(self, version: int) -> pb.Weights | None:
+        """The newest streamed weights if newer than ``version``, else None."""
+        if self._error is not None:
+            raise self._error
+        with self._lock:
+            latest = self._latest
+        return latest if latest is not None and latest.version > version else None
+
+    def _run(self) -> None:
+        retry = backoff = self.link.transport.retry_s
+        while not self._stop.is_set():
+            with self._lock:
+                have = self._latest.version if self._latest is not None else 0
+            request = pb.WeightsRequest(actor_id=self.link.actor_id, have_version=have)
+            try:
+                self._call = self.link.client.stream("StreamWeights", request, self.stream_s)
+                for weights in self._call:
+                    with self._lock:
+                        self._latest = weights
+                    backoff = retry
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                if self._stop.is_set():
+                    return
+                if code == grpc.StatusCode.UNAUTHENTICATED:
+                    self._error = TransportError(
+                        f"the learner at {self.link.transport.learner} refused the token: use the "
+                        "learner's token= (or ROBOT_LEARNING_HIL_TOKEN)"
+                    )
+                    return
+                if code != grpc.StatusCode.DEADLINE_EXCEEDED:  # expiry: reopen at once
+                    self._stop.wait(backoff)
+                    backoff = min(10.0, 2 * backoff)
+                continue
+            self._stop.wait(retry)  # the learner ended the stream (its run is over)
+
+    def close(self) -> None:
+        """Cancel the open call and end the thread."""
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout=5.0)
 
 
 def run_actor(
@@ -194,12 +250,13 @@ def run_actor(
     if reward_model is not None and threshold is None:
         threshold = reward_model.threshold
     link = LearnerLink(transport, actor_id, contract, stats)
+    weights_stream = WeightStream(link, max(30.0, transport.timeout_s)).start()
     version, outbox, finished = 0, deque(), []
     low = np.asarray(contract.action.low, np.float32)
     high = np.asarray(contract.action.high, np.float32)
 
     def sync(force: bool = False) -> bool:
-        """Push what is waiting, pull newer weights; True when the learner said stop."""
+        """Push what is waiting, load the newest streamed weights; True when the learner said stop."""
         nonlocal version, finished
         stop = False
         while outbox or finished:
@@ -215,7 +272,7 @@ def run_actor(
         while len(outbox) > algo_cfg.actor_buffer:
             outbox.popleft()
             stats.dropped += 1
-        weights = link.pull(version)
+        weights = weights_stream.newer_than(version)
         if weights is not None:
             load_payload(policy, weights.payload, weights.sha256)
             version = int(weights.version)
@@ -236,6 +293,7 @@ def run_actor(
 
     deadline = time.monotonic() + transport.give_up_s
     while version == 0:  # the first weights: never act with a network the learner does not have
+        link.ensure()  # the handshake first: a refused actor learns why before waiting for weights
         sync()
         if version == 0:
             if time.monotonic() > deadline:
@@ -316,6 +374,7 @@ def run_actor(
         else:
             stats.stopped = "signal" if stop.requested else "max_episodes"
     sync()
+    weights_stream.close()
     link.client.close()
     env.close()
     if out is not None:

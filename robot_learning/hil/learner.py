@@ -130,7 +130,12 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
     )
     service.publish(version, weights_payload(algo.actor))
     server, port = serve(
-        service.handlers(), security, transport.host, transport.port, transport.max_message_mb
+        service.handlers(),
+        security,
+        transport.host,
+        transport.port,
+        transport.max_message_mb,
+        workers=2 * algo_cfg.max_actors + 4,  # a weight stream and a push per actor, and spare
     )
     address = f"{transport.host}:{port}"
     write_json(out / "learner_address.json", {"address": address, "learner_id": service.learner_id})
@@ -223,6 +228,7 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
                     log.warning("learner stopping at %d env steps (%s)", now, stopped)
                     break
     except BaseException:
+        service.close()
         server.stop(0)
         raise
     # ---------------------------------------------------------------- end
@@ -234,6 +240,7 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
     if not curves.evals or curves.evals[-1][0] != storage.env_steps:
         evaluate()
     save()
+    service.close()
     server.stop(grace=1.0)
     curves.writer.close()
     eval_env.close()

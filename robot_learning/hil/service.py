@@ -3,7 +3,8 @@
 Handlers run on gRPC's thread pool and never touch the networks or buffers: a push is decoded
 and validated completely (a bad message is refused with ``INVALID_ARGUMENT`` and nothing of it
 is kept), then queued for the training loop, which owns all learning state. Weights are
-published by the loop as one immutable message that handlers only read.
+published by the loop as one immutable message that handlers only read; ``StreamWeights``
+handlers sleep on a condition until the loop publishes a newer one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,6 +24,9 @@ from robot_learning.hil.proto import hil_pb2 as pb
 from robot_learning.hil.transport import PROTOCOL_VERSION, TransportError, sha256_hex
 
 log = logging.getLogger(__name__)
+
+#: seconds a weight stream sleeps between checks that its caller is still there
+STREAM_POLL_S = 0.5
 
 
 @dataclass
@@ -59,13 +64,25 @@ class LearnerService:
         self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.state = ServiceState()
         self._weights = pb.Weights(version=0)
+        self._published = threading.Condition()
+        self._closed = False
 
     # ---------------------------------------------------------------- loop side
     def publish(self, version: int, payload: bytes) -> None:
-        """Make ``payload`` (safetensors bytes of the actor network) the current weights."""
-        self._weights = pb.Weights(
+        """Make ``payload`` (safetensors bytes of the actor network) the current weights and
+        wake the weight streams."""
+        weights = pb.Weights(
             version=version, sha256=sha256_hex(payload), payload=payload, arch_sha256=self.arch_hash
         )
+        with self._published:
+            self._weights = weights
+            self._published.notify_all()
+
+    def close(self) -> None:
+        """End every open weight stream (the run is over)."""
+        with self._published:
+            self._closed = True
+            self._published.notify_all()
 
     @property
     def version(self) -> int:
@@ -169,12 +186,32 @@ class LearnerService:
             return weights
         return pb.Weights(version=0)
 
+    def StreamWeights(
+        self, request: pb.WeightsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Weights]:
+        """Each newer version as it is published (the newest when several were), until the
+        caller's deadline, a cancelled call or :meth:`close`."""
+        have = request.have_version
+        while context.is_active():
+            with self._published:
+                self._published.wait_for(
+                    lambda have=have: self._closed or self._weights.version > have,
+                    timeout=STREAM_POLL_S,
+                )
+                weights, closed = self._weights, self._closed
+            if closed:
+                return
+            if weights.version > have:
+                have = weights.version
+                yield weights
+
     def handlers(self) -> dict:
         """Method name -> handler, for :func:`robot_learning.hil.transport.serve`."""
         return {
             "Hello": self.Hello,
             "PushTransitions": self.PushTransitions,
             "PullWeights": self.PullWeights,
+            "StreamWeights": self.StreamWeights,
         }
 
 

@@ -35,7 +35,7 @@ from robot_learning.hil.proto import hil_pb2 as pb
 log = logging.getLogger(__name__)
 
 #: bumped whenever a message or its meaning changes; the handshake refuses any other
-PROTOCOL_VERSION = "robot_learning.hil/1"
+PROTOCOL_VERSION = "robot_learning.hil/2"
 SERVICE = "robot_learning.hil.v1.Learner"
 #: array dtypes accepted on the wire (no object or void dtypes)
 WIRE_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
@@ -201,11 +201,15 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
 
 # ----------------------------------------------------------------------------- server / client
-#: (request type, response type) of every method of the service
+#: (request type, response type) of every unary method of the service
 METHODS = {
     "Hello": (pb.HelloRequest, pb.HelloReply),
     "PushTransitions": (pb.TransitionBatch, pb.PushReply),
     "PullWeights": (pb.WeightsRequest, pb.Weights),
+}
+#: (request type, type of each streamed response) of every server-streaming method
+STREAMS = {
+    "StreamWeights": (pb.WeightsRequest, pb.Weights),
 }
 
 
@@ -217,8 +221,10 @@ def serve(
     max_message_mb: float = 64.0,
     workers: int = 8,
 ) -> tuple[grpc.Server, int]:
-    """Start a gRPC server for ``handlers`` (method name -> ``f(request, context)``).
+    """Start a gRPC server for ``handlers`` (method name -> ``f(request, context)``; a generator
+    of responses for :data:`STREAMS`).
 
+    Each open stream holds one of ``workers`` threads: give at least two per actor.
     Returns the server and the bound port (``port=0`` picks a free one).
     """
     limit = int(max_message_mb * 2**20)
@@ -238,6 +244,14 @@ def serve(
             response_serializer=resp.SerializeToString,
         )
         for name, (req, resp) in METHODS.items()
+    }
+    rpc |= {
+        name: grpc.unary_stream_rpc_method_handler(
+            handlers[name],
+            request_deserializer=req.FromString,
+            response_serializer=resp.SerializeToString,
+        )
+        for name, (req, resp) in STREAMS.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, rpc),))
     creds = security.server_credentials()
@@ -293,6 +307,21 @@ class LearnerClient:
             )
             for name, (req, resp) in METHODS.items()
         }
+        self._streams = {
+            name: self.channel.unary_stream(
+                f"/{SERVICE}/{name}",
+                request_serializer=req.SerializeToString,
+                response_deserializer=resp.FromString,
+            )
+            for name, (req, resp) in STREAMS.items()
+        }
+
+    def stream(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
+        """Open the server stream ``method`` with the token and a deadline for the whole stream;
+        iterate the result (it raises ``grpc.RpcError`` on failure, DEADLINE_EXCEEDED at the end)."""
+        return self._streams[method](
+            request, timeout=timeout_s or self.timeout_s, metadata=self.metadata
+        )
 
     def call(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
         """Call ``method`` with the token and a deadline; raises ``grpc.RpcError`` on failure."""
