@@ -284,3 +284,14 @@ def test_hil_contract_carries_the_encoder_and_weights_fit_the_actor(spec):
     x = pixels.observations.single({k: v[0] for k, v in _obs_batch(spec, 1, 5).items()})
     want = learner.actor(x, deterministic=True)[0]
     np.testing.assert_allclose(actor(x, deterministic=True)[0].detach(), want.detach(), atol=1e-6)
+
+
+def test_a_replay_buffer_larger_than_memory_is_refused_with_a_size_that_fits(spec):
+    from robot_learning.rl.replay import ReplayBuffer, available_memory, row_bytes
+
+    if available_memory() is None:
+        pytest.skip("no /proc/meminfo on this system")
+    with pytest.raises(ValueError, match=r"pass a smaller buffer_size= \(e.g. buffer_size=\d+"):
+        ReplayBuffer(spec.select([*spec.observation_keys, "action"]), 10**10)
+    assert row_bytes(spec) > 2 * 32 * 32 * 3  # two uint8 cameras per row
+    assert len(ReplayBuffer(spec.select([*spec.observation_keys, "action"]), 1000)) == 0

@@ -22,7 +22,9 @@ reaches the newest, still-open row of a running episode bootstraps from it the s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,37 @@ from robot_learning.features import ACTION, FeatureSpec
 
 #: per-row bookkeeping arrays besides observations and actions
 _ROW_FIELDS = ("reward", "terminated", "truncated", "has_action")
+
+
+def row_bytes(spec: FeatureSpec) -> int:
+    """Bytes one stored row of ``spec`` takes (uint8 frames, float32 vectors, bookkeeping)."""
+    return len(_ROW_FIELDS) * 4 + sum(
+        math.prod(f.shape) * (1 if f.is_image else 4) for f in spec.values()
+    )
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` of this machine in bytes (None where ``/proc/meminfo`` does not exist)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(spec: FeatureSpec, rows: int, setting: str = "buffer_size") -> None:
+    """Refuse (``ValueError``) a buffer that cannot fit in the available memory, naming a row
+    count that would."""
+    need, free = rows * row_bytes(spec), available_memory()
+    if free is not None and need > 0.9 * free:
+        fits = int(0.5 * free / row_bytes(spec))
+        raise ValueError(
+            f"a replay buffer of {rows:,} rows needs {need / 2**30:.1f} GiB "
+            f"({row_bytes(spec):,} bytes per row) but {free / 2**30:.1f} GiB are available; "
+            f"pass a smaller {setting}= (e.g. {setting}={fits}, half the free memory)"
+        )
 
 
 class ReplayBuffer:
@@ -53,6 +86,7 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer spec has no observation.* features: {sorted(spec)}")
         self.spec = spec.select([*self.obs_keys, ACTION])
         self.rows, self.streams = capacity // streams, streams
+        check_memory(self.spec, self.rows * streams)
         shape = (self.rows, streams)
         self.obs = {
             k: np.zeros(shape + f.shape, np.uint8 if f.is_image else np.float32)
