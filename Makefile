@@ -34,7 +34,7 @@ install: $(STAMP)
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 demo: install
 	rm -rf $(DEMO_DIR)
