@@ -163,7 +163,9 @@ class WeightStream:
     newest weights in a slot for the control loop (which never waits for the network).
 
     Each call has a deadline (``stream_s``) and is reopened when it expires; a lost learner is
-    retried with back-off (the :class:`LearnerLink` decides when to give up). A refused token
+    retried with back-off (the :class:`LearnerLink` decides when to give up). The learner ends
+    the stream itself only when its run is over: :attr:`finished` then tells the actor to stop,
+    even if its next push would come after the learner stopped answering. A refused token
     ends the thread and is raised by :meth:`newer_than`.
     """
 
@@ -174,6 +176,8 @@ class WeightStream:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._call: Any = None
+        self.finished = False
+        """True once the learner ended the stream (its run is over)."""
         self._thread = threading.Thread(target=self._run, name="hil-weights", daemon=True)
 
     def start(self) -> WeightStream:
@@ -215,7 +219,8 @@ class WeightStream:
                     self._stop.wait(backoff)
                     backoff = min(10.0, 2 * backoff)
                 continue
-            self._stop.wait(retry)  # the learner ended the stream (its run is over)
+            self.finished = True  # the learner ended the stream: its run is over
+            return
 
     def close(self) -> None:
         """Cancel the open call and end the thread."""
@@ -277,7 +282,7 @@ def run_actor(
             load_payload(policy, weights.payload, weights.sha256)
             version = int(weights.version)
             stats.versions.append(version)
-        return stop
+        return stop or weights_stream.finished
 
     def wait_for_learner(backlog: int) -> bool:
         """Pause while the learner is behind by more than ``algo.max_backlog`` steps; True on stop."""

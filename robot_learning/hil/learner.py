@@ -228,12 +228,12 @@ def _run(run, algo_cfg, transport, progress, on_ready) -> dict[str, Any]:
                     log.warning("learner stopping at %d env steps (%s)", now, stopped)
                     break
     except BaseException:
-        service.close()
-        server.stop(0)
+        server.stop(0)  # streams break, not end: actors wait for a restarted learner
         raise
     # ---------------------------------------------------------------- end
     service.set_progress(storage.env_steps, stop=True)
-    time.sleep(STOP_GRACE_S)  # actors hear "stop" on their next push
+    service.close()  # ends the weight streams: actors stop even if their next push comes late
+    time.sleep(STOP_GRACE_S)  # and pushes within the grace period hear "stop" too
     service.take(0.0)  # late data is not stored: the run's step count is final
     for actor_id in list(storage.actors):  # interventions still running go to the offline buffer
         storage.end_actor(actor_id)
