@@ -4,6 +4,7 @@
 #   scripts/bench_hil.sh rlif [OUT]    the same with algo.reward=rlif (-1 on each intervention, no task reward)
 #   scripts/bench_hil.sh noop [OUT]    the same learner/actors with nobody intervening (algo.device=null): RLPD
 # TASK (peg_insert), NDEMOS (80, the residual benchmark's), STEPS (30000), MINUTES (null), SEED (0),
+# SMOOTHING (0.25): the simulated operator's drift_smoothing (1: judge every exploring action alone),
 # ARGS: extra finetune settings. Demonstrations are collected with the sparse reward the runs use.
 set -euo pipefail
 PART=${1:?usage: scripts/bench_hil.sh hil|rlif|noop [OUT]}
@@ -15,12 +16,13 @@ STEPS=${STEPS:-30000}
 MINUTES=${MINUTES:-null}
 SEED=${SEED:-0}
 ARGS=${ARGS:-}
+SMOOTHING=${SMOOTHING:-0.25}
 DEMOS="$OUT/data/${TASK}_sparse_$NDEMOS"
 mkdir -p "$OUT"
 [ -d "$DEMOS" ] || $RL collect task=$TASK task.reward=sparse episodes=$NDEMOS out="$DEMOS"
 case "$PART" in
-  hil) EXTRA="algo.device=expert" ;;
-  rlif) EXTRA="algo.device=expert algo.reward=rlif" ;;
+  hil) EXTRA="algo.device=expert +algo.device_options.drift_smoothing=$SMOOTHING" ;;
+  rlif) EXTRA="algo.device=expert +algo.device_options.drift_smoothing=$SMOOTHING algo.reward=rlif" ;;
   noop) EXTRA="algo.device=null" ;;
   *) echo "unknown part $PART (hil, rlif or noop)" >&2; exit 2 ;;
 esac
