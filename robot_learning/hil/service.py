@@ -123,7 +123,8 @@ class LearnerService:
             )
         if request.arch_sha256 != self.arch_hash:
             problems.append(
-                "the actor's network differs from the learner's: same algo.hidden on both"
+                "the actor's network differs from the learner's: same algo.hidden, algo.encoder.* "
+                "and algo.learner_images on both"
             )
         if not request.actor_id or len(request.actor_id) > 128:
             problems.append("actor_id must be 1-128 characters")
