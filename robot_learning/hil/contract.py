@@ -44,8 +44,6 @@ class HilContract:
         reads the state keys and camera keys stay on the actor (they feed a reward classifier);
         with one, the cameras travel and the policy reads them through a pixel encoder."""
         obs = LearnerObservations(spec, skip_images=encoder is None)
-        if not obs.state_keys and not obs.pixels:
-            raise ValueError(f"the task declares no state observation.* features: {sorted(spec)}")
         keys = obs.keys
         return cls(
             spec.select([*keys, ACTION]),

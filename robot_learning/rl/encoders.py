@@ -145,7 +145,6 @@ class PixelEncoder(nn.Module):
         self.cameras = nn.ModuleDict({k.replace(".", "__"): m for k, m in cameras.items()})
         self.state_dim = state_dim
         self.out_dim = state_dim + feature_dim * len(self.image_keys)
-        self.frozen: list[str] = []
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         parts = [obs[STATE]] if self.state_dim else []
@@ -158,10 +157,6 @@ class PixelEncoder(nn.Module):
             if cam.hwc_trunk:
                 cam.trunk.eval()
         return self
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the critic optimiser updates (frozen zoo trunks excluded)."""
-        return [p for p in self.parameters() if p.requires_grad]
 
 
 def build_pixel_encoder(
@@ -177,9 +172,7 @@ def build_pixel_encoder(
             cameras[key] = CameraFeatures(shape, trunk.eval(), cfg.feature_dim, hwc_trunk=True)
         else:
             cameras[key] = CameraFeatures(shape, conv_trunk(cfg.trunk, shape[-1]), cfg.feature_dim)
-    encoder = PixelEncoder(cameras, state_dim, cfg.feature_dim)
-    encoder.frozen = sorted(zoo) if cfg.freeze else []
-    return encoder
+    return PixelEncoder(cameras, state_dim, cfg.feature_dim)
 
 
 def _zoo_cameras(path: str, spec: FeatureSpec, image_keys: Sequence[str]) -> dict[str, nn.Module]:
