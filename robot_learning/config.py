@@ -49,6 +49,12 @@ def load_config(name: str, overrides: list[str]) -> DictConfig:
     try:
         return _compose(name, list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
+        opened = _open_mapping_overrides(name, list(overrides))
+        if opened != list(overrides):
+            try:
+                return _compose(name, opened)
+            except (HydraException, OmegaConfBaseException):
+                pass
         _diagnose(name, list(overrides))
         raise ConfigError(f"Invalid overrides for '{name}': {_without_append_advice(exc)}") from exc
 
@@ -91,6 +97,47 @@ def _diagnose(name: str, overrides: list[str]) -> None:
         if o.is_add() or key.startswith("hydra.") or key.split("@")[0] in groups:
             continue
         check_key(base, key, name, groups)
+
+
+def _open_mapping_overrides(name: str, overrides: list[str]) -> list[str]:
+    """``overrides`` with ``++`` before each one that sets an entry of a free-form mapping (a field
+    whose YAML default is ``{}``, such as ``task.hold_action`` or ``task.gym_kwargs``), so that
+    ``task.hold_action.gripper=1`` works without Hydra's ``+``."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return overrides
+    groups = config_groups()
+    selection = [
+        text
+        for text, o in zip(overrides, parsed, strict=True)
+        if o.key_or_group.startswith("hydra.") or o.key_or_group.split("@")[0] in groups
+    ]
+    try:
+        base = _compose(name, selection)
+    except (HydraException, OmegaConfBaseException):
+        return overrides
+    out = []
+    for text, o in zip(overrides, parsed, strict=True):
+        key = o.key_or_group
+        if not (o.is_add() or o.is_force_add() or o.is_delete() or key.split("@")[0] in groups):
+            node: Any = base
+            for part in key.split("."):
+                if _is_free_mapping(node):
+                    text = "++" + text
+                    break
+                if not isinstance(node, DictConfig) or part not in node:
+                    break
+                node = node[part] if not OmegaConf.is_missing(node, part) else None
+            else:
+                if _is_free_mapping(node):
+                    text = "++" + text
+        out.append(text)
+    return out
+
+
+def _is_free_mapping(node: Any) -> bool:
+    return isinstance(node, DictConfig) and not node._is_none() and len(node) == 0
 
 
 def check_key(cfg: DictConfig, key: str, where: str, groups: set[str] = frozenset()) -> None:

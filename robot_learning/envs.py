@@ -83,6 +83,10 @@ class TaskConfig:
     """For ``backend=gymnasium``: keyword arguments passed to ``gymnasium.make``."""
     fps: int | None = None
     """For ``backend=gymnasium``: control rate to record; ``None`` reads the env's metadata."""
+    hold_action: dict[str, float] = field(default_factory=dict)
+    """Action elements held at a fixed value whatever the policy sends, by element name, e.g.
+    ``{gripper: 1.0}`` keeps an arm's gripper closed (HIL-SERL's insertion setups). The action
+    keeps its shape; the held elements are overwritten before the simulator sees them."""
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_MODES:
@@ -155,7 +159,19 @@ class TaskEnv(gym.Env):
             )
         if not np.all(np.isfinite(action)):
             raise ValueError(f"{self.cfg.name}: action contains NaN/Inf: {action}")
-        return np.clip(action, self.action_space.low, self.action_space.high)
+        action = np.clip(action, self.action_space.low, self.action_space.high)
+        for index, value in self._held_action().items():
+            action[index] = value
+        return action
+
+    def _held_action(self) -> dict[int, float]:
+        """``cfg.hold_action`` as {action index: value}, checked against the action's names and
+        bounds once per env (a name the task does not have is an error listing the names)."""
+        held = getattr(self, "_held_action_cache", None)
+        if held is None:
+            held = held_action_indices(self.cfg, self.features)
+            self._held_action_cache = held
+        return held
 
     def _reset_info(self) -> dict[str, Any]:
         """``info`` of ``reset()``: success and the named flags."""
@@ -184,6 +200,35 @@ class TaskEnv(gym.Env):
             **{f"reward/{k}": float(v) for k, v in terms.items()},
         }
         return self._get_obs(), reward, success, truncated, info
+
+
+def held_action_indices(cfg: TaskConfig, features: FeatureSpec) -> dict[int, float]:
+    """Map ``cfg.hold_action`` ({element name: value}) to action indices; unknown names, a task
+    whose action has no element names, and values outside the bounds are errors."""
+    if not cfg.hold_action:
+        return {}
+    act = features[ACTION]
+    names = list(act.names or ())
+    if len(act.shape) != 1 or len(names) != act.shape[0]:
+        raise ValueError(
+            f"task {cfg.name!r}: task.hold_action needs named action elements; this task's "
+            "action has none. Remove task.hold_action."
+        )
+    out = {}
+    for name, value in cfg.hold_action.items():
+        if name not in names:
+            raise ValueError(
+                f"task.hold_action.{name}: {cfg.name!r} has no action element {name!r}; "
+                f"its action elements are {names}"
+            )
+        i = names.index(name)
+        if act.low is not None and not act.low[i] <= float(value) <= act.high[i]:
+            raise ValueError(
+                f"task.hold_action.{name}={value} is outside the action bounds "
+                f"[{act.low[i]}, {act.high[i]}]"
+            )
+        out[i] = float(value)
+    return out
 
 
 def spaces_from_spec(spec: FeatureSpec) -> gym.spaces.Dict:
@@ -250,6 +295,7 @@ def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
     missing = [k for k in env.features if k != ACTION and not k.startswith("observation.")]
     if missing:
         raise ValueError(f"Task {cfg.name!r} declares non-LeRobot feature keys {missing}")
+    env._held_action()  # a wrong task.hold_action fails here, not at the first step
     return env
 
 

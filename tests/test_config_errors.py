@@ -137,6 +137,11 @@ def test_appended_unknown_setting_is_rejected_too(capsys, tmp_path):
         ("finetune", "task.image_size=1.5", "task.image_size=1.5: expected an integer (int)"),
         (
             "collect",
+            "task.hold_action.gripper=abc",
+            "task.hold_action.gripper=abc: expected a number (float), got 'abc' (str)",
+        ),
+        (
+            "collect",
             "task.randomization.friction=[0.8,abc]",
             "task.randomization.friction=[0.8, abc]: expected a list of 2 numbers",
         ),
@@ -163,6 +168,18 @@ def test_unknown_nested_setting_suggests_nearest(capsys, tmp_path, command, over
     assert code == 2
     assert f"did you mean '{suggestion}'?" in err
     assert "+" not in err
+
+
+def test_entries_of_a_free_form_mapping_need_no_plus(capsys, tmp_path):
+    """``task.hold_action`` defaults to ``{}``: its entries are set like any other key, and a
+    wrong entry is the task's own error naming it."""
+    code, err = _run(capsys, tmp_path, "collect", "task=reach", "task.hold_action.grip=1")
+    assert code == 2
+    assert "task.hold_action.grip: 'reach' has no action element 'grip'" in _flat(err)
+    from robot_learning.config import load_config
+
+    cfg = load_config("collect", ["task=reach", "task.hold_action.gripper=1"])
+    assert dict(cfg.task.hold_action) == {"gripper": 1}
 
 
 def test_task_field_without_a_task_says_to_choose_one(capsys, tmp_path):

@@ -206,3 +206,28 @@ def test_peg_insert_flags():
     state = {"peg_pos": hole - [0.0, 0.0, 0.03], "hole_pos": hole}
     terms = ac.peg_insert_reward_terms(state, inside)
     assert terms["insert"] == 1.0 and terms["success"] == 1.0
+
+
+def test_held_gripper_keeps_the_peg_whatever_the_policy_sends():
+    """``task.hold_action={gripper: 1}``: an "open" command no longer drops the peg."""
+    opened = {}
+    for hold in ({}, {"gripper": 1.0}):
+        env = make_env("peg_insert", hold_action=hold)
+        env.reset(seed=0)
+        for _ in range(6):
+            env.step(np.array([0.0, 0.0, 0.0, -1.0], np.float32))
+        opened[bool(hold)] = float(env.unwrapped.task_state()["gripper_width"])
+    assert opened[False] > ac.GRIPPER_MAX_WIDTH - 0.005  # the fingers opened and let go
+    assert opened[True] < 2 * ac.PEG_HALF + 0.001  # still squeezing the 24 mm peg
+
+
+@pytest.mark.parametrize(
+    "hold, message",
+    [
+        ({"grip": 1.0}, r"task.hold_action.grip: 'reach' has no action element 'grip'.*gripper"),
+        ({"gripper": 3.0}, r"task.hold_action.gripper=3.0 is outside the action bounds"),
+    ],
+)
+def test_held_action_errors_name_the_setting(hold, message):
+    with pytest.raises(ValueError, match=message):
+        make_env("reach", hold_action=hold)
