@@ -1,1 +1,2 @@
-"""Real robots, cameras and teleop devices behind the same contract as sim/; filled by later issues."""
+"""Robots (``robot.py`` contract, ``robots/`` drivers, the safety layer) and teleop devices
+(``teleop/``), behind the same contract as ``sim/``."""

@@ -15,7 +15,10 @@
   :meth:`~robot_learning.runtime.BundlePolicy.select_action` (history padded with the first
   frame, ``chunk[n_obs_steps-1 : n_obs_steps-1+n_action_steps]``), so a ROS episode reproduces
   an in-process evaluation step for step.
-* **Clamping.** Every published action is clipped to the bundle's action bounds (counted).
+* **Clamping.** Every published action is clipped to the bundle's action bounds (counted);
+  with a :class:`~hardware.safety.SafetyFilter` (``safety:=`` of the node) the executed action
+  also goes through the robot safety layer's limits (maximum change per step, joint velocity,
+  workspace box), each change logged with its reason.
 * **Emergency stop** latches: nothing is computed or published until :meth:`reset`.
 * **Deadlines.** A step is a missed deadline if its processing took longer than one control
   period, or if it started more than half a period later than due (a step was skipped).
@@ -116,7 +119,9 @@ def check_observation(
 class PolicyController:
     """Watchdog, rejection, receding-horizon execution, clamping and e-stop around a bundle policy."""
 
-    def __init__(self, policy: Any, period_s: float, stale_after_s: float) -> None:
+    def __init__(
+        self, policy: Any, period_s: float, stale_after_s: float, safety: Any = None
+    ) -> None:
         if period_s <= 0 or stale_after_s <= 0:
             raise ValueError(
                 f"period_s={period_s} and stale_after_s={stale_after_s} must be positive"
@@ -126,6 +131,8 @@ class PolicyController:
         self.period_s = period_s
         self.stale_after_s = stale_after_s
         self.low, self.high = policy.action_low, policy.action_high
+        #: the robot safety layer's filter on the executed action (None: bounds only)
+        self.safety = safety
         #: per key: declared bounds, else the bundle's statistics widened by a margin
         self.bounds: dict[str, Bounds | None] = getattr(
             policy, "observation_bounds", None
@@ -160,6 +167,8 @@ class PolicyController:
         self._queue.clear()
         self.holding = False
         self._last_start = None
+        if self.safety is not None:
+            self.safety.reset()
 
     @property
     def queue_depth(self) -> int:
@@ -239,16 +248,18 @@ class PolicyController:
             self.counters.nonfinite_actions += 1
             self._forget()
             return None
-        actions = self._clamp(actions)
+        actions = self._clamp(actions, frame)
         return Command(actions, stamp, inferred, inference_ms)
 
-    def _clamp(self, actions: np.ndarray) -> np.ndarray:
+    def _clamp(self, actions: np.ndarray, frame: dict[str, np.ndarray]) -> np.ndarray:
         flat = actions.reshape(actions.shape[0], -1)
-        if self.low is None:
-            return flat
-        clipped = np.clip(flat, self.low.ravel(), self.high.ravel())
-        if np.any(clipped[0] != flat[0]):
-            self.counters.clamped_actions += 1
+        clipped = flat if self.low is None else np.clip(flat, self.low.ravel(), self.high.ravel())
+        changed = bool(np.any(clipped[0] != flat[0]))
+        if self.safety is not None:
+            clipped = clipped.copy()
+            clipped[0], events = self.safety.filter(flat[0], frame)
+            changed = bool(events)
+        self.counters.clamped_actions += int(changed)
         return clipped
 
     def finish_step(self, started_s: float, published_s: float) -> bool:

@@ -153,6 +153,11 @@ class PolicyNodeConfig:
     """Where commands go."""
     diagnostics_hz: float = 2.0
     """Diagnostics publishing rate (also published after every service call)."""
+    safety: str = ""
+    """The robot safety layer's limits as JSON (``{"max_delta": 0.2, ...}``, the fields of
+    :class:`hardware.safety.SafetyConfig`) applied to every executed action; empty: bounds only."""
+    ee_action_scale: float = 0.0
+    """Metres of end-effector motion per action unit (``ee_delta_*`` bundles), for a workspace box."""
 
     def __post_init__(self) -> None:
         if not self.bundle:
@@ -172,6 +177,23 @@ class PolicyNodeConfig:
             )
 
 
+def safety_filter(cfg: PolicyNodeConfig, features, rate_hz: float):
+    """The :class:`~hardware.safety.SafetyFilter` of ``cfg.safety`` (None when it is empty)."""
+    if not cfg.safety:
+        return None
+    from hardware.safety import SafetyConfig, SafetyFilter
+    from robot_learning.config import build
+
+    try:
+        data = json.loads(cfg.safety)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"parameter safety:={cfg.safety!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"parameter safety:={cfg.safety!r} must be a JSON object")
+    limits = build(SafetyConfig, data, where="policy_node", prefix="safety.")
+    return SafetyFilter(features, limits, rate_hz, ee_action_scale=cfg.ee_action_scale or None)
+
+
 class PolicyNode(Node):
     """The policy server (see the module docstring). Nothing is created on the ROS graph before :meth:`activate`."""
 
@@ -187,7 +209,9 @@ class PolicyNode(Node):
         self._pending = False  # a complete observation set waits for its step to be due
         self.superseded_observations = 0
         stale = cfg.stale_after_s or STALE_PERIODS * self.period_s
-        self.controller = PolicyController(self.policy, self.period_s, stale)
+        self.controller = PolicyController(
+            self.policy, self.period_s, stale, safety_filter(cfg, self.policy.features, rate)
+        )
         self.topics = TopicMap.build(
             self.policy.features, self.policy.input_keys, cfg.input_topics, cfg.joint_names
         )

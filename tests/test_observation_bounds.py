@@ -279,3 +279,36 @@ def test_stats_fallback_widens_the_observed_range_by_the_margin():
     np.testing.assert_allclose(by_std.high, [8.0, 0.05])  # mean + 4 std, + 50 % of 8
     declared = Feature("float32", (2,), low=(0, 0), high=(1, 1))
     assert observation_bounds(declared, {"min": [-9, -9], "max": [9, 9]}).source == "declared"
+
+
+def test_policy_node_controller_runs_the_robot_safety_filter(bundles):
+    """``policy_node -p safety:='{"max_delta": ...}'``: the executed action goes through the same
+    filter as a robot's, so consecutive commands never differ by more than the limit."""
+    from hardware.safety import SafetyConfig, SafetyFilter
+
+    with toy_policy.registered_one_thread():
+        policy = load_bundle(bundles["declared"], runtime="onnxruntime")
+    obs, _ = make_env("reach").reset(seed=0)
+
+    def two_steps(safety):
+        controller = PolicyController(policy, period_s=0.1, stale_after_s=1.0, safety=safety)
+        out = []
+        for stamp in (1, 2):
+            controller.offer(STATE, obs[STATE], stamp_ns=stamp, now_s=0.0)
+            if "observation.environment_state" in controller.keys:
+                env_key = "observation.environment_state"
+                controller.offer(env_key, obs[env_key], stamp_ns=stamp, now_s=0.0)
+            policy.reset()
+            out.append(controller.step().actions[0])
+        return controller, out
+
+    _, free = two_steps(None)
+    limit = 1e-4
+    assert np.abs(free[1] - free[0]).max() > limit  # the chunk's second action moves on
+    filtered = SafetyFilter(policy.features, SafetyConfig(max_delta=limit), 10.0)
+    controller, safe = two_steps(filtered)
+    np.testing.assert_allclose(safe[0], free[0], atol=1e-6)
+    assert np.abs(safe[1] - safe[0]).max() <= limit + 1e-6
+    assert controller.counters.clamped_actions == 1 and filtered.log.counts["max_delta"] == 1
+    controller.reset()
+    assert filtered.previous is None  # a new episode starts from no previous command

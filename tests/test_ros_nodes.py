@@ -314,6 +314,16 @@ def test_deploy_over_dds_matches_in_process_evaluation(bundle, tmp_path, capsys)
     assert not any(p for p in (out / "logs").glob("*.log") if "Traceback" in p.read_text())
 
 
+def test_deploy_applies_the_robot_safety_limits_in_the_policy_node(bundle, tmp_path):
+    """``robot.safety.max_delta`` reaches policy_node: its commands are rate-limited (counted)."""
+    out = tmp_path / "deploy"
+    args = [f"bundle={bundle}", "robot=sim", "task=reach", "episodes=1", "runtime=onnxruntime"]
+    args += ["realtime=false", f"domain_id={domain(5)}", f"out={out}"]
+    assert main(["deploy", *args, "robot.safety.max_delta=0.01"]) == 0
+    report = json.loads((out / "deploy.json").read_text())
+    assert report["policy_node"]["clamped_actions"] > 0
+
+
 # ---------------------------------------------------------------------- (c) safety
 def test_stale_observations_hold_and_commands_resume(safety):
     probe, _ = safety

@@ -38,6 +38,7 @@ COMMANDS: Registry[Callable[[list[str]], int]] = Registry(
         "robot_learning.cli.bundle",
         "robot_learning.cli.teleop",
         "robot_learning.cli.hil",
+        "robot_learning.cli.robot",
     ),
 )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -47,6 +50,24 @@ CLI_TYPES = {
 }
 
 
+def _robot_settings(data: dict) -> Any:
+    """The ``robot:`` block as a typed robot config; ``data["robot"]`` becomes its name."""
+    from hardware.build import robot_config
+
+    robot = robot_config(data["robot"])
+    data["robot"] = robot.type
+    return robot
+
+
+def _safety_parameters(robot: Any, task: Any) -> dict:
+    """policy_node parameters that apply ``robot.safety`` to every executed action."""
+    from robot_learning.envs import TASKS
+
+    key = "gymnasium/adapter" if task.backend == "gymnasium" else f"{task.backend}/{task.name}"
+    scale = getattr(TASKS.get(key), "action_scale", None)
+    return {"safety": json.dumps(asdict(robot.safety)), "ee_action_scale": float(scale or 0.0)}
+
+
 @COMMANDS.register("deploy")
 def deploy_command(args: list[str]) -> int:
     """Deploy ``bundle=DIR`` on ``robot=sim task=<name>`` for ``episodes=N``; prints deploy.json's numbers."""
@@ -64,6 +85,7 @@ def deploy_command(args: list[str]) -> int:
     cfg = load_config("deploy", args)
     data = to_container(cfg)
     reject_unknown(data, [*CLI_TYPES, *DEPLOY_KEYS, "task"], where="deploy")
+    robot = _robot_settings(data)
     data.update(check_types({k: data[k] for k in CLI_TYPES}, CLI_TYPES))
     data.update(check_values(DeployConfig, {k: data[k] for k in DEPLOY_KEYS}, where="deploy"))
     if data["max_episode_steps"] is not None and data["max_episode_steps"] < 1:
@@ -77,9 +99,20 @@ def deploy_command(args: list[str]) -> int:
     if data["max_episode_steps"] is not None:
         task.max_episode_steps = data["max_episode_steps"]
     out = Path(data["out"]) if data["out"] is not None else bundle / "deploy"
+    from hardware.safety import SafetyConfig
+
+    extra = (
+        {"policy_node": _safety_parameters(robot, task)} if robot.safety != SafetyConfig() else {}
+    )
     run = build(
         DeployConfig,
-        {"bundle": str(bundle), "task": task, "out": str(out), **{k: data[k] for k in DEPLOY_KEYS}},
+        {
+            "bundle": str(bundle),
+            "task": task,
+            "out": str(out),
+            "extra": extra,
+            **{k: data[k] for k in DEPLOY_KEYS},
+        },
         where="deploy",
     )
     console = Console()

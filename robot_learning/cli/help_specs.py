@@ -27,6 +27,12 @@ def _task_config(name: str) -> type | None:
     return TaskConfig
 
 
+def _robot_config(name: str) -> type | None:
+    from hardware.robot import ROBOTS
+
+    return ROBOTS.get(name).config_class
+
+
 def _teleop_hydra_args(args: list[str]) -> list[str]:
     from robot_learning.cli.teleop import split_device_options
 
@@ -146,8 +152,32 @@ def register_all() -> None:
         summary="Serve a bundle with policy_node against sim_robot_node over ROS 2; writes deploy.json.",
         config="deploy",
         classes=(DeployConfig,),
-        groups=task,
+        groups={"robot": _robot_config, **task},
         examples={"task": "lift"},
+    )
+    HELP["robot"] = CommandHelp(
+        usage="robot list | robot check|calibrate robot=<name> [task=<name>] [robot.<key>=...]",
+        summary="List the robots, check one (connect, read, hold: rates, ranges, limits) or "
+        "calibrate it (a JSON file per robot id).",
+        subcommands={
+            "list": CommandHelp(usage="robot list", summary="Registered robots and what they need."),
+            "check": CommandHelp(
+                usage="robot check robot=<name> [task=<name>] [steps=50] [out=FILE]",
+                summary="Connect, read and hold for N control periods; report the observed "
+                "rates, observation ranges, limits and safety events.",
+                config="robot",
+                groups={"robot": _robot_config, **task},
+                examples={"task": "lift"},
+            ),
+            "calibrate": CommandHelp(
+                usage="robot calibrate robot=<name> [robot.id=<name>]",
+                summary="Measure and save this robot's calibration "
+                "(<calibration_dir>/<type>/<id>.json).",
+                config="robot",
+                groups={"robot": _robot_config, **task},
+                examples={"task": "lift"},
+            ),
+        },
     )
     HELP["bench"] = CommandHelp(
         usage="bench sim|train|inference|ros [key=value ...]",

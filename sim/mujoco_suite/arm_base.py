@@ -50,6 +50,8 @@ class MujocoArmEnv(MujocoTaskEnv):
     """
 
     fps = arm_common.FPS
+    #: metres of end-effector target motion per action unit (read by the robot safety layer)
+    action_scale = arm_common.ACTION_SCALE
     robot_type = arm_common.ROBOT_TYPE
     default_cameras = arm_common.CAMERAS
     #: names of ``observation.environment_state`` elements (state mode)

@@ -79,6 +79,8 @@ class PybulletArmEnv(TaskEnv):
     :meth:`_env_state_keys`, :meth:`evaluate` and :meth:`_reward_terms`.
     """
 
+    #: metres of end-effector target motion per action unit (read by the robot safety layer)
+    action_scale = arm_common.ACTION_SCALE
     fps: int = arm_common.FPS
     robot_type = arm_common.ROBOT_TYPE
     #: default episode limit in control steps
