@@ -160,7 +160,9 @@ def register_all() -> None:
         summary="List the robots, check one (connect, read, hold: rates, ranges, limits) or "
         "calibrate it (a JSON file per robot id).",
         subcommands={
-            "list": CommandHelp(usage="robot list", summary="Registered robots and what they need."),
+            "list": CommandHelp(
+                usage="robot list", summary="Registered robots and what they need."
+            ),
             "check": CommandHelp(
                 usage="robot check robot=<name> [task=<name>] [steps=50] [out=FILE]",
                 summary="Connect, read and hold for N control periods; report the observed "
