@@ -7,6 +7,7 @@ every test below.
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from robot_learning.cli import main
 from robot_learning.envs import TaskConfig
 from robot_learning.features import ACTION, OBS_PREFIX
 
+#: a ROS domain of its own, so parallel test runs do not hear each other's fake arms
+ROS_DOMAIN = random.SystemRandom().randint(1, 99)
+
 ROBOT_CASES = [
     ("sim-lift", {"type": "sim"}, TaskConfig(name="lift")),
     (
@@ -26,6 +30,11 @@ ROBOT_CASES = [
     ),
     ("sim-pusht", {"type": "sim"}, TaskConfig(name="pusht")),
     ("sim-reach-pybullet", {"type": "sim"}, TaskConfig(name="reach", backend="pybullet")),
+    (
+        "ros2_control-fake-lift",
+        {"type": "ros2_control", "fake": True, "domain_id": ROS_DOMAIN},
+        TaskConfig(name="lift"),
+    ),
 ]
 
 

@@ -6,8 +6,8 @@ Control stack (one env step = 1 / ``arm_common.FPS`` s):
    axis (``arm_common.ee_target``, clipped to the workspace box); the target is kept within
    ``max_lead`` of the measured tcp, so blocked motion (table, hole rim) cannot wind up an ever
    larger servo force, and inside the arm's reach (:func:`reachable`);
-2. one damped-least-squares differential-IK iteration per step (on a scratch ``MjData``, from
-   the previous joint target) turns the target position plus a fixed "pointing down, fixed
+2. one damped-least-squares differential-IK iteration per step
+   (:class:`~robot_learning.kinematics.ArmKinematics`, from the previous joint target) turns the target position plus a fixed "pointing down, fixed
    yaw" orientation into joint targets, with a nullspace pull towards ``Q_HOME`` (7 joints for
    a 6-D task) and the joint change limited by the Panda's joint velocity limits;
 3. the joint position servos receive targets linearly interpolated over the physics substeps,
@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_learning.features import FeatureSpec
+from robot_learning.kinematics import ArmKinematics
 from sim import arm_common
 from sim.mujoco_suite import panda
 
@@ -80,12 +81,18 @@ class MujocoArmEnv(MujocoTaskEnv):
         self._arm_act = np.array([m.actuator(f"act{i}").id for i in range(1, 8)])
         self._finger_act = np.array([m.actuator(f"act_finger_{s}").id for s in ("left", "right")])
         self._tcp = m.site("tcp").id
-        self._q_lo, self._q_hi = panda.JOINT_LIMITS[:, 0] + 1e-3, panda.JOINT_LIMITS[:, 1] - 1e-3
-        self._ik_data = mujoco.MjData(m)
-        self._jacp = np.zeros((3, m.nv))
-        self._jacr = np.zeros((3, m.nv))
-        self._eye6, self._eye7 = np.eye(6), np.eye(7)
         self._dq_max = JOINT_VEL_LIMIT / self.fps
+        # solved on its own MjData (the joint limits come from the model: panda.JOINT_LIMITS)
+        self._kinematics = ArmKinematics(
+            m,
+            [f"joint{i}" for i in range(1, 8)],
+            site="tcp",
+            q_rest=arm_common.Q_HOME,
+            damping=self.ik_damping,
+            null_gain=self.ik_null_gain,
+            iters=self.ik_iters,
+            dq_max=self._dq_max,
+        )
         self._ee_target = arm_common.EE_HOME.copy()
         self._q_target = arm_common.Q_HOME.copy()
         self._ctrl_step = np.zeros(7)
@@ -146,39 +153,31 @@ class MujocoArmEnv(MujocoTaskEnv):
         self._ctrl_step = (self._q_target - q_prev) / self.n_substeps
         self.data.ctrl[self._finger_act] = 0.02 * (1.0 - float(action[3]))
 
+    def step_joint_targets(self, q_target: np.ndarray, fingers: np.ndarray):
+        """One control step towards joint position targets instead of an action (the ros2_control
+        fake's joint controllers): the same servo ramp as :meth:`step`; returns its 5-tuple."""
+        q_prev = self._q_target
+        self._q_target = np.clip(
+            np.asarray(q_target, np.float64), self._kinematics.q_lo, self._kinematics.q_hi
+        )
+        self.data.ctrl[self._arm_act] = q_prev
+        self._ctrl_step = (self._q_target - q_prev) / self.n_substeps
+        self.data.ctrl[self._finger_act] = np.clip(np.asarray(fingers, np.float64), 0.0, 0.04)
+        for _ in range(self.n_substeps):
+            self._before_substep()
+            mujoco.mj_step(self.model, self.data)
+        return self._step_result()
+
+    def arm_description(self) -> str:
+        """MJCF of the arm alone (no task objects): what a robot publishes as its description."""
+        return panda.scene_xml("", timestep=self.timestep, name="panda")
+
     def _before_substep(self) -> None:
         self.data.ctrl[self._arm_act] += self._ctrl_step
 
     def _ik(self, target_pos: np.ndarray, q0: np.ndarray) -> np.ndarray:
         """Joint angles putting the tcp at ``target_pos`` with orientation ``R_DOWN`` (DLS IK)."""
-        m, d = self.model, self._ik_data
-        q = q0.copy()
-        lam2 = self.ik_damping**2
-        for _ in range(self.ik_iters):
-            d.qpos[self._arm_qadr] = q
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
-            rot = d.site_xmat[self._tcp].reshape(3, 3)
-            # small-angle orientation error (world frame) from current to desired axes
-            err_rot = 0.5 * (
-                np.cross(rot[:, 0], R_DOWN[:, 0])
-                + np.cross(rot[:, 1], R_DOWN[:, 1])
-                + np.cross(rot[:, 2], R_DOWN[:, 2])
-            )
-            err = np.concatenate([target_pos - d.site_xpos[self._tcp], err_rot])
-            jac = np.vstack(
-                [self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]]
-            )  # (6, 7)
-            jjt = jac @ jac.T
-            dq = jac.T @ np.linalg.solve(jjt + lam2 * self._eye6, err)
-            # nullspace projector from the (nearly) undamped pseudo-inverse, so the posture pull
-            # does not leak into the tcp position
-            null = self._eye7 - jac.T @ np.linalg.solve(jjt + 1e-6 * self._eye6, jac)
-            dq += null @ (self.ik_null_gain * (arm_common.Q_HOME - q))
-            q = np.clip(q + dq, self._q_lo, self._q_hi)
-        # no joint faster than its datasheet limit (also stops IK flips near singularities)
-        return q0 + np.clip(q - q0, -self._dq_max, self._dq_max)
+        return self._kinematics.ik(target_pos, R_DOWN, q0)
 
     # ----------------------------------------------------------------- observations
     def ee_pos(self) -> np.ndarray:
