@@ -60,7 +60,6 @@ from ros_nodes.topics import (
 )
 
 log = logging.getLogger(__name__)
-ROBOTS = ("sim",)
 NODES = ("policy_node", "sim_robot_node", "teleop_node", "intervention_mux")
 #: service -> the node that offers it
 SERVICE_OWNERS = {
@@ -88,7 +87,10 @@ class DeployConfig:
     episodes: int = 10
     """Episodes to run."""
     robot: str = "sim"
-    """``sim`` (the task as a robot); real robots arrive with ``hardware/``."""
+    """``sim`` (the task as a robot, ``sim_robot_node``) or a registered robot driven through the
+    robot contract inside that node (``robot-learning robot list``)."""
+    robot_settings: dict[str, Any] = field(default_factory=dict)
+    """The ``robot.*`` settings of a robot other than ``sim`` (its safety layer included)."""
     runtime: str = "auto"
     """Runtime of the policy node."""
     threads: int = 1
@@ -124,10 +126,10 @@ class DeployConfig:
     """More parameters per node: ``{"policy_node": {...}, "sim_robot_node": {...}, ...}``."""
 
     def __post_init__(self) -> None:
+        from hardware.robot import ROBOTS
+
         if self.robot not in ROBOTS:
-            raise ValueError(
-                f"robot={self.robot!r} is not available; robots: {ROBOTS} (real robots arrive with hardware/)"
-            )
+            raise ValueError(f"robot={self.robot!r} is not available; robots: {ROBOTS.names()}")
         if self.episodes < 1:
             raise ValueError(f"episodes={self.episodes} must be >= 1")
         if self.control_rate_hz is not None and self.control_rate_hz <= 0:
@@ -166,6 +168,17 @@ def pick_domain_id(configured: int | None) -> int:
     return random.SystemRandom().randint(10, 200)
 
 
+def robot_parameter(cfg: DeployConfig) -> dict[str, str]:
+    """``sim_robot_node``'s ``robot`` parameter: none for ``sim``, else the robot's settings as
+    JSON (a simulated fake seeds its episodes like evaluation: ``seed + i``)."""
+    if cfg.robot == "sim":
+        return {}
+    settings = {**cfg.robot_settings, "type": cfg.robot}
+    if "fake_seed" in settings:
+        settings["fake_seed"] = cfg.seed
+    return {"robot": json.dumps(settings)}
+
+
 def node_processes(
     cfg: DeployConfig, rate_hz: float, log_dir: Path, env: dict[str, str]
 ) -> list[NodeProcess]:
@@ -184,6 +197,7 @@ def node_processes(
         "lockstep": cfg.lockstep,
         "realtime": cfg.realtime,
         "allow_rate_mismatch": cfg.allow_rate_mismatch,
+        **robot_parameter(cfg),
         **cfg.extra.get("sim_robot_node", {}),
     }
     policy = {

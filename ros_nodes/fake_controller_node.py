@@ -17,7 +17,7 @@ Run: ``python -m ros_nodes.fake_controller_node --ros-args -p task:=lift [-p nam
 
 And what only a simulator can offer (the task's privileged state, for evaluation):
 ``/fake/environment_state`` (``JointState`` named by the task's environment-state elements, the
-stand-in for a perception node), ``/fake/success`` (``std_msgs/Bool``) and ``/fake/reset``
+stand-in for a perception node), ``/fake/success`` (``JointState`` ``success`` = 1.0 or 0.0, stamped like the joint states) and ``/fake/reset``
 (``std_srvs/Trigger``: the next episode; episode ``i`` (counted by calls from 0) resets with
 ``seed + i``; before the first call the arm waits in episode 0's start).
 
@@ -37,7 +37,7 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, String
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -108,7 +108,7 @@ class FakeControllerNode(Node):
         qos = QoSProfile(depth=10)
         self.joint_pub = self.create_publisher(JointState, "/joint_states", qos)
         self.env_pub = self.create_publisher(JointState, f"{FAKE_NAMESPACE}/environment_state", qos)
-        self.success_pub = self.create_publisher(Bool, f"{FAKE_NAMESPACE}/success", qos)
+        self.success_pub = self.create_publisher(JointState, f"{FAKE_NAMESPACE}/success", qos)
         description = self.create_publisher(String, "/robot_description", DESCRIPTION_QOS)
         description.publish(String(data=self.env.unwrapped.arm_description()))
         self.create_subscription(
@@ -220,7 +220,9 @@ class FakeControllerNode(Node):
             env_msg.name = self.env_state_names
             env_msg.position = [float(x) for x in inner._env_state_obs()]
             self.env_pub.publish(env_msg)  # before the joints: a reader waiting on joints has both
-        self.success_pub.publish(Bool(data=self.success))
+        status = JointState(name=["success"], position=[float(self.success)])
+        status.header.stamp = stamp
+        self.success_pub.publish(status)
         self.joint_pub.publish(msg)
 
 

@@ -84,6 +84,11 @@ class SimRobotConfig(TaskParams):
     ``task_state_topic``, for ``teleop_node device:=expert`` (the simulated operator)."""
     task_state_topic: str = TASK_STATE_TOPIC
     """Where the privileged task state goes (with ``publish_task_state``)."""
+    robot: str = ""
+    """A robot instead of the simulated task: its settings as JSON (``{"type": "ros2_control",
+    "fake": true, ...}``, as ``robot.*`` on the command line), driven through the robot contract
+    and its safety layer (:class:`hardware.robot_env.RobotEnv`); the task gives the features and
+    the episode limit. Empty: the task itself."""
 
     def __post_init__(self) -> None:
         if self.rate_hz < 0 or self.republish_s <= 0:
@@ -126,7 +131,7 @@ class SimRobotNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("sim_robot_node", **node_kwargs)
         self.config = cfg = read_config(self, SimRobotConfig)
-        self.env = make_env(cfg.task_config())
+        self.env = make_env(cfg.task_config()) if not cfg.robot else robot_env(cfg)
         self.features = self.env.features
         self.topics = TopicMap.build(self.features, self.features.observation_keys, cfg.topics)
         self.action_names = element_names(ACTION, self.features[ACTION])
@@ -293,6 +298,22 @@ class SimRobotNode(Node):
                 "state": {k: np.asarray(v, float).tolist() for k, v in state.items()},
             }
         )
+
+
+def robot_env(cfg: SimRobotConfig):
+    """The :class:`~hardware.robot_env.RobotEnv` of ``cfg.robot`` (connected)."""
+    from hardware.build import make_robot
+    from hardware.robot_env import RobotEnv
+
+    try:
+        settings = json.loads(cfg.robot)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"parameter robot:={cfg.robot!r} is not JSON: {exc}") from None
+    task = cfg.task_config()
+    env = make_env(task)
+    limit = env.max_episode_steps
+    env.close()
+    return RobotEnv(make_robot(settings, task), limit)
 
 
 def step_rate(cfg: SimRobotConfig, task_hz: float) -> float:

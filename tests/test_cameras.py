@@ -71,8 +71,10 @@ def test_file_camera_delivers_frames_in_order_at_its_fps(video: Path) -> None:
     ts = np.array([f.timestamp_s for f in frames])
     assert np.all(np.diff(ts) > 0)
     period = (ts[-1] - ts[0]) / (idx[-1] - idx[0])
-    assert period == pytest.approx(1 / 50, rel=0.3)
-    assert stats.fps == pytest.approx(50, rel=0.3)
+    # paced, not decoded as fast as possible (~0.2 ms a frame); loose upper bounds because the
+    # test machine's cores are shared with other work
+    assert 0.8 / 50 <= period <= 2.5 / 50
+    assert 50 / 2.5 <= stats.fps <= 50 * 1.25
     assert abs(frames[-1].wall_time - time.time()) < 5
     assert frames[0].device_timestamp_s is None
 
@@ -80,9 +82,12 @@ def test_file_camera_delivers_frames_in_order_at_its_fps(video: Path) -> None:
 def test_latest_returns_newest_and_raises_when_stale(video: Path) -> None:
     with file_cam(video) as cam:
         first = cam.read()
-        time.sleep(0.1)  # ~5 frames later
+        deadline = time.monotonic() + 2
+        while cam.stats().frames < first.index + 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        captured = cam.stats().frames
         newest = cam.latest()
-        assert newest.index >= first.index + 3
+        assert newest.index >= max(first.index + 3, captured - 1)  # the newest, not the next
         assert counter_of(newest.image) == newest.index % N
         with pytest.raises(CameraError, match="'wrist'.*old.*max_age_s=1e-06"):
             time.sleep(0.005)
@@ -120,13 +125,15 @@ def test_slow_consumer_sees_only_the_newest_frames(video: Path) -> None:
         start = cam.read()
         frames = []
         for _ in range(5):
-            time.sleep(0.06)  # ~6 source frames per read
+            time.sleep(0.1)  # ~10 source frames per read (fewer when the machine is loaded)
             frames.append(cam.read())
+            captured = cam.stats().frames
+            assert frames[-1].index >= captured - 2  # the newest frame, not an old queued one
     idx = [start.index] + [f.index for f in frames]
     gaps = np.diff(idx)
     assert np.all(gaps >= 1)
     # a queue would hand out start+1, start+2, ...: gaps of 1 and frames ever older
-    assert gaps.mean() >= 3, f"consumer got a backlog: indices {idx}"
+    assert gaps.mean() >= 2.5, f"consumer got a backlog: indices {idx}"
     assert all(counter_of(f.image) == f.index % N for f in frames)
 
 

@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from robot_learning.cli import main  # noqa: E402
 from robot_learning.datasets import LeRobotDataset, validate_dataset  # noqa: E402
 from robot_learning.envs import TaskConfig  # noqa: E402
-from robot_learning.evaluation import EvalConfig, evaluate  # noqa: E402
+from robot_learning.evaluation import EvalConfig, evaluate, wilson_interval  # noqa: E402
 from robot_learning.runtime import load_bundle  # noqa: E402
 from ros_nodes.conversions import (  # noqa: E402
     ConversionError,
@@ -312,6 +312,25 @@ def test_deploy_over_dds_matches_in_process_evaluation(bundle, tmp_path, capsys)
     )
     assert report["policy_node"]["rejected_observations"] == 0
     assert not any(p for p in (out / "logs").glob("*.log") if "Traceback" in p.read_text())
+
+
+def test_deploy_on_ros2_control_with_the_fake_arm_matches_in_process_evaluation(bundle, tmp_path):
+    """``robot=ros2_control robot.fake=true``: policy_node -> the robot node (ros2_control driver:
+    IK, joint trajectories) -> the MuJoCo-backed fake controller, over DDS; the same episodes'
+    success rate as ``eval`` (within its confidence interval)."""
+    out = tmp_path / "deploy"
+    args = [f"bundle={bundle}", "robot=ros2_control", "robot.fake=true", "task=reach"]
+    args += ["episodes=6", "runtime=onnxruntime", "realtime=false", f"domain_id={domain(6)}"]
+    assert main(["deploy", *args, f"out={out}"]) == 0
+    report = json.loads((out / "deploy.json").read_text())
+    policy = load_bundle(bundle, runtime="onnxruntime")
+    policy.reseed(100000)
+    result = evaluate(policy, EvalConfig(task=TaskConfig(name="reach"), episodes=6, num_envs=1))
+    low, high = wilson_interval(int(sum(result.successes)), len(result.successes))
+    assert low <= report["success_rate"] <= high
+    assert 0 < result.success_rate  # the comparison is not between two zeros
+    assert report["episodes"] == 6 and report["config"]["robot"] == "ros2_control"
+    assert not any("Traceback" in p.read_text() for p in (out / "logs").glob("*.log"))
 
 
 def test_deploy_applies_the_robot_safety_limits_in_the_policy_node(bundle, tmp_path):

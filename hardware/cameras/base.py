@@ -424,9 +424,11 @@ CAMERAS: Registry[type[Camera]] = Registry(
 )
 
 
-def camera_config(data: CameraConfig | dict[str, Any], name: str = "camera") -> CameraConfig:
+def camera_config(
+    data: CameraConfig | dict[str, Any], name: str = "camera", prefix: str = "cameras."
+) -> CameraConfig:
     """The driver's typed config for a ``cameras.<name>`` block; wrong keys or values name
-    ``cameras.<name>.<key>``."""
+    ``<prefix><name>.<key>`` (a robot passes ``prefix="robot.cameras."``)."""
     if isinstance(data, CameraConfig):
         cls = CAMERAS.get(data.type)
         if isinstance(data, cls.config_class):
@@ -438,7 +440,7 @@ def camera_config(data: CameraConfig | dict[str, Any], name: str = "camera") -> 
     kind = data.get("type") or CameraConfig.type
     cls = CAMERAS.get(kind)
     return build(
-        cls.config_class, {**data, "type": kind}, where=f"camera {name}", prefix=f"cameras.{name}."
+        cls.config_class, {**data, "type": kind}, where=f"camera {name}", prefix=f"{prefix}{name}."
     )
 
 

@@ -104,6 +104,7 @@ def deploy_command(args: list[str]) -> int:
     extra = (
         {"policy_node": _safety_parameters(robot, task)} if robot.safety != SafetyConfig() else {}
     )
+    robot_settings = asdict(robot) if robot.type != "sim" else {}
     run = build(
         DeployConfig,
         {
@@ -111,6 +112,7 @@ def deploy_command(args: list[str]) -> int:
             "task": task,
             "out": str(out),
             "extra": extra,
+            "robot_settings": robot_settings,
             **{k: data[k] for k in DEPLOY_KEYS},
         },
         where="deploy",

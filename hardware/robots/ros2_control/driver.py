@@ -81,7 +81,7 @@ class Ros2ControlRobot(Robot):
             )
         self.ee_action_scale = cfg.action_scale if mode == "ee_delta_pos" else None
         self.sync = cfg.sync if cfg.sync is not None else cfg.fake
-        self.info: dict[str, Any] = {"is_success": False}
+        self._success, self._success_stamp = False, -1
         self._lock = threading.Condition()
         self._joints: dict[str, float] | None = None
         self._joint_stamp = -1  # ns of the newest joint states
@@ -130,9 +130,13 @@ class Ros2ControlRobot(Robot):
             raise
 
     def _spin_loop(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
         while self._connected and self._context.ok():
             try:
                 self._executor.spin_once(timeout_sec=0.05)
+            except ExternalShutdownException:  # Ctrl-C / SIGTERM shut every context down
+                return
             except Exception:  # noqa: BLE001 - shutting down under the spinner
                 if self._connected:
                     raise
@@ -140,7 +144,7 @@ class Ros2ControlRobot(Robot):
     def _create_interfaces(self) -> None:
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
-        from std_msgs.msg import Bool, Float64MultiArray, String
+        from std_msgs.msg import Float64MultiArray, String
         from trajectory_msgs.msg import JointTrajectory
 
         cfg, node, qos = self.cfg, self._node, QoSProfile(depth=10)
@@ -152,7 +156,7 @@ class Ros2ControlRobot(Robot):
             node.create_subscription(JointState, topic, self._on_env_state, qos)
             self._env_topic = topic
         if cfg.fake:
-            node.create_subscription(Bool, "/fake/success", self._on_success, qos)
+            node.create_subscription(JointState, "/fake/success", self._on_success, qos)
         if cfg.command_interface == "trajectory":
             self._arm_pub = node.create_publisher(
                 JointTrajectory, f"/{cfg.arm_controller}/joint_trajectory", qos
@@ -232,7 +236,6 @@ class Ros2ControlRobot(Robot):
             raise RobotError(self._fake_failure("an answer from /fake/reset"))
         self._episode += 1
         self._wait_joints(seq, "the reset joint states")
-        self.info = {"is_success": False}
 
     def _fake_failure(self, what: str) -> str:
         tail = ""
@@ -257,7 +260,22 @@ class Ros2ControlRobot(Robot):
             self._lock.notify_all()
 
     def _on_success(self, msg) -> None:
-        self.info = {"is_success": bool(msg.data)}
+        with self._lock:
+            self._success = bool(msg.position[0] > 0.5)
+            stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            self._success_stamp = max(self._success_stamp, stamp)
+            self._lock.notify_all()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """``is_success`` of the fake's task (with ``sync``: the one of the newest joint states);
+        a real arm reports none."""
+        with self._lock:
+            if self.sync and self.cfg.fake:
+                self._lock.wait_for(
+                    lambda: self._success_stamp >= self._joint_stamp, self.cfg.timeout_s
+                )
+            return {"is_success": self._success}
 
     def _on_description(self, msg) -> None:
         with self._lock:

@@ -1,0 +1,69 @@
+""":class:`RobotEnv`: a robot seen as an episodic environment (``reset`` / ``step``), so the code
+that runs policies on simulated tasks (the ROS 2 robot node, evaluation) runs them on robots.
+
+``reset()`` starts an episode: the first one right after connecting (a robot is ready where it
+connected), each later one after ``home()``. ``step(action)`` sends the action and reads the
+next observation. Success comes from the robot's ``info["is_success"]`` when it has one (a
+simulator or a simulated fake); a real arm reports none, so its episodes end at the step limit
+(or by an operator's label, upstream). The reward is 1 on success, else 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hardware.robot import Robot
+
+
+class RobotEnv:
+    """``robot`` (connected here) as a gymnasium-style env with a step limit."""
+
+    def __init__(self, robot: Robot, max_episode_steps: int) -> None:
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps={max_episode_steps} must be >= 1")
+        self.robot = robot
+        self.max_episode_steps = max_episode_steps
+        self.features = robot.features
+        self.fps = robot.control_hz
+        self._fresh = True
+        self._steps = 0
+        robot.connect()
+
+    @property
+    def unwrapped(self) -> RobotEnv:
+        return self
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """Robots have no privileged task state (the simulated operator needs a simulator)."""
+        raise RuntimeError(
+            f"robot {self.robot.name!r} has no privileged task state: the simulated operator "
+            "(device=expert) needs robot=sim"
+        )
+
+    def _info(self) -> dict[str, Any]:
+        info = dict(getattr(self.robot, "info", {}) or {})
+        info["is_success"] = bool(info.get("is_success", False))
+        return info
+
+    def reset(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode (``seed`` is the robot's business: a fake seeds itself)."""
+        if not self._fresh:
+            self.robot.home()
+        self._fresh = False
+        self._steps = 0
+        return self.robot.get_observation(), {"is_success": False}
+
+    def step(self, action: np.ndarray):
+        """Send ``action``, read the next observation; the gymnasium 5-tuple."""
+        self.robot.send_action(np.asarray(action, np.float32))
+        self._steps += 1
+        obs, info = self.robot.get_observation(), self._info()
+        success = info["is_success"]
+        truncated = self._steps >= self.max_episode_steps and not success
+        return obs, float(success), success, truncated, info
+
+    def close(self) -> None:
+        """Disconnect the robot."""
+        self.robot.disconnect()
