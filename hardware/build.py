@@ -34,4 +34,8 @@ def make_robot(
         base = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
         cfg = robot_config(base)
     robot = cls(cfg, task)
+    if cfg.cameras:
+        from hardware.camera_robot import RobotWithCameras
+
+        robot = RobotWithCameras(robot)
     return SafeRobot(robot) if safe else robot

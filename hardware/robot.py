@@ -54,10 +54,20 @@ class RobotConfig:
     ``~/.cache/robot_learning/calibration``."""
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     """Limits of the safety layer around this robot."""
+    cameras: dict[str, Any] = field(default_factory=dict)
+    """Cameras on this robot, ``{name: {type: opencv|realsense|file, ...}}`` (see
+    ``hardware/cameras``): each adds ``observation.images.<name>``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.safety, dict):
             self.safety = SafetyConfig(**self.safety)
+        if self.cameras:
+            from hardware.cameras import camera_config
+
+            self.cameras = {
+                name: camera_config(c, name, prefix="robot.cameras.")
+                for name, c in self.cameras.items()
+            }
         if self.control_hz is not None and not self.control_hz > 0:
             raise ValueError(f"robot.control_hz={self.control_hz} must be positive")
         if not self.id or "/" in self.id or self.id.startswith("."):
@@ -126,6 +136,11 @@ class Robot(ABC):
         """End-effector xyz for joint positions (joint control modes); robots without a model
         raise ``NotImplementedError`` and cannot have a workspace box."""
         raise NotImplementedError
+
+    @property
+    def has_forward_kinematics(self) -> bool:
+        """True when this robot overrides :meth:`forward_kinematics`."""
+        return type(self).forward_kinematics is not Robot.forward_kinematics
 
     def limits(self) -> dict[str, Any]:
         """What ``robot check`` reports: action bounds and control mode, plus driver extras."""

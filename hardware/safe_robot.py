@@ -11,22 +11,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any
 
 import numpy as np
 
 from hardware.robot import Robot, RobotError
+from hardware.robot_wrapper import RobotWrapper
 from hardware.safety import SafetyFilter, SafetyLog
 
 
-class SafeRobot(Robot):
+class SafeRobot(RobotWrapper):
     """``robot`` behind the safety layer; unknown attributes are the wrapped robot's."""
 
     def __init__(self, robot: Robot, log: SafetyLog | None = None) -> None:
-        super().__init__(robot.cfg, robot.task)
-        self.robot = robot
-        self.name = robot.name
-        self.realtime = robot.realtime
+        super().__init__(robot)
         self.log = log or SafetyLog(robot.cfg.safety.log_path)
         self.filter: SafetyFilter | None = None
         self.latched = False
@@ -37,30 +34,11 @@ class SafeRobot(Robot):
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "robot":  # not yet set (during __init__): no recursion
-            raise AttributeError(name)
-        return getattr(self.robot, name)
-
-    @property
-    def features(self):
-        return self.robot.features
-
-    @property
-    def control_hz(self) -> float:
-        return self.robot.control_hz
-
-    @property
-    def is_connected(self) -> bool:
-        return self.robot.is_connected
-
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> None:
         """Connect the robot, build the filter from its features and arm the watchdog."""
         self.robot.connect()
-        fk = None
-        if type(self.robot).forward_kinematics is not Robot.forward_kinematics:
-            fk = self.robot.forward_kinematics
+        fk = self.robot.forward_kinematics if self.robot.has_forward_kinematics else None
         try:
             self.filter = SafetyFilter(
                 self.robot.features,
@@ -166,6 +144,3 @@ class SafeRobot(Robot):
                 flt.previous = hold
                 self.robot.send_action(hold)
                 self._holding = True
-
-    def limits(self) -> dict[str, Any]:
-        return self.robot.limits()

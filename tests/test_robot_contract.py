@@ -15,6 +15,7 @@ import pytest
 from hardware.build import make_robot, robot_config
 from hardware.robot import ROBOTS, RobotError
 from robot_learning.cli import main
+from robot_learning.datasets.video import VideoEncoder
 from robot_learning.envs import TaskConfig
 from robot_learning.features import ACTION, OBS_PREFIX
 
@@ -31,6 +32,16 @@ ROBOT_CASES = [
     ("sim-pusht", {"type": "sim"}, TaskConfig(name="pusht")),
     ("sim-reach-pybullet", {"type": "sim"}, TaskConfig(name="reach", backend="pybullet")),
     (
+        "sim-lift+file-camera",
+        {
+            "type": "sim",
+            "cameras": {
+                "side": {"type": "file", "path": "{video}", "width": 32, "height": 24, "fps": 20}
+            },
+        },
+        TaskConfig(name="lift"),
+    ),
+    (
         "ros2_control-fake-lift",
         {"type": "ros2_control", "fake": True, "domain_id": ROS_DOMAIN},
         TaskConfig(name="lift"),
@@ -38,9 +49,27 @@ ROBOT_CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> str:
+    """A short recording for the file-backed fake camera."""
+    path = tmp_path_factory.mktemp("camera") / "side.mp4"
+    encoder = VideoEncoder(path, fps=20, shape=(24, 32, 3))
+    for i in range(10):
+        encoder.add(np.full((24, 32, 3), 20 * i, np.uint8))
+    encoder.close()
+    return str(path)
+
+
+def _with_video(value, video: str):
+    if isinstance(value, dict):
+        return {k: _with_video(v, video) for k, v in value.items()}
+    return video if value == "{video}" else value
+
+
 @pytest.fixture(params=ROBOT_CASES, ids=[c[0] for c in ROBOT_CASES])
-def robot(request, tmp_path):
+def robot(request, tmp_path, video):
     _, settings, task = request.param
+    settings = _with_video(settings, video)
     robot = make_robot({**settings, "calibration_dir": str(tmp_path / "calib")}, task)
     yield robot
     robot.disconnect()
@@ -109,6 +138,16 @@ def test_robot_settings_are_typed_and_checked():
         make_robot("sim")
     with pytest.raises(RobotError, match="steps at 10 Hz"):
         make_robot({"type": "sim", "control_hz": 50.0}, TaskConfig(name="lift"))
+
+
+def test_robot_check_reports_the_cameras(tmp_path, video):
+    out = tmp_path / "check.json"
+    cam = ["robot.cameras.side.type=file", f"robot.cameras.side.path={video}"]
+    cam += ["robot.cameras.side.width=32", "robot.cameras.side.height=24"]
+    assert main(["robot", "check", "robot=sim", "task=reach", "steps=3", f"out={out}", *cam]) == 0
+    report = json.loads(out.read_text())
+    assert report["features"]["observation.images.side"]["shape"] == [24, 32, 3]
+    assert report["cameras"]["side"]["frames"] >= 1
 
 
 def test_robot_cli_lists_checks_and_calibrates(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -125,6 +126,10 @@ def check_robot(robot: Any, steps: int) -> dict[str, Any]:
             "limits": robot.limits(),
             "observed": {k: {"min": lows[k].tolist(), "max": highs[k].tolist()} for k in lows},
             "safety_events": dict(robot.log.counts),
+            "cameras": {
+                name: dataclasses.asdict(cam.stats())
+                for name, cam in getattr(robot, "cameras", {}).items()
+            },
         }
     return report
 
@@ -148,6 +153,8 @@ def _check(robot: Any, steps: int, out: str | None) -> int:
         ("action bounds", f"{report['limits']['action_low']} .. {report['limits']['action_high']}"),
         ("safety events", str(report["safety_events"] or "none")),
     ]
+    for name, stats in report["cameras"].items():
+        rows.append((f"camera {name}", f"{stats['fps']:.1f} fps observed, {stats['frames']} frames"))
     for key, rng in report["observed"].items():
         rows.append(
             (key, f"min {np.round(rng['min'], 3).tolist()} max {np.round(rng['max'], 3).tolist()}")
