@@ -74,6 +74,12 @@ class RobotConfig:
             raise ValueError(f"robot.id={self.id!r} must be a plain name (it names a file)")
 
 
+    def seeded(self, seed: int) -> RobotConfig:
+        """These settings with episodes seeded from ``seed`` (episode ``i``: ``seed + i``) where
+        the robot can (simulators and simulated fakes); real robots ignore it."""
+        return self
+
+
 class Robot(ABC):
     """Base class of every robot (see the module docstring)."""
 

@@ -10,11 +10,13 @@ simulator or a simulated fake); a real arm reports none, so its episodes end at 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
-from hardware.robot import Robot
+from hardware.robot import Robot, RobotConfig
+from robot_learning.envs import TaskConfig
 
 
 class RobotEnv:
@@ -29,7 +31,20 @@ class RobotEnv:
         self.fps = robot.control_hz
         self._fresh = True
         self._steps = 0
+        self._due: float | None = None
         robot.connect()
+
+    @classmethod
+    def for_task(cls, robot: RobotConfig | dict[str, Any], task: TaskConfig) -> RobotEnv:
+        """The robot of ``robot`` (behind its safety layer) with ``task``'s features and episode
+        limit, connected."""
+        from hardware.build import make_robot
+        from robot_learning.envs import make_env
+
+        env = make_env(task)
+        limit = env.max_episode_steps
+        env.close()
+        return cls(make_robot(robot, task), limit)
 
     @property
     def unwrapped(self) -> RobotEnv:
@@ -53,10 +68,16 @@ class RobotEnv:
             self.robot.home()
         self._fresh = False
         self._steps = 0
+        self._due = None
         return self.robot.get_observation(), {"is_success": False}
 
     def step(self, action: np.ndarray):
-        """Send ``action``, read the next observation; the gymnasium 5-tuple."""
+        """Send ``action``, read the next observation; the gymnasium 5-tuple. A real-time robot
+        is paced at its control rate (one step per period)."""
+        if self.robot.realtime:
+            if self._due is not None:
+                time.sleep(max(0.0, self._due - time.monotonic()))
+            self._due = max(self._due or 0.0, time.monotonic()) + 1.0 / self.fps
         self.robot.send_action(np.asarray(action, np.float32))
         self._steps += 1
         obs, info = self.robot.get_observation(), self._info()

@@ -350,16 +350,22 @@ def evaluate(
     cfg: EvalConfig,
     video_dir: str | Path | None = None,
     progress: bool = False,
+    envs: list | None = None,
 ) -> EvalResult:
     """Roll out ``cfg.episodes`` episodes of ``source`` on ``cfg.task``; see the module docstring.
 
-    Refuses (:class:`ControlRateMismatchError`, naming both rates) a source whose
-    ``control_rate_hz`` (a bundle's, or a checkpoint's via :func:`checkpoint_control_rate`)
-    differs from the task's ``env.fps``.
+    ``envs`` replaces the task's simulators (e.g. a robot as an env,
+    :class:`hardware.robot_env.RobotEnv`; they are closed at the end). Refuses
+    (:class:`ControlRateMismatchError`, naming both rates) a source whose ``control_rate_hz``
+    (a bundle's, or a checkpoint's via :func:`checkpoint_control_rate`) differs from the task's
+    ``env.fps``.
     """
     if cfg.video_episodes and video_dir is None:
         raise ValueError("video_episodes > 0 needs a video_dir (the evaluation output folder)")
-    envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
+    if envs is None:
+        envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
+    elif len(envs) != cfg.num_envs:
+        raise ValueError(f"num_envs={cfg.num_envs} but {len(envs)} environments were given")
     try:
         check_task_features(
             source.features,

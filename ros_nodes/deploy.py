@@ -173,10 +173,10 @@ def robot_parameter(cfg: DeployConfig) -> dict[str, str]:
     JSON (a simulated fake seeds its episodes like evaluation: ``seed + i``)."""
     if cfg.robot == "sim":
         return {}
-    settings = {**cfg.robot_settings, "type": cfg.robot}
-    if "fake_seed" in settings:
-        settings["fake_seed"] = cfg.seed
-    return {"robot": json.dumps(settings)}
+    from hardware.build import robot_config
+
+    robot = robot_config({**cfg.robot_settings, "type": cfg.robot}).seeded(cfg.seed)
+    return {"robot": json.dumps(asdict(robot))}
 
 
 def node_processes(

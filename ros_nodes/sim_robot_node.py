@@ -302,18 +302,13 @@ class SimRobotNode(Node):
 
 def robot_env(cfg: SimRobotConfig):
     """The :class:`~hardware.robot_env.RobotEnv` of ``cfg.robot`` (connected)."""
-    from hardware.build import make_robot
     from hardware.robot_env import RobotEnv
 
     try:
         settings = json.loads(cfg.robot)
     except json.JSONDecodeError as exc:
         raise ValueError(f"parameter robot:={cfg.robot!r} is not JSON: {exc}") from None
-    task = cfg.task_config()
-    env = make_env(task)
-    limit = env.max_episode_steps
-    env.close()
-    return RobotEnv(make_robot(settings, task), limit)
+    return RobotEnv.for_task(settings, cfg.task_config())
 
 
 def step_rate(cfg: SimRobotConfig, task_hz: float) -> float:

@@ -7,6 +7,7 @@ is not armed. ``home()`` starts a new episode; the last step's reward and ``info
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ class SimRobotConfig(RobotConfig):
 
     seed: int = 0
     """Seed of the first episode; each ``home()`` uses the next one."""
+
+    def seeded(self, seed: int) -> SimRobotConfig:
+        return dataclasses.replace(self, seed=seed)
 
 
 @ROBOTS.register("sim")

@@ -50,7 +50,8 @@ def eval_command(args: list[str]) -> int:
 
     cfg = load_config("eval", args)
     data = to_container(cfg)
-    reject_unknown(data, [*CLI_TYPES, *EVAL_KEYS, "task"], where="eval")
+    reject_unknown(data, [*CLI_TYPES, *EVAL_KEYS, "task", "robot"], where="eval")
+    robot = data.pop("robot", None)
     data.update(check_types({k: data[k] for k in CLI_TYPES}, CLI_TYPES))
     check_values(EvalConfig, {k: data[k] for k in EVAL_KEYS}, where="eval")
     if data["threads"] is not None and data["threads"] < 1:
@@ -73,9 +74,16 @@ def eval_command(args: list[str]) -> int:
     settings = {k: data[k] for k in EVAL_KEYS}
     if not data["video"]:
         settings["video_episodes"] = 0
+    envs = None
+    if robot is not None:
+        settings["num_envs"] = 1  # one robot
+        if data["video"]:
+            raise ConfigError("video=true records simulator renders; a robot=... has none")
     run = build(EvalConfig, {**settings, "task": task}, where="eval")
     source.reseed(run.seed)
-    result = evaluate(source, run, video_dir=out / "videos", progress=True)
+    if robot is not None:
+        envs = [_robot_env(robot, task, run.seed)]
+    result = evaluate(source, run, video_dir=out / "videos", progress=True, envs=envs)
     payload = result.to_json(source, run, extra=extra)
     write_json(out / "eval.json", payload)
     low, high = payload["success_ci95"]
@@ -88,6 +96,14 @@ def eval_command(args: list[str]) -> int:
         + (f" and {len(result.videos)} videos" if result.videos else "")
     )
     return 0
+
+
+def _robot_env(robot: dict, task: TaskConfig, seed: int):
+    """``robot=<name>`` as the evaluation env (episodes seeded like eval where it can be)."""
+    from hardware.build import robot_config
+    from hardware.robot_env import RobotEnv
+
+    return RobotEnv.for_task(robot_config(robot).seeded(seed), task)
 
 
 def _checkpoint_source(data: dict) -> tuple[Any, Path, dict | None, dict]:

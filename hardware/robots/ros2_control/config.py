@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from hardware.robot import RobotConfig
@@ -89,6 +90,9 @@ class Ros2ControlConfig(RobotConfig):
     """ROS_DOMAIN_ID; None: ``$ROS_DOMAIN_ID``."""
     fake_seed: int = 100000
     """With the fake: episode ``i`` (each ``home()``) resets the simulated task with this + i."""
+
+    def seeded(self, seed: int) -> Ros2ControlConfig:
+        return dataclasses.replace(self, fake_seed=seed)
 
     def __post_init__(self) -> None:
         super().__post_init__()

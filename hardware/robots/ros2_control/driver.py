@@ -81,6 +81,7 @@ class Ros2ControlRobot(Robot):
             )
         self.ee_action_scale = cfg.action_scale if mode == "ee_delta_pos" else None
         self.sync = cfg.sync if cfg.sync is not None else cfg.fake
+        self.realtime = not self.sync  # a lockstep fake advances only when commanded
         self._success, self._success_stamp = False, -1
         self._lock = threading.Condition()
         self._joints: dict[str, float] | None = None
