@@ -73,7 +73,6 @@ class RobotConfig:
         if not self.id or "/" in self.id or self.id.startswith("."):
             raise ValueError(f"robot.id={self.id!r} must be a plain name (it names a file)")
 
-
     def seeded(self, seed: int) -> RobotConfig:
         """These settings with episodes seeded from ``seed`` (episode ``i``: ``seed + i``) where
         the robot can (simulators and simulated fakes); real robots ignore it."""

@@ -46,6 +46,11 @@ ROBOT_CASES = [
         {"type": "ros2_control", "fake": True, "domain_id": ROS_DOMAIN},
         TaskConfig(name="lift"),
     ),
+    ("so101-fake", {"type": "so101", "fake": True}, None),
+    ("so100-fake", {"type": "so100", "fake": True}, None),
+    ("koch-fake", {"type": "koch", "fake": True}, None),
+    ("ur-fake", {"type": "ur", "fake": True}, None),
+    ("franka-fake", {"type": "franka", "fake": True}, None),
 ]
 
 

@@ -1,3 +1,3 @@
 """Robot drivers; importing this package registers them (vendor SDKs load in ``connect()``)."""
 
-from hardware.robots import ros2_control, sim  # noqa: F401
+from hardware.robots import franka, ros2_control, servo, sim, ur  # noqa: F401

@@ -56,6 +56,8 @@ EE_HIGH = (1.0, 1.0, 1.3)
 #: Franka Hand stroke (m)
 HAND_MAX_WIDTH = 0.08
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")
+#: how long home() waits for the hand to finish its last command and to open (s)
+HAND_WAIT_S = 3.0
 
 
 @dataclass
@@ -151,7 +153,7 @@ class FrankaRobot(Robot):
 
     name = "franka"
     config_class = FrankaConfig
-    extra = "robot-learning[franka]"
+    extra = "franka"  # the pip extra `robot list` shows
 
     def __init__(self, cfg: FrankaConfig, task: TaskConfig | None = None) -> None:
         super().__init__(cfg, task)
@@ -170,6 +172,7 @@ class FrankaRobot(Robot):
         self._max_width = HAND_MAX_WIDTH
         self._width_cmd = HAND_MAX_WIDTH
         self._grasping: bool | None = None
+        self._hand_future: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> None:
@@ -201,7 +204,7 @@ class FrankaRobot(Robot):
         if hand is not None:
             self._max_width = float(hand.max_width) or HAND_MAX_WIDTH
         self._quaternion = self._pose().quaternion.copy()
-        self._width_cmd, self._grasping = self._max_width, None
+        self._width_cmd, self._grasping, self._hand_future = self._max_width, None, None
         self._connected = True
         log.info("connected to Franka at %s (control %.3g Hz)", self.host, self.control_hz)
 
@@ -213,8 +216,10 @@ class FrankaRobot(Robot):
         self._connected = False
         try:
             self.arm.stop()
+            if self._hand_future is not None:  # let the last hand command answer first
+                self._hand_future.wait(HAND_WAIT_S)
         finally:
-            self.sdk = self.arm = self.hand = None
+            self.sdk = self.arm = self.hand = self._hand_future = None
 
     def home(self) -> None:
         """Clear reflexes, move to ``home_joints`` (blocking), latch the hand orientation there
@@ -226,7 +231,7 @@ class FrankaRobot(Robot):
         )
         self._move(motion, asynchronous=False)
         self._quaternion = self._pose().quaternion.copy()
-        self._command_gripper(-1.0)
+        self._command_gripper(-1.0, wait=HAND_WAIT_S)
 
     # ------------------------------------------------------------------ I/O
     def _pose(self) -> Any:
@@ -272,7 +277,11 @@ class FrankaRobot(Robot):
         self._command_gripper(float(sent[3]))
         return sent
 
-    def _command_gripper(self, command: float) -> None:
+    def _command_gripper(self, command: float, wait: float = 0.0) -> None:
+        """Send the hand command for ``command`` in [-1, 1] if it differs from the last one
+        sent; waits up to ``wait`` s for the previous command, and defers this one to a later
+        call while the previous is still running (a preempted hand command may never answer,
+        and franky serialises them)."""
         width = self._max_width * (1.0 - command) / 2.0  # the simulated tasks' mapping
         grasp = command >= self.cfg.grasp_threshold
         if grasp:
@@ -280,15 +289,20 @@ class FrankaRobot(Robot):
         else:
             moved = abs(width - self._width_cmd) > self.cfg.gripper_deadband
             send = self._grasping is not False or moved
-        if send:
-            if self.hand is not None and grasp:
-                # any object between the fingers counts as grasped, and the force is held
-                self.hand.grasp_async(
+        if not send:
+            return
+        if self.hand is not None:
+            if self._hand_future is not None and not self._hand_future.wait(wait):
+                return
+            if grasp:  # any object between the fingers counts as grasped; the force is held
+                self._hand_future = self.hand.grasp_async(
                     0.0, self.cfg.gripper_speed, self.cfg.gripper_force, 0.005, self._max_width
                 )
-            elif self.hand is not None:
-                self.hand.move_async(width, self.cfg.gripper_speed)
-            self._width_cmd = 0.0 if grasp else width
+            else:
+                self._hand_future = self.hand.move_async(width, self.cfg.gripper_speed)
+            if wait:
+                self._hand_future.wait(wait)
+        self._width_cmd = 0.0 if grasp else width
         self._grasping = grasp
 
     def limits(self) -> dict[str, Any]:

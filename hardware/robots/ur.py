@@ -140,7 +140,7 @@ class URRobot(Robot):
 
     name = "ur"
     config_class = URConfig
-    extra = "robot-learning[ur]"
+    extra = "ur"  # the pip extra `robot list` shows
 
     def __init__(self, cfg: URConfig, task: TaskConfig | None = None) -> None:
         super().__init__(cfg, task)

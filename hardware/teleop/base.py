@@ -96,6 +96,7 @@ DEVICES: Registry[type] = Registry(
         "hardware.teleop.gamepad",
         "hardware.teleop.spacemouse",
         "hardware.teleop.browser",
+        "hardware.robots.servo.leader",
     ),
 )
 

@@ -72,8 +72,11 @@ class Ros2ControlConfig(RobotConfig):
     )
     """Largest joint speed (rad/s) the IK may command."""
     ik_damping: float = 0.03
+    """Damping of the least-squares IK step (larger: smoother near singularities, less exact)."""
     ik_null_gain: float = 0.5
+    """Pull of the nullspace term towards ``rest_joints`` per step."""
     ik_iters: int = 1
+    """IK iterations per command (1: a resolved-rate controller warm-started each step)."""
     gripper_max: float = 0.04
     """Finger position (m) when fully open."""
     environment_state_topic: str | None = None

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 STATE = "observation.state"
 #: LeRobot records SO-100/SO-101 and Koch arms at 30 frames per second
 DEFAULT_HZ = 30.0
+#: the fake's default extra status timeout (see ``ServoArmConfig.extra_timeout_ms``)
+FAKE_EXTRA_TIMEOUT_MS = 250.0
 
 
 @dataclass
@@ -52,6 +54,11 @@ class ServoArmConfig(RobotConfig):
     """Motor name -> bus id, in joint order (the arm's default when empty)."""
     models: dict[str, str] = field(default_factory=dict)
     """Motor name -> servo model, e.g. ``sts3215``, ``xl330-m288`` (the arm's default when empty)."""
+    retries: int = 2
+    """Re-sends of a transaction whose status packet is missing or corrupt."""
+    extra_timeout_ms: float | None = None
+    """Extra wait for a status packet beyond the SDK's (ms); None: 0 on hardware, 250 with
+    ``fake`` (the fake shares this process's CPU, which a busy machine may not give it in time)."""
     max_relative_target: float | None = None
     """Largest move per command from the present position (degrees, percent for the gripper);
     None: no limit beyond the calibrated range. Costs one extra read per command."""
@@ -71,11 +78,15 @@ class ServoArmConfig(RobotConfig):
                 f"robot.models names {sorted(self.models)} but robot.motors names "
                 f"{sorted(self.motors)}: give every motor a model"
             )
-        for name, name_model in self.models.items():
+        for name_model in self.models.values():
             model(name_model)  # unknown models list the known ones
         ids = list(self.motors.values())
         if len(set(ids)) != len(ids) or any(not 0 <= i <= 252 for i in ids):
             raise ValueError(f"robot.motors ids {ids} must be distinct and in 0..252")
+        if self.extra_timeout_ms is not None and self.extra_timeout_ms < 0:
+            raise ValueError(f"robot.extra_timeout_ms={self.extra_timeout_ms} must be >= 0")
+        if self.retries < 0:
+            raise ValueError(f"robot.retries={self.retries} must be >= 0")
         if self.max_relative_target is not None and not self.max_relative_target > 0:
             raise ValueError(f"robot.max_relative_target={self.max_relative_target} must be > 0")
         if not self.calibration_s > 0:
@@ -146,7 +157,10 @@ class ServoArm(Robot):
         if self._connected:
             return
         port = self._start_fake() if self.cfg.fake else self.cfg.port
-        self.bus = self.bus_class(port, self.cfg.baudrate, self.motors)
+        extra = self.cfg.extra_timeout_ms
+        if extra is None:
+            extra = FAKE_EXTRA_TIMEOUT_MS if self.cfg.fake else 0.0
+        self.bus = self.bus_class(port, self.cfg.baudrate, self.motors, self.cfg.retries, extra)
         try:
             self.bus.open()
             self.bus.check_models()
@@ -188,7 +202,10 @@ class ServoArm(Robot):
     def _read_motor_calibration(self) -> dict[str, MotorCalibration]:
         assert self.bus is not None
         offsets = self.bus.sync_read("Homing_Offset")
-        lows, highs = self.bus.sync_read("Min_Position_Limit"), self.bus.sync_read("Max_Position_Limit")
+        lows, highs = (
+            self.bus.sync_read("Min_Position_Limit"),
+            self.bus.sync_read("Max_Position_Limit"),
+        )
         out = {}
         for m in self.motors:
             drive = self.bus.read("Drive_Mode", m.name) & 1 if self._has("Drive_Mode") else 0
@@ -289,6 +306,10 @@ class ServoArm(Robot):
         self._require_connected()
         assert self.bus is not None
         bus = self.bus
+        with bus.lock:  # the safety watchdog must not command a half-calibrated arm
+            return self._calibrate(bus)
+
+    def _calibrate(self, bus: MotorBus) -> dict[str, Any]:
         bus.torque(False)
         for m in self.motors:
             bus.write("Homing_Offset", m.name, 0)
@@ -299,7 +320,9 @@ class ServoArm(Robot):
         for name, offset in offsets.items():
             bus.write("Homing_Offset", name, offset)
         log.info(
-            "%s: move every joint through its whole range for %.0f s", self.name, self.cfg.calibration_s
+            "%s: move every joint through its whole range for %.0f s",
+            self.name,
+            self.cfg.calibration_s,
         )
         lows, highs = self._record_ranges()
         cal = {}

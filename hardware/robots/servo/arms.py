@@ -70,4 +70,5 @@ class KochArm(ServoArm):
     name = "koch"
     config_class = KochConfig
     bus_class = DynamixelBus
-    fake_travel = {**FAKE_TRAVEL, "wrist_roll": (300, 3800)}
+    full_turn_motors = ("shoulder_pan", "wrist_roll")
+    fake_travel = {k: v for k, v in FAKE_TRAVEL.items() if k != "shoulder_pan"}

@@ -18,8 +18,10 @@ import glob
 import importlib
 import logging
 import os
+import select
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
@@ -30,6 +32,8 @@ from hardware.robots.servo.tables import Model, Register, decode, encode, model,
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'robot-learning[servo]'"
+#: longest wait for the next byte of a status packet before the SDK checks its timeout again
+POLL_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,29 @@ def permission_error(port: str) -> RobotError:
     )
 
 
+def _port_class(sdk_port: type, extra_ms: float) -> type:
+    """The SDK's port handler class, extended through its own methods: waits ``extra_ms``
+    longer for every status packet, and waits for bytes on the file descriptor instead of
+    spinning (the SDKs poll a non-blocking port in a busy loop, which burns a core and, in one
+    Python process, starves a fake bus thread of the GIL)."""
+
+    class Port(sdk_port):
+        def setPacketTimeout(self, packet_length):  # noqa: N802 (the SDK's names)
+            super().setPacketTimeout(packet_length)
+            self.packet_timeout += extra_ms
+
+        def setPacketTimeoutMillis(self, msec):  # noqa: N802
+            super().setPacketTimeoutMillis(msec + extra_ms)
+
+        def readPort(self, length):  # noqa: N802
+            data = super().readPort(length)
+            if not data and length > 0:
+                select.select([self.ser.fileno()], [], [], POLL_S)
+            return data
+
+    return Port
+
+
 class MotorBus(ABC):
     """The motors of one serial bus, addressed by name (see the module docstring).
 
@@ -79,6 +106,10 @@ class MotorBus(ABC):
         port: the serial device (``/dev/ttyACM0``) or a fake's pseudo-terminal.
         baudrate: the motors' baud rate.
         motors: the motors on this bus.
+        retries: re-sends of a transaction whose status packet is missing or corrupt (noise on
+            a real bus; scheduling delays on a loaded machine for the fake).
+        extra_timeout_ms: added to the SDK's wait for a status packet (which assumes a 16 ms
+            USB latency timer); for slow adapters, and for fakes sharing a busy CPU.
     """
 
     vendor: ClassVar[str] = ""
@@ -88,12 +119,22 @@ class MotorBus(ABC):
     _timeout: int = -1
     _corrupt: int = -1
 
-    def __init__(self, port: str, baudrate: int, motors: Iterable[Motor]) -> None:
-        self.port, self.baudrate = port, int(baudrate)
+    def __init__(
+        self,
+        port: str,
+        baudrate: int,
+        motors: Iterable[Motor],
+        retries: int = 2,
+        extra_timeout_ms: float = 0.0,
+    ) -> None:
+        self.port, self.baudrate, self.retries = port, int(baudrate), int(retries)
+        self.extra_timeout_ms = float(extra_timeout_ms)
         self.motors = {m.name: m for m in motors}
         self.sdk: ModuleType | None = None
         self._port: Any = None
         self._ph: Any = None
+        # one transaction at a time: the safety watchdog reads and writes from its own thread
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifecycle
     @abstractmethod
@@ -115,7 +156,7 @@ class MotorBus(ABC):
         self.sdk, self._ph = sdk, self._packet_handler(sdk)
         self._ok, self._timeout = sdk.COMM_SUCCESS, sdk.COMM_RX_TIMEOUT
         self._corrupt = sdk.COMM_RX_CORRUPT
-        handler = sdk.PortHandler(self.port)
+        handler = _port_class(sdk.PortHandler, self.extra_timeout_ms)(self.port)
         try:
             opened = handler.openPort()
             if opened:
@@ -144,6 +185,10 @@ class MotorBus(ABC):
 
     def close(self) -> None:
         """Close the port (idempotent)."""
+        with self.lock:
+            self._close_port()
+
+    def _close_port(self) -> None:
         if self._port is not None:
             try:
                 self._port.closePort()
@@ -185,6 +230,21 @@ class MotorBus(ABC):
                 "robot.models and power-cycle the arm if it persists"
             )
 
+    def _tries(self) -> Iterator[int]:
+        """Attempt numbers of one transaction (call under :attr:`lock`); stale status packets
+        (late answers to an attempt that timed out) are flushed before each."""
+        for attempt in range(self.retries + 1):
+            self._flush_input()
+            yield attempt
+
+    def _flush_input(self) -> None:
+        ser = getattr(self._port, "ser", None)  # both SDKs keep the pyserial port here
+        if ser is not None:
+            ser.reset_input_buffer()
+
+    def _retry(self, result: int) -> bool:
+        return result in (self._timeout, self._corrupt)
+
     def _motor(self, name: str) -> Motor:
         try:
             return self.motors[name]
@@ -211,7 +271,11 @@ class MotorBus(ABC):
         """The model number ``name`` reports (raises when it does not answer)."""
         self._require_open()
         motor = self._motor(name)
-        number, result, error = self._ph.ping(self._port, motor.id)
+        with self.lock:
+            for _ in self._tries():
+                number, result, error = self._ph.ping(self._port, motor.id)
+                if not self._retry(result):
+                    break
         self._check(motor, "ping", result, error)
         return int(number)
 
@@ -228,14 +292,22 @@ class MotorBus(ABC):
 
     def _read_raw(self, motor: Motor, address: int, size: int, what: str) -> int:
         self._require_open()
-        data, result, error = self._ph.readTxRx(self._port, motor.id, address, size)
+        with self.lock:
+            for _ in self._tries():
+                data, result, error = self._ph.readTxRx(self._port, motor.id, address, size)
+                if not self._retry(result):
+                    break
         self._check(motor, what, result, error)
         return int.from_bytes(bytes(data[:size]), "little")
 
     def _write_raw(self, motor: Motor, address: int, size: int, raw: int, what: str) -> None:
         self._require_open()
         data = list(int(raw).to_bytes(size, "little"))
-        result, error = self._ph.writeTxRx(self._port, motor.id, address, size, data)
+        with self.lock:
+            for _ in self._tries():
+                result, error = self._ph.writeTxRx(self._port, motor.id, address, size, data)
+                if not self._retry(result):
+                    break
         self._check(motor, what, result, error)
 
     def read_address(self, name: str, address: int, size: int) -> int:
@@ -279,7 +351,11 @@ class MotorBus(ABC):
         group = self.sdk.GroupSyncRead(self._port, self._ph, reg.address, reg.size)
         for m in motors:
             group.addParam(m.id)
-        result = group.txRxPacket()
+        with self.lock:
+            for _ in self._tries():
+                result = group.txRxPacket()
+                if not self._retry(result):
+                    break
         if result != self._ok:
             # the SDK stops at the first motor that did not answer: name it
             silent = next(
@@ -305,7 +381,9 @@ class MotorBus(ABC):
         for m in motors:
             raw = encode(reg, values[m.name])
             group.addParam(m.id, list(int(raw).to_bytes(reg.size, "little")))
-        result = group.txPacket()
+        with self.lock:
+            self._flush_input()  # no status packets come back to a sync write
+            result = group.txPacket()
         if result != self._ok:
             raise RobotError(
                 f"sync write of {reg_name} on {self.port} failed: {self._ph.getTxRxResult(result)}"

@@ -21,9 +21,9 @@ motors' (no status).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import select
 import termios
 import threading
 import time
@@ -101,12 +101,12 @@ class FakeServoBus(ABC):
         if self._stop.is_set():
             return
         self._stop.set()
+        with contextlib.suppress(OSError):
+            os.write(self._slave, b"\0")  # wakes the blocking read
         self._thread.join(timeout=1.0)
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     @property
     def closed(self) -> bool:
@@ -120,16 +120,17 @@ class FakeServoBus(ABC):
 
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
+        # a blocking read (not select + read): every syscall hands the GIL to the SDK's busy
+        # receive loop and back, and the SDK only waits ~35 ms for a status packet
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([self._master], [], [], 0.02)
-                if not ready:
-                    self._drop_truncated()
-                    continue
                 data = os.read(self._master, 4096)
             except OSError:  # closed under us
                 return
+            if self._stop.is_set():
+                return
             with self.lock:
+                self._drop_truncated()
                 self._buf.extend(data)
                 self._last_rx = time.monotonic()
                 if not self._baud_ok():
@@ -164,7 +165,9 @@ class FakeServoBus(ABC):
     def _parse(self) -> bytes:
         """Consume complete packets from the buffer; the status packets to send back."""
 
-    def _access(self, m: FakeMotor, address: int, size: int, data: bytes | None) -> tuple[int, bytes]:
+    def _access(
+        self, m: FakeMotor, address: int, size: int, data: bytes | None
+    ) -> tuple[int, bytes]:
         """(error, payload) of a read (``data`` None) or write at ``address``."""
         why = m.invalid(address, size, write=data is not None)
         if why is not None:
@@ -335,9 +338,9 @@ def unstuff(body: bytes) -> bytes:
     i = 0
     while i < len(body):
         out.append(body[i])
-        if body[i] == 0xFD and len(out) >= 3 and out[-3:-1] == b"\xff\xff":
-            if i + 1 < len(body) and body[i + 1] == 0xFD:
-                i += 1
+        stuffed = body[i] == 0xFD and len(out) >= 3 and out[-3:-1] == b"\xff\xff"
+        if stuffed and i + 1 < len(body) and body[i + 1] == 0xFD:
+            i += 1
         i += 1
     return bytes(out)
 

@@ -6,6 +6,7 @@ checksum = ~sum) with little-endian words on the STS series (the SDK's "end" 0).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
@@ -23,3 +24,14 @@ class FeetechBus(MotorBus):
 
     def _packet_handler(self, sdk: ModuleType) -> Any:
         return sdk.PacketHandler(STS_ENDIANNESS)
+
+    def torque(self, enable: bool, names: Iterable[str] | None = None) -> None:
+        """Enable or disable torque; the EEPROM lock follows it (as LeRobot does): unlocked while
+        the torque is off so offsets and limits can be written, locked again with torque on."""
+        for name in list(names if names is not None else self.motors):
+            if enable:
+                self.write("Torque_Enable", name, 1)
+                self.write("Lock", name, 1)
+            else:
+                self.write("Torque_Enable", name, 0)
+                self.write("Lock", name, 0)
