@@ -26,6 +26,7 @@ import numpy as np
 from hardware.safety import SafetyConfig
 from robot_learning.datasets.atomic import write_json_atomic
 from robot_learning.envs import TaskConfig
+from robot_learning.errors import HardwareUnavailable
 from robot_learning.features import ACTION, FeatureSpec
 from robot_learning.registry import Registry
 
@@ -33,7 +34,7 @@ from robot_learning.registry import Registry
 CALIBRATION_ENV = "ROBOT_LEARNING_CALIBRATION_DIR"
 
 
-class RobotError(RuntimeError):
+class RobotError(HardwareUnavailable):
     """A robot cannot be used (SDK missing, port absent, no answer, no permission); says the fix."""
 
 

@@ -15,17 +15,25 @@ from typing import Any
 
 import numpy as np
 
-from hardware.robot import Robot, RobotConfig
+from hardware.robot import Robot, RobotConfig, RobotError
 from robot_learning.envs import TaskConfig
 
 
 class RobotEnv:
     """``robot`` (connected here) as a gymnasium-style env with a step limit."""
 
-    def __init__(self, robot: Robot, max_episode_steps: int) -> None:
+    def __init__(
+        self, robot: Robot, max_episode_steps: int, task: TaskConfig | None = None
+    ) -> None:
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps} must be >= 1")
         self.robot = robot
+        self.cfg = task if task is not None else robot.task
+        """The task (scripted experts look up theirs by its name)."""
+        self.task_description = getattr(robot, "task_description", None) or (
+            self.cfg.name if self.cfg is not None else robot.name
+        )
+        self.robot_type = getattr(robot, "robot_type", None) or robot.name
         self.max_episode_steps = max_episode_steps
         self.features = robot.features
         self.fps = robot.control_hz
@@ -44,18 +52,23 @@ class RobotEnv:
         env = make_env(task)
         limit = env.max_episode_steps
         env.close()
-        return cls(make_robot(robot, task), limit)
+        return cls(make_robot(robot, task), limit, task)
 
     @property
     def unwrapped(self) -> RobotEnv:
         return self
 
     def task_state(self) -> dict[str, np.ndarray]:
-        """Robots have no privileged task state (the simulated operator needs a simulator)."""
-        raise RuntimeError(
-            f"robot {self.robot.name!r} has no privileged task state: the simulated operator "
-            "(device=expert) needs robot=sim"
-        )
+        """The robot's privileged task state (simulators only: scripted experts and the simulated
+        operator read it); a real robot has none."""
+        state = getattr(self.robot, "task_state", None)
+        if state is None:
+            raise RobotError(
+                f"robot {self.robot.name!r} has no privileged task state: scripted experts and "
+                "the simulated operator (device=expert) need robot=sim; on a real robot record "
+                "with a person (robot-learning teleop device=<keyboard|gamepad|...>)"
+            )
+        return state()
 
     def _info(self) -> dict[str, Any]:
         info = dict(getattr(self.robot, "info", {}) or {})
@@ -63,8 +76,13 @@ class RobotEnv:
         return info
 
     def reset(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Start an episode (``seed`` is the robot's business: a fake seeds itself)."""
-        if not self._fresh:
+        """Start an episode: a simulator starts the episode of ``seed``; other robots home (a
+        simulated fake seeds itself, see :meth:`~hardware.robot.RobotConfig.seeded`)."""
+        reseed = getattr(self.robot, "reseed", None)
+        if seed is not None and reseed is not None:
+            reseed(seed)
+            self.robot.home()
+        elif not self._fresh:
             self.robot.home()
         self._fresh = False
         self._steps = 0

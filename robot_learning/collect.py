@@ -20,7 +20,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from robot_learning.datasets import LeRobotDatasetWriter
-from robot_learning.envs import TaskConfig, make_env, make_expert
+from robot_learning.envs import TaskConfig, make_expert, make_task_env
 from robot_learning.features import Feature, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ class CollectConfig:
     resume: bool = False
     """Append to an existing dataset."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    robot: dict[str, Any] | None = None
+    """Record on this robot (its ``robot.*`` settings) instead of the task's simulator; the
+    scripted expert needs the privileged state only a simulator has (``robot=sim``)."""
 
     def __post_init__(self) -> None:
         if self.episodes <= 0:
@@ -182,13 +186,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     ``resume=true`` only the missing episodes are collected. Any error (a full disk, a read-only
     folder, Ctrl-C) keeps every committed episode and is recorded in ``collect.json``.
     """
-    env = make_env(cfg.task)
-    expert = make_expert(env)
+    env = make_task_env(cfg.task, cfg.robot)
     features = env.features.merge(TRANSITION_FEATURES)
     result = CollectResult()
     start = time.perf_counter()
     writer = None
     try:
+        expert = make_expert(env)
+        env.unwrapped.task_state()  # a robot without privileged state fails before any file
         writer = LeRobotDatasetWriter.create(
             cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume
         )

@@ -299,6 +299,18 @@ def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
     return env
 
 
+def make_task_env(cfg: TaskConfig, robot: dict[str, Any] | None = None):
+    """``cfg``'s simulator, or with ``robot`` settings (``robot.*`` of a command) that robot as an
+    env with the task's features and step limit (:class:`hardware.robot_env.RobotEnv`, connected,
+    behind its safety layer)."""
+    if robot is None:
+        return make_env(cfg)
+    from hardware.build import robot_config
+    from hardware.robot_env import RobotEnv
+
+    return RobotEnv.for_task(robot_config(robot), cfg)
+
+
 def make_expert(env: TaskEnv) -> Expert:
     """The scripted expert registered for ``env``'s task."""
     name = env.unwrapped.cfg.name

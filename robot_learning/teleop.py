@@ -43,7 +43,7 @@ from robot_learning.collect import (
     writer_episodes,
 )
 from robot_learning.datasets import LeRobotDatasetWriter
-from robot_learning.envs import TaskConfig, make_env
+from robot_learning.envs import TaskConfig, make_task_env
 from robot_learning.features import ACTION, FeatureSpec
 from robot_learning.interventions import (
     INTERVENTION_START,
@@ -83,6 +83,10 @@ class TeleopConfig:
     """Episode ``i`` resets with ``seed + i`` (a re-recorded episode keeps its seed)."""
     resume: bool = False
     """Append to an existing dataset in ``out``."""
+
+    robot: dict[str, Any] | None = None
+    """Record on this robot (its ``robot.*`` settings, through the robot contract and its
+    safety layer) instead of the task's simulator; the task gives the features and step limit."""
 
     def __post_init__(self) -> None:
         if self.episodes <= 0:
@@ -393,7 +397,7 @@ def teleop(cfg: TeleopConfig, progress: bool = True) -> TeleopResult:
     import hardware.teleop.expert  # noqa: F401  (registers device=expert without other plugins)
     from hardware.teleop.base import TeleopContext, make_device
 
-    env = make_env(cfg.task)
+    env = make_task_env(cfg.task, cfg.robot)
     result, writer, device = TeleopResult(), None, None
     start = time.perf_counter()
     try:

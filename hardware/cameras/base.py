@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
+from robot_learning.errors import HardwareUnavailable
 from robot_learning.features import IMAGE_PREFIX, Feature
 from robot_learning.registry import Registry
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'robot-learning[cameras]'"
 
 
-class CameraError(RuntimeError):
+class CameraError(HardwareUnavailable):
     """A camera cannot be used (library or device missing, wrong size, stale or failed stream);
     the message names the camera and the fix."""
 

@@ -49,6 +49,8 @@ class SimRobot(Robot):
                 "remove robot.control_hz"
             )
         self.control_hz = fps
+        self.task_description = self.env.unwrapped.task_description
+        self.robot_type = self.env.unwrapped.robot_type
         scale = getattr(self.env.unwrapped, "action_scale", None)
         self.ee_action_scale = float(scale) if scale is not None else None
         self._seed = cfg.seed
@@ -68,12 +70,20 @@ class SimRobot(Robot):
             self._connected = False
             self.env.close()
 
+    def reseed(self, seed: int) -> None:
+        """The next :meth:`home` starts the episode of ``seed``."""
+        self._seed = seed
+
     def home(self) -> None:
         """Start a new episode (the next seed)."""
         self._require_connected()
         self._obs, self.info = self.env.reset(seed=self._seed)
         self._seed += 1
         self.reward, self.done = 0.0, False
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The simulator's privileged state (for scripted experts and the simulated operator)."""
+        return self.env.unwrapped.task_state()
 
     def get_observation(self) -> dict[str, np.ndarray]:
         """The observation after the last step (or reset)."""

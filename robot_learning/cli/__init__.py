@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from robot_learning.cli.help import render, resolve, wants_config, wants_help, without_flags
 from robot_learning.config import ConfigError
 from robot_learning.datasets import DatasetError
+from robot_learning.errors import HardwareUnavailable
 from robot_learning.export.exporter import ExportError
 from robot_learning.registry import Registry
 from robot_learning.runtime.base import RuntimeUnavailable
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(str(exc))
         return 2
+    except HardwareUnavailable as exc:  # a robot or camera: the message names the fix
+        if verbose:
+            raise
+        _error(str(exc))
+        return 1
     except BrokenPipeError:  # output piped into a reader that stopped (`| head`): not an error
         return 141
     except OSError as exc:  # read-only file system, disk full, permission, missing file, ...

@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from robot_learning.cli import COMMANDS, err_console
+from robot_learning.cli import COMMANDS
 from robot_learning.config import (
     ConfigError,
     load_config,
@@ -43,19 +43,13 @@ def robot_command(args: list[str]) -> int:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigError(f"steps={steps!r} must be a positive integer")
     from hardware.build import make_robot, robot_config
-    from hardware.robot import RobotError
 
     robot_cfg = robot_config(data["robot"])
     task = task_config(cfg) if data.get("task") else None
-    try:
-        robot = make_robot(robot_cfg, task)
-        if args[0] == "calibrate":
-            return _calibrate(robot)
-        return _check(robot, steps, data["out"])
-    except RobotError as exc:
-        err_console.print("[red]error:[/] ", end="")
-        err_console.print(str(exc), markup=False, highlight=False)
-        return 1
+    robot = make_robot(robot_cfg, task)
+    if args[0] == "calibrate":
+        return _calibrate(robot)
+    return _check(robot, steps, data["out"])
 
 
 def _list() -> int:
@@ -154,7 +148,9 @@ def _check(robot: Any, steps: int, out: str | None) -> int:
         ("safety events", str(report["safety_events"] or "none")),
     ]
     for name, stats in report["cameras"].items():
-        rows.append((f"camera {name}", f"{stats['fps']:.1f} fps observed, {stats['frames']} frames"))
+        rows.append(
+            (f"camera {name}", f"{stats['fps']:.1f} fps observed, {stats['frames']} frames")
+        )
     for key, rng in report["observed"].items():
         rows.append(
             (key, f"min {np.round(rng['min'], 3).tolist()} max {np.round(rng['max'], 3).tolist()}")
