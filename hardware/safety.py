@@ -43,7 +43,8 @@ class SafetyConfig:
     max_delta: float | None = None
     """Largest change of any action element from the previous command, in action units."""
     max_joint_velocity: float | None = None
-    """Joint speed limit (rad/s) for joint control modes: the command may move each joint at
+    """Joint speed limit for joint control modes, in the action's units per second (rad/s for
+    arms commanded in radians, deg/s for the servo arms): the command may move each joint at
     most this times the control period from where it is."""
     joint_limits: bool = True
     """Clip joint targets to the joint limits (the action's declared bounds) in joint modes."""
