@@ -26,8 +26,10 @@ $(SYS_STAMP): Makefile | $(BIN)/python
 
 system-deps: $(SYS_STAMP)
 
-$(STAMP): pyproject.toml | $(SYS_STAMP)
+$(STAMP): pyproject.toml examples/point_suite/pyproject.toml | $(SYS_STAMP)
 	$(BIN)/pip install -q -e ".[dev,external,ros,teleop-browser]"
+	# the example plugin (an external suite + an expert by entry point): tests/test_plugins.py
+	$(BIN)/pip install -q -e examples/point_suite
 	touch $@
 
 install: $(STAMP)

@@ -194,7 +194,9 @@ class Robot(ABC):
         return {}
 
 
-ROBOTS: Registry[type[Robot]] = Registry("robot", discover=("hardware.robots",))
+ROBOTS: Registry[type[Robot]] = Registry(
+    "robot", discover=("hardware.robots",), entry_points="robot_learning.robots"
+)
 
 
 def robot_names() -> list[str]:

@@ -46,7 +46,8 @@ class CollectConfig:
     episodes: int = 20
     """Episodes to save (successful ones when ``only_success``)."""
     expert: str = "scripted"
-    """Where actions come from: ``scripted`` (policy/teleop arrive with later issues)."""
+    """Where actions come from: ``scripted`` (the expert registered for the task) or the name
+    of any registered expert (``robot_learning.experts`` plugins add their own)."""
     only_success: bool = False
     """Discard failed episodes."""
     max_attempts: int | None = None
@@ -64,11 +65,6 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.episodes <= 0:
             raise ValueError(f"episodes={self.episodes} must be positive")
-        if self.expert != "scripted":
-            raise ValueError(
-                f"expert={self.expert!r} is not available yet; use expert=scripted "
-                "(policy and teleop experts arrive with the policy and teleop features)"
-            )
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0 (episode i resets with seed + i)")
         if (
@@ -192,7 +188,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     start = time.perf_counter()
     writer = None
     try:
-        expert = make_expert(env)
+        expert = make_expert(env, None if cfg.expert == "scripted" else cfg.expert)
         env.unwrapped.task_state()  # a robot without privileged state fails before any file
         writer = LeRobotDatasetWriter.create(
             cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume

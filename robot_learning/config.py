@@ -46,6 +46,7 @@ def load_config(name: str, overrides: list[str]) -> DictConfig:
     bad = [o for o in overrides if "=" not in o and not o.startswith("~")]
     if bad:
         raise ConfigError(f"Arguments must be key=value overrides, got {bad}")
+    overrides = with_config_dirs(list(overrides))
     try:
         return _compose(name, list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
@@ -57,6 +58,31 @@ def load_config(name: str, overrides: list[str]) -> DictConfig:
                 pass
         _diagnose(name, list(overrides))
         raise ConfigError(f"Invalid overrides for '{name}': {_without_append_advice(exc)}") from exc
+
+
+CONFIG_DIR_KEY = "config_dir"
+
+
+def with_config_dirs(overrides: list[str]) -> list[str]:
+    """``overrides`` with each ``config_dir=DIR`` turned into a Hydra search path, so that
+    ``DIR/task/<name>.yaml`` (and any other group's YAML there) can be chosen like the built-in
+    ones; a missing folder is an error naming it."""
+    dirs, rest = [], []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") != CONFIG_DIR_KEY:
+            rest.append(o)
+            continue
+        for item in value.strip("[]").split(","):
+            path = Path(item.strip()).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigError(
+                    f"config_dir={item.strip()}: no such folder (it should hold e.g. task/<name>.yaml)"
+                )
+            dirs.append(f"file://{path}")
+    if not dirs:
+        return rest
+    return [*rest, f"hydra.searchpath=[{','.join(dirs)}]"]
 
 
 def _compose(name: str, overrides: list[str]) -> DictConfig:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from robot_learning.features import ACTION, FeatureSpec
+from robot_learning.features import ACTION, CONTROL_MODES, FeatureSpec
 from robot_learning.registry import Registry
 
 OBS_MODES = ("state", "pixels")
@@ -83,6 +83,18 @@ class TaskConfig:
     """For ``backend=gymnasium``: keyword arguments passed to ``gymnasium.make``."""
     fps: int | None = None
     """For ``backend=gymnasium``: control rate to record; ``None`` reads the env's metadata."""
+    success_key: str | None = None
+    """For ``backend=gymnasium``: the ``info`` key that reports success; None: ``is_success``,
+    else ``success`` (a warning names the keys seen when neither appears)."""
+    terminate_on_success: bool = True
+    """For ``backend=gymnasium``: end the episode at the first success, as the project's own
+    tasks do (false: run to the suite's own end or the step limit)."""
+    control_mode: str | None = None
+    """For ``backend=gymnasium``: what the action means (``joint_torque``, ``ee_delta_pos``, ...,
+    see ``robot_learning.features.CONTROL_MODES``); None: not declared."""
+    reseed: bool = False
+    """For ``backend=gymnasium``: seed the suite's random generators before every reset, for
+    suites whose ``reset(seed=...)`` ignores the seed (the adapter warns when it sees one)."""
     hold_action: dict[str, float] = field(default_factory=dict)
     """Action elements held at a fixed value whatever the policy sends, by element name, e.g.
     ``{gripper: 1.0}`` keeps an arm's gripper closed (HIL-SERL's insertion setups). The action
@@ -103,6 +115,27 @@ class TaskConfig:
             self.cameras = tuple(self.cameras)
         if self.backend == "gymnasium" and not self.gym_id:
             raise ValueError("task backend=gymnasium needs gym_id (e.g. gym_id=Hopper-v5)")
+        if self.control_mode is not None and self.control_mode not in CONTROL_MODES:
+            raise ValueError(
+                f"task control_mode={self.control_mode!r} is invalid; use one of {CONTROL_MODES}"
+            )
+        adapter_only = {
+            "gym_id": None,
+            "gym_kwargs": {},
+            "fps": None,
+            "success_key": None,
+            "terminate_on_success": True,
+            "control_mode": None,
+            "reseed": False,
+        }
+        if self.backend != "gymnasium":
+            wrong = [k for k, default in adapter_only.items() if getattr(self, k) != default]
+            if wrong:
+                raise ValueError(
+                    f"task.{wrong[0]} applies to external suites only (backend=gymnasium); task "
+                    f"{self.name!r} runs on backend={self.backend}: remove "
+                    + ", ".join(f"task.{k}" for k in wrong)
+                )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
@@ -252,8 +285,12 @@ class Expert(Protocol):
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-TASKS: Registry[type[TaskEnv]] = Registry("task", discover=("sim",))
-EXPERTS: Registry[type] = Registry("expert", discover=("sim",))
+TASKS: Registry[type[TaskEnv]] = Registry(
+    "task", discover=("sim",), entry_points="robot_learning.tasks"
+)
+EXPERTS: Registry[type] = Registry(
+    "expert", discover=("sim",), entry_points="robot_learning.experts"
+)
 
 
 def register_task(name: str, backend: str = "mujoco"):
@@ -311,11 +348,13 @@ def make_task_env(cfg: TaskConfig, robot: dict[str, Any] | None = None):
     return RobotEnv.for_task(robot_config(robot), cfg)
 
 
-def make_expert(env: TaskEnv) -> Expert:
-    """The scripted expert registered for ``env``'s task."""
-    name = env.unwrapped.cfg.name
-    if name not in EXPERTS:
+def make_expert(env: TaskEnv, name: str | None = None) -> Expert:
+    """The scripted expert registered for ``env``'s task, or the expert registered as ``name``."""
+    key = name or env.unwrapped.cfg.name
+    if key not in EXPERTS:
+        what = f"expert {name!r}" if name else f"scripted expert for task {key!r}"
         raise ValueError(
-            f"No scripted expert for task {name!r}; experts exist for {EXPERTS.names()}"
+            f"No {what}; experts exist for {EXPERTS.names()} (a package adds one through the "
+            "robot_learning.experts entry point group)"
         )
-    return EXPERTS.get(name)(env)
+    return EXPERTS.get(key)(env)

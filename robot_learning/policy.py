@@ -72,7 +72,9 @@ class PolicyConfig:
             )
 
 
-POLICIES: Registry[type[Policy]] = Registry("policy", discover=("policies",))
+POLICIES: Registry[type[Policy]] = Registry(
+    "policy", discover=("policies",), entry_points="robot_learning.policies"
+)
 
 
 def register_policy(name: str):

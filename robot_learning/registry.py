@@ -3,12 +3,16 @@
 Components register themselves with a decorator; configs refer to them by name. Plugin
 packages (``sim``, ``policies``, ``hardware``) are imported lazily the first time a name is
 looked up, so ``import robot_learning`` stays light and never imports MuJoCo or PyBullet.
+Installed packages add components through Python entry points, one group per registry
+(``robot_learning.tasks``, ``.experts``, ``.policies``, ``.robots``, ``.devices``): each entry
+point names a module, imported at that first lookup so that its decorators run.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -29,9 +33,12 @@ class Registry(Generic[T]):
         discover: modules imported on the first lookup so that their decorators run.
     """
 
-    def __init__(self, kind: str, discover: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, kind: str, discover: tuple[str, ...] = (), entry_points: str | None = None
+    ) -> None:
         self.kind = kind
         self._discover = discover
+        self._entry_points = entry_points
         self._discovered = False
         self._items: dict[str, T] = {}
 
@@ -54,9 +61,20 @@ class Registry(Generic[T]):
     def _load_plugins(self) -> None:
         if self._discovered:
             return
+        self._discovered = True  # first: a plugin that looks names up does not recurse
         for module in self._discover:
             importlib.import_module(module)
-        self._discovered = True
+        if self._entry_points:
+            for ep in entry_points(group=self._entry_points):
+                try:
+                    importlib.import_module(ep.value)
+                except Exception as exc:
+                    dist = ep.dist.name if ep.dist is not None else "an installed package"
+                    raise RegistryError(
+                        f"{self.kind} plugin {ep.name!r} ({ep.value}, entry point group "
+                        f"{self._entry_points!r} of {dist}) failed to import: "
+                        f"{type(exc).__name__}: {exc}; fix or uninstall {dist}"
+                    ) from exc
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name``; errors list the known names."""

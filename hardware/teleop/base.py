@@ -98,6 +98,7 @@ DEVICES: Registry[type] = Registry(
         "hardware.teleop.browser",
         "hardware.robots.servo.leader",
     ),
+    entry_points="robot_learning.devices",
 )
 
 
