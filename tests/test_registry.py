@@ -36,3 +36,34 @@ def test_every_suite_task_is_registered_with_an_expert():
         assert task in EXPERTS
     assert {"reach", "lift"} <= set(task_names("pybullet"))
     assert "gymnasium/adapter" in TASKS.names()
+
+
+def test_entry_point_plugins_load_on_first_lookup_and_a_broken_one_is_named(monkeypatch, tmp_path):
+    """A group's entry point names a module; importing it runs its decorators."""
+    import sys
+    import types
+    from importlib.metadata import EntryPoint
+
+    import robot_learning.registry as registry_module
+
+    demo = Registry("demo thing", entry_points="robot_learning.demo")
+    host = types.ModuleType("demo_registry_host")
+    host.demo = demo
+    monkeypatch.setitem(sys.modules, "demo_registry_host", host)
+    (tmp_path / "demo_plugin_module.py").write_text(
+        "from demo_registry_host import demo\n\n\n@demo.register('thing')\nclass Thing:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = {
+        "robot_learning.demo": [EntryPoint("demo", "demo_plugin_module", "robot_learning.demo")],
+        "robot_learning.broken": [
+            EntryPoint("broken", "no_such_plugin_module_xyz", "robot_learning.broken")
+        ],
+    }
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: plugins.get(group, []))
+    assert "demo_plugin_module" not in sys.modules
+    assert demo.get("thing").__module__ == "demo_plugin_module"
+    bad = Registry("demo thing", entry_points="robot_learning.broken")
+    with pytest.raises(RegistryError, match="plugin 'broken' .*no_such_plugin_module_xyz"):
+        bad.names()
+    monkeypatch.delitem(sys.modules, "demo_plugin_module")
