@@ -62,6 +62,10 @@ demo: install
 	@$(BIN)/python -c "import json; d = json.load(open('$(DEMO_DIR)/deploy/deploy.json')); \
 		print('$(DEMO_DIR)/deploy/deploy.json:'); \
 		[print(f'  {k}: {json.dumps(v)}') for k, v in d.items() if k not in ('per_episode', 'config', 'policy_node')]"
+	# the same bundle on robot=ros2_control against the fake arm (the MuJoCo Panda behind the standard
+	# controllers' topics): IK from the robot description, joint trajectories over DDS
+	$(BIN)/robot-learning deploy bundle=$(DEMO_DIR)/flow_lift_bundle robot=ros2_control robot.fake=true task=lift \
+		episodes=3 realtime=false out=$(DEMO_DIR)/deploy_ros2_control
 
 bench: install
 	$(BIN)/robot-learning bench sim out=runs/bench_sim
