@@ -231,3 +231,20 @@ def test_held_gripper_keeps_the_peg_whatever_the_policy_sends():
 def test_held_action_errors_name_the_setting(hold, message):
     with pytest.raises(ValueError, match=message):
         make_env("reach", hold_action=hold)
+
+
+def test_the_declared_mujoco_bound_is_the_checked_one():
+    """pyproject's lower bound is MIN_MUJOCO (the lowest release scripts/check_min_mujoco.sh
+    passes); an older MuJoCo is refused at task build time with the upgrade command."""
+    import re
+    from pathlib import Path
+
+    from sim.mujoco_suite.base import MIN_MUJOCO, check_mujoco_version
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    declared = re.search(r'"mujoco>=([\d.]+)"', text).group(1)
+    assert tuple(int(p) for p in declared.split(".")) == MIN_MUJOCO
+    check_mujoco_version("3.3.6")
+    check_mujoco_version("4.0.0")
+    with pytest.raises(ValueError, match=r"pip install 'mujoco>=3.3.6'"):
+        check_mujoco_version("3.3.5")

@@ -35,6 +35,23 @@ def _close_open_renderers() -> None:
         renderer.close()
 
 
+#: the lowest MuJoCo the tasks load with (older ones reject the Panda's massless base link);
+#: ``pyproject.toml`` declares it and ``scripts/check_min_mujoco.sh`` checks it
+MIN_MUJOCO = (3, 3, 6)
+
+
+def check_mujoco_version(version: str | None = None) -> None:
+    """Refuse a MuJoCo older than :data:`MIN_MUJOCO`, naming the upgrade."""
+    version = version or mujoco.__version__
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts < MIN_MUJOCO:
+        need = ".".join(map(str, MIN_MUJOCO))
+        raise ValueError(
+            f"MuJoCo {version} is older than the {need} the MuJoCo tasks need (older releases "
+            f"reject the Panda model): pip install 'mujoco>={need}'"
+        )
+
+
 class MujocoTaskEnv(TaskEnv):
     """Base for MuJoCo tasks: subclasses define the scene, reset, observations and rewards."""
 
@@ -51,6 +68,7 @@ class MujocoTaskEnv(TaskEnv):
 
     def __init__(self, cfg: TaskConfig, render_size: int = 256) -> None:
         self.cfg = cfg
+        check_mujoco_version()
         self.model = mujoco.MjModel.from_xml_string(self._build_xml())
         self.data = mujoco.MjData(self.model)
         self.n_substeps = max(1, round(1.0 / (self.fps * self.model.opt.timestep)))
