@@ -146,6 +146,18 @@ def _cli(args: list[str], log: Path) -> subprocess.Popen:
     )
 
 
+def _wait_for_text(path: Path, text: str, count: int, timeout_s: float, procs) -> None:
+    """Wait until ``text`` appears ``count`` times in ``path`` (a process log)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if " ".join(path.read_text(errors="replace").split()).count(text) >= count:
+            return
+        if any(p.poll() is not None for p in procs):
+            raise AssertionError(f"a process exited while waiting for {text!r} in {path}")
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} did not appear {count} times in {path} within {timeout_s} s")
+
+
 class Observer:
     """Reads the learner's received step count like an actor would (Hello + empty pushes)."""
 
@@ -294,6 +306,9 @@ def test_actors_survive_kills_and_find_a_restarted_learner(tmp_path):
             actor_args, logs / "actor.log"
         )  # ... comes back to a learner that kept serving
         procs = [learner, actor]
+        # on a busy machine the learner may still be storing what the killed actor sent: the
+        # restarted actor must have said Hello to *this* learner before it is killed below
+        _wait_for_text(logs / "learner.log", "actor arm-1 connected", 2, 120, procs)
         seen = observer.wait_for(seen + 100, 120, procs)
         assert (run / "checkpoints" / "last").exists()
         learner.send_signal(signal.SIGKILL)  # the learner dies without a word
