@@ -10,6 +10,10 @@ for the episode summary on ``/robot/episode``. A node that dies is reported by n
 tail of its log. The nodes are always stopped (SIGINT, then SIGKILL after a grace period), also
 on Ctrl-C.
 
+An episode that does not end within ``episode_timeout_s`` (a lockstep robot waiting for a
+command the policy node withholds, e.g. on an out-of-range observation) is counted as a failure
+(``stalled_episodes``) and the deployment goes on with the next one.
+
 ``deploy.json`` stable keys: ``episodes``, ``success_rate``, ``success_ci95``,
 ``latency_ms_p50`` / ``latency_ms_p99`` (observation stamp -> command received by the robot,
 over every step), ``control_rate_hz`` (achieved: steps / episode time), ``missed_deadlines``
@@ -316,11 +320,31 @@ class Orchestrator:
             self.executor.spin_once(timeout_sec=0.05)
             self._check_alive()
             if time.monotonic() > deadline:
-                raise DeployError(
+                raise EpisodeStalled(
                     f"episode {index} did not end within {timeout_s:.0f} s (raise episode_timeout_s?); "
                     + " | ".join(f"{p.name}: {p.tail(3)}" for p in self.processes)
                 )
         return self.summaries[index]
+
+
+class EpisodeStalled(DeployError):
+    """An episode did not end within ``episode_timeout_s`` (e.g. the policy node kept rejecting
+    an out-of-range observation of a lockstep robot, which then waits for a command forever)."""
+
+
+def stalled_episode(index: int, seed: int, timeout_s: float) -> dict[str, Any]:
+    """The summary recorded for a stalled episode: a failure with no steps counted."""
+    return {
+        "episode": index,
+        "seed": seed,
+        "success": False,
+        "length": 0,
+        "max_reward": None,
+        "duration_s": 0.0,
+        "latencies_ms": [],
+        "stalled": True,
+        "timeout_s": timeout_s,
+    }
 
 
 def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
@@ -349,7 +373,11 @@ def run_deploy(cfg: DeployConfig, progress=None) -> dict[str, Any]:
                 orchestrator.call(TELEOP_RESET_SERVICE)
             counters.append(json.loads(orchestrator.call("/policy/reset")))
             orchestrator.call("/robot/reset")
-            episodes.append(orchestrator.wait_episode(i, cfg.episode_timeout_s))
+            try:
+                episodes.append(orchestrator.wait_episode(i, cfg.episode_timeout_s))
+            except EpisodeStalled as exc:  # a failure of this episode, not of the deployment
+                log.warning("%s; counted as a failure, going on with the next episode", exc)
+                episodes.append(stalled_episode(i, cfg.seed + i, cfg.episode_timeout_s))
             if progress is not None:
                 progress(i + 1, cfg.episodes, float(np.mean([e["success"] for e in episodes])))
         counters.append(json.loads(orchestrator.call("/policy/reset")))
@@ -408,6 +436,7 @@ def deploy_report(
     steps = int(sum(e["length"] for e in episodes))
     duration = float(sum(e["duration_s"] for e in episodes))
     successes = [bool(e["success"]) for e in episodes]
+    rewards = [e["max_reward"] for e in episodes if e["max_reward"] is not None]
     final = counters[-1] if counters else {}
     per_episode = []
     for i, e in enumerate(episodes):
@@ -445,7 +474,8 @@ def deploy_report(
         "steps": steps,
         "target_control_rate_hz": rate,
         "mean_episode_length": float(np.mean([e["length"] for e in episodes])) if episodes else 0.0,
-        "mean_max_reward": float(np.mean([e["max_reward"] for e in episodes])) if episodes else 0.0,
+        "mean_max_reward": float(np.mean(rewards)) if rewards else 0.0,
+        "stalled_episodes": [i for i, e in enumerate(episodes) if e.get("stalled")],
         "seeds": [e["seed"] for e in episodes],
         "successes": successes,
         "episode_lengths": [e["length"] for e in episodes],

@@ -585,3 +585,30 @@ def test_robot_learning_never_imports_rclpy():
         "from robot_learning.cli import COMMANDS; COMMANDS.get('deploy'); assert 'rclpy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_stalled_episode_is_a_failure_and_the_report_goes_on(tmp_path):
+    from ros_nodes.deploy import DeployConfig, deploy_report, stalled_episode
+
+    cfg = DeployConfig(bundle=str(tmp_path), task=TaskConfig(name="reach"), out=str(tmp_path))
+    done = {
+        "episode": 0,
+        "seed": 100000,
+        "success": True,
+        "length": 5,
+        "max_reward": 2.0,
+        "duration_s": 0.5,
+        "latencies_ms": [1.0, 2.0],
+    }
+    report = deploy_report(
+        cfg,
+        [done, stalled_episode(1, 100001, 60.0)],
+        [{"missed_deadlines": 0}] * 3,
+        10.0,
+        7,
+        61.0,
+        {"policy": "toy"},
+    )
+    assert report["successes"] == [True, False] and report["success_rate"] == 0.5
+    assert report["stalled_episodes"] == [1] and report["mean_max_reward"] == 2.0
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN for the stalled episode
