@@ -14,6 +14,6 @@ mkdir -p "$OUT"
 [ -d "$OUT/bundle" ] || $RL export checkpoint="$OUT/train/train/final" out="$OUT/bundle"
 $RL eval bundle="$OUT/bundle" task=lift episodes=$EPISODES runtime=onnxruntime threads=1 num_envs=1 out="$OUT/eval"
 $RL deploy bundle="$OUT/bundle" robot=ros2_control robot.fake=true task=lift episodes=$EPISODES \
-  runtime=onnxruntime threads=1 realtime=false out="$OUT/deploy_ros2_control"
+  runtime=onnxruntime threads=1 realtime=false episode_timeout_s=60 out="$OUT/deploy_ros2_control"
 $RL deploy bundle="$OUT/bundle" robot=sim task=lift episodes=$EPISODES \
-  runtime=onnxruntime threads=1 realtime=false out="$OUT/deploy_sim"
+  runtime=onnxruntime threads=1 realtime=false episode_timeout_s=60 out="$OUT/deploy_sim"
