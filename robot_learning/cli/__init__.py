@@ -61,7 +61,8 @@ def usage() -> str:
         "robot-learning <command> --help lists a command's settings with their defaults and "
         "meanings; --cfg prints the resolved settings without running.",
         "Overrides use Hydra syntax (configs/ in the package); e.g. task.reward=sparse, "
-        "task.image_size=64.",
+        "task.image_size=64. config_dir=DIR (any command) adds your own YAML, e.g. "
+        "DIR/task/<name>.yaml for task=<name>.",
     ]
     return "\n".join(lines)
 
