@@ -102,12 +102,9 @@ def config_groups() -> set[str]:
     return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")}
 
 
-def _diagnose(name: str, overrides: list[str]) -> None:
-    """Raise a :class:`ConfigError` naming the first override whose key ``name`` cannot take."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as exc:
-        raise ConfigError(f"Invalid override syntax: {_without_append_advice(exc)}") from None
+def _selection_base(name: str, overrides: list[str], parsed: list) -> DictConfig | None:
+    """``configs/<name>.yaml`` with only the group selections and ``hydra.*`` settings of
+    ``overrides`` applied (None when those fail: Hydra's own message then names the problem)."""
     groups = config_groups()
     selection = [
         text
@@ -115,9 +112,21 @@ def _diagnose(name: str, overrides: list[str]) -> None:
         if o.key_or_group.startswith("hydra.") or o.key_or_group.split("@")[0] in groups
     ]
     try:
-        base = _compose(name, selection)
+        return _compose(name, selection)
     except (HydraException, OmegaConfBaseException):
-        return  # a bad group choice or search path: Hydra's own message names it
+        return None
+
+
+def _diagnose(name: str, overrides: list[str]) -> None:
+    """Raise a :class:`ConfigError` naming the first override whose key ``name`` cannot take."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        raise ConfigError(f"Invalid override syntax: {_without_append_advice(exc)}") from None
+    base = _selection_base(name, overrides, parsed)
+    if base is None:
+        return
+    groups = config_groups()
     for o in parsed:
         key = o.key_or_group
         if o.is_add() or key.startswith("hydra.") or key.split("@")[0] in groups:
@@ -133,16 +142,10 @@ def _open_mapping_overrides(name: str, overrides: list[str]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return overrides
-    groups = config_groups()
-    selection = [
-        text
-        for text, o in zip(overrides, parsed, strict=True)
-        if o.key_or_group.startswith("hydra.") or o.key_or_group.split("@")[0] in groups
-    ]
-    try:
-        base = _compose(name, selection)
-    except (HydraException, OmegaConfBaseException):
+    base = _selection_base(name, overrides, parsed)
+    if base is None:
         return overrides
+    groups = config_groups()
     out = []
     for text, o in zip(overrides, parsed, strict=True):
         key = o.key_or_group

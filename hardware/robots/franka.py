@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from hardware.arm_features import ACTION_NAMES, ee_delta_arm_features
 from hardware.robot import ROBOTS, Robot, RobotConfig, RobotError
 from robot_learning.envs import TaskConfig
-from robot_learning.features import Feature, FeatureSpec
+from robot_learning.features import FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ EE_LOW = (-1.0, -1.0, -0.5)
 EE_HIGH = (1.0, 1.0, 1.3)
 #: Franka Hand stroke (m)
 HAND_MAX_WIDTH = 0.08
-ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 #: how long home() waits for the hand to finish its last command and to open (s)
 HAND_WAIT_S = 3.0
 
@@ -129,22 +129,9 @@ def load_sdk(fake: bool) -> Any:
 def franka_features() -> FeatureSpec:
     """``observation.state`` (11: end-effector xyz, gripper width, 7 joints) and the
     ``ee_delta_pos`` action (dx, dy, dz, gripper in [-1, 1])."""
-    names = ("ee_x", "ee_y", "ee_z", "gripper_width") + tuple(f"joint{i}" for i in range(1, 8))
     low = EE_LOW + (0.0,) + tuple(lo - JOINT_MARGIN for lo, _ in JOINT_LIMITS)
     high = EE_HIGH + (HAND_MAX_WIDTH + 0.005,) + tuple(hi + JOINT_MARGIN for _, hi in JOINT_LIMITS)
-    return FeatureSpec(
-        {
-            "observation.state": Feature("float32", (len(names),), names, low=low, high=high),
-            "action": Feature(
-                "float32",
-                (4,),
-                ACTION_NAMES,
-                low=(-1.0,) * 4,
-                high=(1.0,) * 4,
-                control_mode="ee_delta_pos",
-            ),
-        }
-    )
+    return ee_delta_arm_features(7, low, high)
 
 
 @ROBOTS.register("franka")

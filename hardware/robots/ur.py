@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hardware.arm_features import ACTION_NAMES, ee_delta_arm_features
 from hardware.robot import ROBOTS, Robot, RobotConfig, RobotError
 from robot_learning.envs import TaskConfig
-from robot_learning.features import Feature, FeatureSpec
+from robot_learning.features import FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ JOINTS = 6
 JOINT_RANGE = 2 * np.pi + 0.1
 #: TCP bounds (m, base frame) wide enough for the largest UR (UR20, 1.75 m reach)
 EE_RANGE = 2.0
-ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 
 
 @dataclass
@@ -116,22 +116,9 @@ def load_sdk(fake: bool) -> tuple[Any, Any, Any]:
 def ur_features(gripper_open_width: float) -> FeatureSpec:
     """``observation.state`` (10: TCP xyz, gripper width, 6 joints) and the ``ee_delta_pos``
     action (dx, dy, dz, gripper in [-1, 1])."""
-    names = ("ee_x", "ee_y", "ee_z", "gripper_width") + tuple(f"joint{i}" for i in range(1, 7))
     low = (-EE_RANGE, -EE_RANGE, -EE_RANGE, 0.0) + (-JOINT_RANGE,) * JOINTS
     high = (EE_RANGE, EE_RANGE, EE_RANGE, gripper_open_width) + (JOINT_RANGE,) * JOINTS
-    return FeatureSpec(
-        {
-            "observation.state": Feature("float32", (len(names),), names, low=low, high=high),
-            "action": Feature(
-                "float32",
-                (4,),
-                ACTION_NAMES,
-                low=(-1.0,) * 4,
-                high=(1.0,) * 4,
-                control_mode="ee_delta_pos",
-            ),
-        }
-    )
+    return ee_delta_arm_features(JOINTS, low, high)
 
 
 @ROBOTS.register("ur")

@@ -25,32 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from hardware.arm_features import ee_delta_arm_features
 from hardware.robot import ROBOTS, Robot, RobotError
 from hardware.robots.ros2_control.config import Ros2ControlConfig
 from hardware.robots.ros2_control.ee_control import EeControlSettings, EeDeltaController
 from robot_learning.envs import TaskConfig
-from robot_learning.features import ACTION, Feature, FeatureSpec
+from robot_learning.features import ACTION
 
 STATE, ENV_STATE = "observation.state", "observation.environment_state"
-EE_NAMES = ("ee_x", "ee_y", "ee_z")
 FAKE_TASK = "lift"
-
-
-def _default_features(n_joints: int) -> FeatureSpec:
-    names = (*EE_NAMES, "gripper_width", *(f"joint{i}" for i in range(1, n_joints + 1)))
-    return FeatureSpec(
-        {
-            STATE: Feature("float32", (len(names),), names),
-            ACTION: Feature(
-                "float32",
-                (4,),
-                ("dx", "dy", "dz", "gripper"),
-                low=(-1.0,) * 4,
-                high=(1.0,) * 4,
-                control_mode="ee_delta_pos",
-            ),
-        }
-    )
 
 
 @ROBOTS.register("ros2_control")
@@ -70,7 +53,7 @@ class Ros2ControlRobot(Robot):
             self.features, fps = env.features, float(env.fps)
             env.close()
         else:
-            self.features, fps = _default_features(len(cfg.joint_names)), 10.0
+            self.features, fps = ee_delta_arm_features(len(cfg.joint_names)), 10.0
         self.control_hz = float(cfg.control_hz or fps)
         if any(k.startswith("observation.images.") for k in self.features):
             raise RobotError("robot=ros2_control has no cameras yet: use a state task (obs=state)")
