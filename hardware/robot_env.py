@@ -58,6 +58,17 @@ class RobotEnv:
     def unwrapped(self) -> RobotEnv:
         return self
 
+    @property
+    def instruction(self) -> str:
+        """This episode's language instruction: the simulator's (robot=sim), else
+        ``task.instruction``, else the task description."""
+        text = getattr(self.robot, "instruction", None)
+        if text:
+            return text
+        if self.cfg is not None and self.cfg.instruction:
+            return self.cfg.instruction
+        return self.task_description
+
     def task_state(self) -> dict[str, np.ndarray]:
         """The robot's privileged task state (simulators only: scripted experts and the simulated
         operator read it); a real robot has none."""

@@ -4,4 +4,4 @@ Importing this package registers every family with ``robot_learning.policy.POLIC
 dependencies (torchvision, diffusers) are imported only when a policy that needs them is built.
 """
 
-from policies import diffusion, flow, meanflow, reward_classifier  # noqa: F401  (imports register the families)
+from policies import diffusion, flow, meanflow, reward_classifier, vla  # noqa: F401  (imports register the families)

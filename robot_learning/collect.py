@@ -20,7 +20,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from robot_learning.datasets import LeRobotDatasetWriter
-from robot_learning.envs import TaskConfig, make_expert, make_task_env
+from robot_learning.envs import TaskConfig, episode_instruction, make_expert, make_task_env
 from robot_learning.features import Feature, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def _collect_episodes(cfg, env, expert, writer, result, wanted, max_attempts, fi
         while result.episodes < wanted and result.attempts < max_attempts:
             seed = first_seed + result.attempts
             success, n = run_episode(
-                env, expert, seed, on_frame=lambda f: writer.add_frame(f, task=env.task_description)
+                env, expert, seed, on_frame=lambda f: writer.add_frame(f, task=episode_instruction(env))
             )
             result.attempts += 1
             result.attempt_successes += int(success)

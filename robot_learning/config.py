@@ -224,11 +224,15 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+#: top-level keys of the commands' configs that set ``task.<key>`` when given
+TASK_SHORTHANDS = ("backend", "obs", "instruction")
+
+
 def task_config(cfg: DictConfig) -> TaskConfig:
     """The :class:`TaskConfig` of a composed command config (``task`` group + shorthands)."""
     data = to_container(cfg)
     task = dict(data["task"])
-    for shorthand in ("backend", "obs"):
+    for shorthand in TASK_SHORTHANDS:
         if data.get(shorthand) is not None:
             task[shorthand] = data[shorthand]
     return build(TaskConfig, task, where="task", prefix="task.")

@@ -20,6 +20,14 @@ import gymnasium as gym
 import numpy as np
 
 from robot_learning.features import ACTION, CONTROL_MODES, FeatureSpec
+from robot_learning.language import (
+    PARAPHRASE_POOLS,
+    Instructions,
+    check_instruction,
+    choose_instruction,
+    goal_of,
+    language_rng,
+)
 from robot_learning.registry import Registry
 
 OBS_MODES = ("state", "pixels")
@@ -99,6 +107,13 @@ class TaskConfig:
     """Action elements held at a fixed value whatever the policy sends, by element name, e.g.
     ``{gripper: 1.0}`` keeps an arm's gripper closed (HIL-SERL's insertion setups). The action
     keeps its shape; the held elements are overwritten before the simulator sees them."""
+    instruction: str | None = None
+    """Fix every episode's language instruction to this text (the task's goal follows from it,
+    e.g. ``"lift the blue cube"`` on ``lift_color``); None: drawn per episode from the pool of
+    ``paraphrases``."""
+    paraphrases: str = "train"
+    """Pool of each episode's instruction: ``train`` (collection and training), ``heldout``
+    (paraphrases never trained on, for evaluation), ``all``, or ``canonical`` (the first only)."""
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_MODES:
@@ -111,6 +126,12 @@ class TaskConfig:
             raise ValueError(f"task max_episode_steps={self.max_episode_steps} must be positive")
         if isinstance(self.randomization, dict):
             self.randomization = RandomizationConfig(**self.randomization)
+        if self.paraphrases not in PARAPHRASE_POOLS:
+            raise ValueError(
+                f"task paraphrases={self.paraphrases!r} is invalid; use one of {PARAPHRASE_POOLS}"
+            )
+        if self.instruction is not None:
+            self.instruction = check_instruction(self.instruction)
         if self.cameras is not None:
             self.cameras = tuple(self.cameras)
         if self.backend == "gymnasium" and not self.gym_id:
@@ -150,7 +171,9 @@ class TaskEnv(gym.Env):
     """Base class of every task: declares the contract on top of ``gymnasium.Env``.
 
     Subclasses set ``self.cfg``, ``self.features`` (observation keys + ``action``), ``self.fps``
-    and ``self.task_description``, then call :meth:`_init_spaces`.
+    and ``self.task_description``, then call :meth:`_init_spaces`. Every reset picks the
+    episode's ``goal`` and language ``instruction`` (:mod:`robot_learning.language`) before the
+    subclass places its objects.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -160,6 +183,40 @@ class TaskEnv(gym.Env):
     features: FeatureSpec
     fps: int
     task_description: str
+    #: paraphrases of a single-goal task (None: ``task_description`` alone)
+    instructions: Instructions | None = None
+    #: goal name -> paraphrases, for shared-scene tasks where only the instruction tells the goal
+    goals: dict[str, Instructions] | None = None
+    #: goal name -> the word naming it in free text (``task.instruction`` not among the paraphrases)
+    goal_keywords: dict[str, str] = {}
+    #: this episode's goal and instruction (set at every reset)
+    goal: str = "default"
+    instruction: str = ""
+
+    def language_goals(self) -> dict[str, Instructions]:
+        """Goal name -> its paraphrases (one goal, ``default``, for most tasks)."""
+        if self.goals:
+            return self.goals
+        return {"default": self.instructions or Instructions((self.task_description,))}
+
+    def check_language(self) -> None:
+        """Fail now (not at the first reset) when ``task.instruction`` names no goal of the task."""
+        if self.cfg.instruction is not None:
+            goal_of(self.language_goals(), self.cfg.instruction, self.goal_keywords)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Seed ``np_random`` (gymnasium) and pick this episode's goal and instruction from a
+        generator of their own, so the objects' random stream does not depend on language."""
+        super().reset(seed=seed, options=options)
+        self._language_rng = language_rng(seed, getattr(self, "_language_rng", None))
+        goals = self.language_goals()
+        if self.cfg.instruction is not None:
+            self.goal = goal_of(goals, self.cfg.instruction, self.goal_keywords)
+            self.instruction = self.cfg.instruction
+        else:
+            self.goal, self.instruction = choose_instruction(
+                goals, self.cfg.paraphrases, self._language_rng
+            )
 
     def _init_spaces(self) -> None:
         """Derive gymnasium spaces from ``self.features``."""
@@ -333,7 +390,15 @@ def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
     if missing:
         raise ValueError(f"Task {cfg.name!r} declares non-LeRobot feature keys {missing}")
     env._held_action()  # a wrong task.hold_action fails here, not at the first step
+    env.check_language()  # and a task.instruction that names no goal of the task
     return env
+
+
+def episode_instruction(env: Any) -> str:
+    """The language instruction of ``env``'s current episode (its task description when it has
+    none, e.g. a robot without a task); datasets store it as the frame's ``task`` string."""
+    inner = getattr(env, "unwrapped", env)
+    return getattr(inner, "instruction", "") or inner.task_description
 
 
 def make_task_env(cfg: TaskConfig, robot: dict[str, Any] | None = None):

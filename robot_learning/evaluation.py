@@ -34,8 +34,9 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from robot_learning.compat import guard_triton
-from robot_learning.envs import TaskConfig, make_env
+from robot_learning.envs import TaskConfig, episode_instruction, make_env
 from robot_learning.features import ACTION, IMAGE_PREFIX, FeatureMismatchError, FeatureSpec
+from robot_learning.language import TASK_KEY
 
 log = logging.getLogger(__name__)
 guard_triton()  # before any env is built: see robot_learning.compat
@@ -94,6 +95,7 @@ class TorchPolicySource:
         self.n_obs_steps = policy.config.n_obs_steps
         self.n_action_steps = policy.config.n_action_steps
         self.horizon = policy.config.horizon
+        self.uses_language = bool(getattr(policy, "uses_language", False))
         self.action_shape = tuple(policy.features.action.shape)
         self.generator = torch.Generator().manual_seed(seed)
         self.control_rate_hz = control_rate_hz
@@ -110,13 +112,16 @@ class TorchPolicySource:
         """Batched inference on the policy's device; noise drawn from the private generator."""
         torch = self._torch
         device = self.policy.device
-        tensors = {}
+        tensors: dict[str, Any] = {}
         for k, v in batch.items():
+            if k == TASK_KEY:  # instructions stay strings; the policy tokenizes them
+                tensors[k] = [str(t) for t in v]
+                continue
             v = np.asarray(v)
             tensors[k] = torch.from_numpy(v if v.dtype == np.uint8 else v.astype(np.float32)).to(
                 device
             )
-        size = next(iter(batch.values())).shape[0]
+        size = len(next(v for k, v in batch.items() if k != TASK_KEY))
         noise = torch.randn((size, self.horizon, *self.action_shape), generator=self.generator)
         with torch.no_grad():
             chunk = self.policy.predict_chunk(tensors, noise=noise.to(device))
@@ -437,6 +442,8 @@ def _rollout(
                         k: np.stack([np.stack([h[k] for h in s.history]) for s in empty])
                         for k in source.input_keys
                     }
+                    if getattr(source, "uses_language", False):
+                        batch[TASK_KEY] = np.array([episode_instruction(s.env) for s in empty])
                     t_inf = time.perf_counter()
                     chunks = np.asarray(source.predict_chunk(batch))  # [B, horizon, A]
                     result.inference_seconds += time.perf_counter() - t_inf

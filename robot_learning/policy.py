@@ -29,6 +29,7 @@ from torch import nn
 
 from robot_learning.features import ACTION, FeatureMismatchError, FeatureSpec
 from robot_learning.fileio import naming_path
+from robot_learning.language import TASK_KEY, TOKEN_MASK_KEY, TOKENS_KEY
 from robot_learning.normalize import Normalizer, default_modes
 from robot_learning.registry import Registry
 
@@ -96,6 +97,9 @@ class Policy(nn.Module):
     #: action chunk, so ``predict_chunk``/``select_action``, evaluation and deployment do not
     #: apply, and the registry-driven controller tests skip them.
     predicts_actions: ClassVar[bool] = True
+    #: True for policies conditioned on a language instruction (``vla``): ``select_action`` and
+    #: evaluation then pass the episode's instruction as ``batch["task"]`` (a string per sample)
+    uses_language: ClassVar[bool] = False
     #: name of the exported graph's output (controllers: the raw action chunk)
     graph_output: ClassVar[str] = ACTION
 
@@ -141,6 +145,18 @@ class Policy(nn.Module):
             raise ValueError(
                 f"policy {self.name!r} has no configurable sampler (got sampler={sampler}, steps={steps})"
             )
+
+    @property
+    def language_tokens(self) -> int | None:
+        """Token length of the instruction input of exported graphs (None: no language)."""
+        return None
+
+    @property
+    def graph_input_keys(self) -> list[str]:
+        """Inputs of an exported graph before the noise: the observation keys, then the
+        instruction's token ids and mask for language policies."""
+        extra = [TOKENS_KEY, TOKEN_MASK_KEY] if self.language_tokens is not None else []
+        return [*self.input_keys, *extra]
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
@@ -223,10 +239,20 @@ class Policy(nn.Module):
                 k: torch.stack([f[k] for f in self._obs_history])[None].to(device)
                 for k in self.input_keys
             }
+            if self.uses_language:
+                batch[TASK_KEY] = [self._instruction(obs)]
             chunk = self.predict_chunk(batch, noise=None if noise is None else noise.to(device))[0]
             start = self.config.n_obs_steps - 1  # chunk index of the current step
             self._action_queue.extend(chunk[start : start + self.config.n_action_steps])
         return self._action_queue.popleft().cpu().numpy().astype(np.float32)
+
+    def _instruction(self, obs: dict[str, Any]) -> str:
+        if TASK_KEY not in obs:
+            raise FeatureMismatchError(
+                f"policy {self.name!r} follows a language instruction: put it in the observation "
+                f"as obs[{TASK_KEY!r}] = 'lift the red cube' (evaluation passes the task's own)"
+            )
+        return str(obs[TASK_KEY])
 
     @property
     def device(self) -> torch.device:

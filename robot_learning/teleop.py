@@ -43,7 +43,7 @@ from robot_learning.collect import (
     writer_episodes,
 )
 from robot_learning.datasets import LeRobotDatasetWriter
-from robot_learning.envs import TaskConfig, make_task_env
+from robot_learning.envs import TaskConfig, episode_instruction, make_task_env
 from robot_learning.features import ACTION, FeatureSpec
 from robot_learning.interventions import (
     INTERVENTION_START,
@@ -292,7 +292,7 @@ class EpisodeRunner:
             sim_success = sim_success or step_success
             done = bool(terminated or truncated)
             if pending is not None:
-                self.writer.add_frame(pending, task=env.task_description)
+                self.writer.add_frame(pending, task=episode_instruction(env))
             started = intervening and not was_intervening
             pending = {
                 **obs,
@@ -320,7 +320,7 @@ class EpisodeRunner:
         if pending is not None:  # the last frame ends the episode and carries its label
             pending["next.done"] = np.array([True])
             pending["next.success"] = np.array([out.success])
-            self.writer.add_frame(pending, task=env.task_description)
+            self.writer.add_frame(pending, task=episode_instruction(env))
         return out
 
 

@@ -83,6 +83,8 @@ class TaskParams:
     """Episode limit in steps; 0 = the task's default."""
     reward: str = "dense"
     """``dense`` or ``sparse`` reward (reported as ``max_reward`` in episode summaries)."""
+    instruction: str = ""
+    """Every episode's language instruction (empty: drawn per episode by the task)."""
 
     def task_config(self):
         """The :class:`~robot_learning.envs.TaskConfig` these parameters describe."""
@@ -98,6 +100,7 @@ class TaskParams:
             cameras=tuple(self.cameras) or None,
             max_episode_steps=self.max_episode_steps or None,
             reward=self.reward,
+            instruction=self.instruction or None,
         )
 
 

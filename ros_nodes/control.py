@@ -40,6 +40,7 @@ from robot_learning.bounds import (
     spec_observation_bounds,
 )
 from robot_learning.features import Feature
+from robot_learning.language import TASK_KEY, InstructionError
 
 #: a step starting later than (1 + this) periods after the previous one missed its deadline
 LATE_TOLERANCE = 0.5
@@ -65,6 +66,8 @@ class Counters:
     """Steps withheld because the policy produced NaN/Inf."""
     estops: int = 0
     """Emergency stops triggered."""
+    rejected_instructions: int = 0
+    """Language instructions refused (empty, too long for the bundle's tokenizer, ...)."""
 
     def to_dict(self) -> dict[str, int]:
         """Plain dict for JSON and diagnostics."""
@@ -147,6 +150,9 @@ class PolicyController:
         self.holding = False
         self._last_stamp: int | None = None
         self._last_start: float | None = None
+        #: language bundles: the instruction every chunk is predicted for (None: none yet)
+        self.uses_language = bool(getattr(policy, "uses_language", False))
+        self.instruction: str | None = None
 
     # ------------------------------------------------------------------ episode / safety state
     def reset(self) -> None:
@@ -169,6 +175,23 @@ class PolicyController:
         self._last_start = None
         if self.safety is not None:
             self.safety.reset()
+
+    def set_instruction(self, text: str) -> str | None:
+        """Follow ``text`` from the next step on (queued actions of the old one are dropped);
+        returns the rejection reason (counted) if the bundle cannot read it."""
+        if not self.uses_language:
+            self.counters.rejected_instructions += 1
+            return "this bundle takes no language instruction"
+        try:
+            self.policy.tokenizer.encode([text])
+        except InstructionError as exc:
+            self.counters.rejected_instructions += 1
+            return str(exc)
+        text = " ".join(text.split())
+        if text != self.instruction:
+            self.instruction = text
+            self._queue.clear()  # replan for the new instruction at the next step
+        return None
 
     @property
     def queue_depth(self) -> int:
@@ -209,6 +232,8 @@ class PolicyController:
         """Can a step run now? All keys fresh, not latched and (``need_new``) all newer than the last step."""
         if self.latched or len(self.latest) < len(self.keys) or self.stale_keys(now_s):
             return False
+        if self.uses_language and self.instruction is None:
+            return False
         if need_new and self._last_stamp is not None:
             return all(s.stamp_ns > self._last_stamp for s in self.latest.values())
         return True
@@ -232,6 +257,8 @@ class PolicyController:
         inferred, inference_ms = False, 0.0
         if not self._queue:
             batch = {k: np.stack([f[k] for f in self._history])[None] for k in self.keys}
+            if self.uses_language:
+                batch[TASK_KEY] = [self.instruction]
             t0 = time.perf_counter()
             chunk = np.asarray(self.policy.predict_chunk(batch))[0]  # [horizon, A]
             inference_ms = (time.perf_counter() - t0) * 1e3

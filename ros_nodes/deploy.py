@@ -196,6 +196,7 @@ def node_processes(
         "image_size": task.image_size,
         "max_episode_steps": task.max_episode_steps or 0,
         "reward": task.reward,
+        "instruction": task.instruction or "",
         "seed": cfg.seed,
         "rate_hz": float(rate_hz),
         "lockstep": cfg.lockstep,
@@ -214,6 +215,7 @@ def node_processes(
         # a lockstep robot faster than real time: step on every observation, not at the wall-clock rate
         "trigger": "lockstep" if cfg.lockstep and not cfg.realtime else "observation",
         "allow_rate_mismatch": cfg.allow_rate_mismatch,
+        "instruction": task.instruction or "",
         **cfg.extra.get("policy_node", {}),
     }
     if cfg.teleop is not None:  # the mux sits between the policy and the robot

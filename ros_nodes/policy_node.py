@@ -12,7 +12,10 @@ Run: ``python -m ros_nodes.policy_node --ros-args -p bundle:=/path/to/bundle [-p
   ``points[1:]`` = the rest of the queued chunk at ``time_from_start = k / control_rate_hz``;
   every action clipped to the bundle's bounds;
 * publishes ``/policy/diagnostics`` (``diagnostic_msgs/DiagnosticArray``);
-* serves ``/policy/emergency_stop`` and ``/policy/reset`` (``std_srvs/Trigger``).
+* serves ``/policy/emergency_stop`` and ``/policy/reset`` (``std_srvs/Trigger``);
+* language bundles (``vla``): follows ``-p instruction:=...`` and every ``std_msgs/String`` on
+  ``/policy/instruction`` (a new one drops the queued chunk: the next step replans for it); the
+  node holds while it has none; an instruction the bundle cannot read is refused and counted.
 
 Steps never run faster than the control rate (the bundle's ``control_rate_hz``):
 
@@ -46,6 +49,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -69,6 +73,8 @@ from ros_nodes.topics import (
     DIAGNOSTICS_TOPIC,
     ESTOP_SERVICE,
     IMAGE,
+    INSTRUCTION_QOS,
+    INSTRUCTION_TOPIC,
     OBSERVATION_QOS,
     RESET_SERVICE,
     QosSpec,
@@ -158,6 +164,11 @@ class PolicyNodeConfig:
     :class:`hardware.safety.SafetyConfig`) applied to every executed action; empty: bounds only."""
     ee_action_scale: float = 0.0
     """Metres of end-effector motion per action unit (``ee_delta_*`` bundles), for a workspace box."""
+    instruction: str = ""
+    """Language bundles: the instruction to follow (``/policy/instruction``, std_msgs/String,
+    replaces it at run time); the node holds until it has one."""
+    instruction_topic: str = INSTRUCTION_TOPIC
+    """Where new instructions arrive (reliable, transient local: the last one sent is kept)."""
 
     def __post_init__(self) -> None:
         if not self.bundle:
@@ -219,6 +230,10 @@ class PolicyNode(Node):
         self._inference_ms: deque[float] = deque(maxlen=1000)
         self._last_command: JointTrajectory | None = None
         self._first_key = self.policy.input_keys[0]
+        if cfg.instruction:
+            reason = self.controller.set_instruction(cfg.instruction)
+            if reason is not None:
+                raise ValueError(f"parameter instruction:={cfg.instruction!r}: {reason}")
 
     def activate(self) -> None:
         """Create subscriptions, publishers, services and timers; start serving."""
@@ -237,6 +252,15 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(
             JointTrajectory, cfg.command_topic, qos_profile(COMMAND_QOS)
         )
+        if self.controller.uses_language:
+            self._subs.append(
+                self.create_subscription(
+                    String,
+                    cfg.instruction_topic,
+                    self._on_instruction,
+                    qos_profile(INSTRUCTION_QOS),
+                )
+            )
         self.diagnostics_pub = self.create_publisher(
             DiagnosticArray, DIAGNOSTICS_TOPIC, qos_profile(COMMAND_QOS)
         )
@@ -288,6 +312,13 @@ class PolicyNode(Node):
         ):
             # the robot re-sent the observation we answered: our command was lost, send it again
             self.command_pub.publish(self._last_command)
+
+    def _on_instruction(self, msg: String) -> None:
+        reason = self.controller.set_instruction(msg.data)
+        if reason is not None:
+            self.get_logger().error(f"rejected instruction {msg.data!r}: {reason}")
+        else:
+            self.get_logger().info(f"instruction: {self.controller.instruction!r}")
 
     def _step_when_due(self, started: float) -> None:
         """Step now if the schedule allows (always with ``trigger:=lockstep``), else defer."""
@@ -377,6 +408,7 @@ class PolicyNode(Node):
             "control_rate_hz": round(1.0 / self.period_s, 6),
             "trigger": self.config.trigger,
             "superseded_observations": self.superseded_observations,
+            "instruction": self.controller.instruction or "",
             **self.controller.counters.to_dict(),
         }
 

@@ -36,8 +36,10 @@ DIAGNOSTICS_LEVELS = {
 #: ``KeyValue`` entries of a status besides the counters of :class:`ros_nodes.control.Counters`
 DIAGNOSTICS_VALUES = (
     "inference_ms", "inference_ms_p99", "queue_depth", "estop", "holding", "control_rate_hz",
-    "trigger", "superseded_observations",
+    "trigger", "superseded_observations", "instruction",
 )  # fmt: skip
+#: language bundles: the instruction to follow (std_msgs/String)
+INSTRUCTION_TOPIC = "/policy/instruction"
 ESTOP_SERVICE = "/policy/emergency_stop"
 RESET_SERVICE = "/policy/reset"
 
@@ -198,6 +200,7 @@ MUX_RESET_SERVICE = "/mux/reset"
 MUX_STATUS_SERVICE = "/mux/status"
 #: ``/teleop/intervention``: a late subscriber gets the current state at once
 INTERVENTION_QOS = QosSpec("reliable", "transient_local", 1)
+INSTRUCTION_QOS = QosSpec("reliable", "transient_local", 1)
 #: teleop commands, task states, mux output and records: reliable, so lockstep never loses a tick
 RELIABLE_QOS = QosSpec("reliable", "volatile", 50)
 

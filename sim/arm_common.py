@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_learning.features import Feature, FeatureSpec
+from robot_learning.language import Instructions
 
 #: control rate of every arm task (Hz)
 FPS = 10
@@ -104,6 +105,8 @@ def _observation_element_bounds() -> dict[str, tuple[float, float]]:
         lo, hi = REACH_TARGET_LOW[i], REACH_TARGET_HIGH[i]
         out[f"target_{a}"] = (float(lo - OBJECT_MARGIN), float(hi + OBJECT_MARGIN))
     out.update(_object_xyz_bounds("cube"))  # lift: the cube is pushed, carried, dropped
+    out.update(_object_xyz_bounds("red"))  # lift_color: both cubes, as lift's
+    out.update(_object_xyz_bounds("blue"))
     out.update(_object_xyz_bounds("peg"))  # peg_insert: the peg's tip (held, or dropped)
     # peg_insert: the block is placed in its sampling box, its opening HOLE_DEPTH above the table
     for i, a in enumerate("xy"):
@@ -198,6 +201,15 @@ class ReachTask:
     """
 
     task_description = "reach the red target"
+    instructions = Instructions(
+        train=(
+            "reach the red target",
+            "move the gripper to the red target",
+            "put the hand on the red ball",
+            "go to the red sphere",
+        ),
+        heldout=("bring the end effector to the red marker", "touch the red target"),
+    )
     default_max_episode_steps = REACH_MAX_STEPS
     env_state_names = REACH_ENV_STATE
 
@@ -256,6 +268,15 @@ class LiftTask:
     """
 
     task_description = "pick up the cube and lift it"
+    instructions = Instructions(
+        train=(
+            "pick up the cube and lift it",
+            "lift the cube",
+            "grasp the block and raise it",
+            "pick the cube up off the table",
+        ),
+        heldout=("raise the block into the air", "grab the cube and hold it up"),
+    )
     default_max_episode_steps = LIFT_MAX_STEPS
     env_state_names = LIFT_ENV_STATE
 

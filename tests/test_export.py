@@ -39,6 +39,7 @@ SHORT = {
     "diffusion": {"sampler": "ddim", "steps": 2},
     "flow": {"steps": 2},
     "meanflow": {"steps": 1},
+    "vla": {"steps": 2},
 }
 TOL = 1e-4
 

@@ -33,7 +33,15 @@ SMALL = dict(
     vision_backbone="small",
     num_keypoints=8,
     image_feature_dim=16,
+    d_model=32,
+    n_heads=2,
+    backbone_layers=1,
+    expert_layers=1,
+    text_layers=1,
+    max_tokens=24,
 )
+#: the instruction of every sample, for policies that follow one (``uses_language``)
+INSTRUCTION = "lift the red cube"
 CAMERA = "observation.images.front"
 
 
@@ -92,6 +100,7 @@ def make_batch(spec: FeatureSpec, batch: int, seed: int = 0) -> dict[str, torch.
     out["action"] = torch.cumsum(torch.randn(batch, H, A, generator=g) * 0.3, dim=1).clamp(-2, 2)
     out["action_is_pad"] = torch.zeros(batch, H, dtype=torch.bool)
     out["action_is_pad"][0, -3:] = True  # one episode ended inside its chunk
+    out["task"] = [INSTRUCTION] * batch  # read by language policies, ignored by the others
     return out
 
 
@@ -124,7 +133,9 @@ def test_overfits_a_tiny_dataset(name):
     policy = make_policy(name).train()
     pairs = make_batch(policy.features, 8, seed=1)
     # the 8 pairs repeated 8x: fresh noise/times per copy, at almost no extra cost on CPU
-    batch = {k: v.repeat(8, *([1] * (v.ndim - 1))) for k, v in pairs.items()}
+    batch = {
+        k: v * 8 if k == "task" else v.repeat(8, *([1] * (v.ndim - 1))) for k, v in pairs.items()
+    }
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
     history = []
     for _ in range(200):
@@ -193,7 +204,13 @@ def test_select_action_executes_n_action_steps_then_replans(name):
     policy.predict_chunk = counting
     rng = np.random.default_rng(0)
     frames = [
-        {k: rng.normal(size=policy.features[k].shape).astype(np.float32) for k in policy.input_keys}
+        {
+            **{
+                k: rng.normal(size=policy.features[k].shape).astype(np.float32)
+                for k in policy.input_keys
+            },
+            "task": INSTRUCTION,
+        }
         for _ in range(2 * n_steps + 1)
     ]
     fixed = noise(1, 5)
@@ -203,6 +220,7 @@ def test_select_action_executes_n_action_steps_then_replans(name):
     assert all(a.shape == (A,) and a.dtype == np.float32 for a in actions)
     # the first n actions are steps n_obs_steps-1 ... of one chunk (history padded with frame 0)
     first = {k: torch.as_tensor(np.stack([frames[0][k]] * T))[None] for k in policy.input_keys}
+    first["task"] = [INSTRUCTION]
     with torch.no_grad():
         chunk = predict(first, fixed)[0].numpy()
     np.testing.assert_array_equal(np.stack(actions[:n_steps]), chunk[T - 1 : T - 1 + n_steps])

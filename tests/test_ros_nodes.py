@@ -33,6 +33,7 @@ from robot_learning.cli import main  # noqa: E402
 from robot_learning.datasets import LeRobotDataset, validate_dataset  # noqa: E402
 from robot_learning.envs import TaskConfig  # noqa: E402
 from robot_learning.evaluation import EvalConfig, evaluate, wilson_interval  # noqa: E402
+from robot_learning.policy import Policy  # noqa: E402
 from robot_learning.runtime import load_bundle  # noqa: E402
 from ros_nodes.conversions import (  # noqa: E402
     ConversionError,
@@ -43,8 +44,14 @@ from ros_nodes.conversions import (  # noqa: E402
     state_to_joint_state,
     trajectory_to_chunk,
 )
+from ros_nodes.policy_node import qos_profile  # noqa: E402
 from ros_nodes.processes import NodeProcess, ros_environment, stop_all  # noqa: E402
-from ros_nodes.topics import TopicMap, TopicMapError, default_topic  # noqa: E402
+from ros_nodes.topics import (  # noqa: E402
+    INSTRUCTION_QOS,
+    TopicMap,
+    TopicMapError,
+    default_topic,
+)
 from sim.arm_common import observation_bounds as arm_bounds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -612,3 +619,88 @@ def test_a_stalled_episode_is_a_failure_and_the_report_goes_on(tmp_path):
     assert report["successes"] == [True, False] and report["success_rate"] == 0.5
     assert report["stalled_episodes"] == [1] and report["mean_max_reward"] == 2.0
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN for the stalled episode
+
+
+# ---------------------------------------------------------------------- language bundles
+@pytest.fixture(scope="module")
+def vla_bundle(trained, tmp_path_factory) -> Path:
+    """A tiny untrained VLA on the toy reach policy's features, exported with 2 Euler steps."""
+    import torch
+
+    from policies.vla import VLAConfig, VLAPolicy
+    from robot_learning.export import ExportConfig, export_checkpoint
+
+    toy = Policy.load(trained)
+    torch.manual_seed(0)
+    config = VLAConfig(d_model=16, n_heads=2, backbone_layers=1, expert_layers=1, text_layers=1,
+                       horizon=8, max_tokens=32)  # fmt: skip
+    vla = VLAPolicy(config, toy.features, toy.normalizer.stats_dict())
+    root = tmp_path_factory.mktemp("vla")
+    vla.save(root / "checkpoint", extra={"train_config": {"fps": 10}})
+    out = root / "bundle"
+    export_checkpoint(ExportConfig(checkpoint=str(root / "checkpoint"), out=str(out), steps=2,
+                                   include_torch=False))  # fmt: skip
+    return out
+
+
+def test_policy_node_follows_the_instruction_parameter_and_topic(vla_bundle, tmp_path):
+    probe = Probe(domain(5))
+    instruction_pub = probe.node.create_publisher(
+        String, "/policy/instruction", qos_profile(INSTRUCTION_QOS)
+    )
+    node = policy_process(vla_bundle, tmp_path / "logs", domain(5), trigger="timer",
+                          control_rate_hz=20.0, allow_rate_mismatch=True, diagnostics_hz=10.0)  # fmt: skip
+    try:
+        start_nodes([node], probe, ["/policy/reset"])
+        probe.stream(0.6)
+        assert probe.commands == [], "commands before any instruction"
+        assert probe.latest_diagnostics(len(probe.diagnostics))["instruction"] == ""
+        instruction_pub.publish(String(data="lift the red cube"))
+        probe.wait_for(lambda: probe.publish() and probe.commands, 10.0, "commands")
+        seen = len(probe.diagnostics)
+        assert probe.latest_diagnostics(seen)["instruction"] == "lift the red cube"
+        instruction_pub.publish(String(data="lift " * 10))  # 50 bytes: more than 32 tokens
+        probe.spin(0.5)
+        diagnostics = probe.latest_diagnostics(len(probe.diagnostics))
+        assert diagnostics["rejected_instructions"] == "1"
+        assert diagnostics["instruction"] == "lift the red cube"  # the previous one stays
+        resumed = time.monotonic()
+        probe.stream(0.4)
+        assert [t for t, _ in probe.commands if t > resumed] and node.alive
+        assert "rejected instruction" in node.tail(50) and "tokens long" in node.tail(50)
+    finally:
+        stop_all([node], grace_s=5.0)
+        probe.close()
+    probe = Probe(domain(5))
+    node = policy_process(vla_bundle, tmp_path / "logs2", domain(5), trigger="timer",
+                          control_rate_hz=20.0, allow_rate_mismatch=True,
+                          instruction="lift the blue cube")  # fmt: skip
+    try:
+        start_nodes([node], probe, ["/policy/reset"])
+        probe.wait_for(lambda: probe.publish() and probe.commands, 10.0, "commands")
+    finally:
+        stop_all([node], grace_s=5.0)
+        probe.close()
+
+
+def test_a_new_instruction_drops_the_queued_chunk(vla_bundle):
+    from robot_learning.runtime import load_bundle
+    from ros_nodes.control import PolicyController
+
+    policy = load_bundle(vla_bundle, runtime="onnxruntime")
+    controller = PolicyController(policy, 0.1, 1.0)
+    obs = policy.neutral_observation()
+    for key in policy.input_keys:
+        controller.offer(key, obs[key][0, -1], 1, time.monotonic())
+    assert not controller.ready(time.monotonic(), need_new=False)  # no instruction yet
+    assert controller.set_instruction("lift the red cube") is None
+    controller.step()
+    assert controller.queue_depth == policy.n_action_steps - 1
+    assert controller.set_instruction("lift the red cube") is None  # unchanged: keep the chunk
+    assert controller.queue_depth == policy.n_action_steps - 1
+    assert controller.set_instruction("lift the blue cube") is None
+    assert controller.queue_depth == 0 and controller.counters.inferences == 1
+    controller.step()
+    assert controller.counters.inferences == 2
+    assert "empty" in controller.set_instruction(" ")
+    assert controller.counters.rejected_instructions == 1

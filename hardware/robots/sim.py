@@ -81,6 +81,11 @@ class SimRobot(Robot):
         self._seed += 1
         self.reward, self.done = 0.0, False
 
+    @property
+    def instruction(self) -> str:
+        """The simulated episode's language instruction."""
+        return self.env.unwrapped.instruction
+
     def task_state(self) -> dict[str, np.ndarray]:
         """The simulator's privileged state (for scripted experts and the simulated operator)."""
         return self.env.unwrapped.task_state()

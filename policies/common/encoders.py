@@ -93,6 +93,27 @@ def build_backbone(name: str, in_channels: int) -> tuple[nn.Module, int]:
     raise ValueError(f"vision_backbone={name!r} is not one of {VISION_BACKBONES}")
 
 
+def random_crop(images: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, h, w] with ``(h, w) = crop``, an independent random crop per image."""
+    n, _, height, width = images.shape
+    ch, cw = crop
+    top = torch.randint(0, height - ch + 1, (n, 1, 1), device=images.device)
+    left = torch.randint(0, width - cw + 1, (n, 1, 1), device=images.device)
+    rows = top + torch.arange(ch, device=images.device)[None, :, None]  # [N, h, 1]
+    cols = left + torch.arange(cw, device=images.device)[None, None, :]  # [N, 1, w]
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    # advanced indexing on dims 0, 2, 3 puts the indexed dims first: [N, h, w, C]
+    return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def center_crop(images: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, h, w], the centred ``crop`` (evaluation)."""
+    height, width = images.shape[-2:]
+    ch, cw = crop
+    top, left = (height - ch) // 2, (width - cw) // 2
+    return images[..., top : top + ch, left : left + cw]
+
+
 class CameraEncoder(nn.Module):
     """One camera: crop -> conv trunk -> spatial softmax -> linear + ReLU.
 
@@ -125,22 +146,11 @@ class CameraEncoder(nn.Module):
 
     def random_crop(self, images: torch.Tensor) -> torch.Tensor:
         """[N, C, H, W] -> [N, C, h, w], an independent random crop per image (training)."""
-        n, _, height, width = images.shape
-        ch, cw = self.crop
-        top = torch.randint(0, height - ch + 1, (n, 1, 1), device=images.device)
-        left = torch.randint(0, width - cw + 1, (n, 1, 1), device=images.device)
-        rows = top + torch.arange(ch, device=images.device)[None, :, None]  # [N, h, 1]
-        cols = left + torch.arange(cw, device=images.device)[None, None, :]  # [N, 1, w]
-        batch = torch.arange(n, device=images.device)[:, None, None]
-        # advanced indexing on dims 0, 2, 3 puts the indexed dims first: [N, h, w, C]
-        return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        return random_crop(images, self.crop)
 
     def center_crop(self, images: torch.Tensor) -> torch.Tensor:
         """[N, C, H, W] -> [N, C, h, w] (evaluation)."""
-        height, width = images.shape[-2:]
-        ch, cw = self.crop
-        top, left = (height - ch) // 2, (width - cw) // 2
-        return images[..., top : top + ch, left : left + cw]
+        return center_crop(images, self.crop)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[N, H, W, C] float in [0, 1] -> [N, feature_dim]."""

@@ -6,10 +6,10 @@ from rich.console import Console
 
 from robot_learning.cli import COMMANDS
 from robot_learning.collect import CollectConfig, collect
-from robot_learning.config import build, load_config, task_config, to_container
+from robot_learning.config import TASK_SHORTHANDS, build, load_config, task_config, to_container
 
 #: keys of configs/collect.yaml that are not CollectConfig fields (they fill ``task``)
-_CLI_ONLY = ("backend", "obs", "task")
+_CLI_ONLY = (*TASK_SHORTHANDS, "task")
 
 
 @COMMANDS.register("collect")

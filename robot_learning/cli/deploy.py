@@ -44,6 +44,7 @@ DEPLOY_KEYS = (
 CLI_TYPES = {
     "backend": str | None,
     "obs": str | None,
+    "instruction": str | None,
     "max_episode_steps": int | None,
     "bundle": str,
     "out": str | None,
@@ -74,7 +75,7 @@ def deploy_command(args: list[str]) -> int:
     from robot_learning.cli.eval import _recorded_task
     from robot_learning.cli.train import resolve_task
     from robot_learning.collect import write_json
-    from robot_learning.runtime.bundle import read_bundle
+    from robot_learning.runtime.bundle import LANGUAGE_SECTION, read_bundle
 
     try:
         from ros_nodes.deploy import DeployConfig, DeployError, run_deploy
@@ -98,6 +99,12 @@ def deploy_command(args: list[str]) -> int:
         task = resolve_task(_recorded_task(spec.get("task"), bundle, data), spec["features"], args)
     if data["max_episode_steps"] is not None:
         task.max_episode_steps = data["max_episode_steps"]
+    if spec.get(LANGUAGE_SECTION) and task.instruction is None:
+        raise ConfigError(
+            f'{bundle} follows a language instruction: deploy it with instruction="..." (the '
+            "policy node and the robot then share it; per-episode instructions drawn by the task "
+            "are not sent over ROS yet)"
+        )
     out = Path(data["out"]) if data["out"] is not None else bundle / "deploy"
     from hardware.safety import SafetyConfig
 

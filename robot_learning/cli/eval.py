@@ -10,6 +10,7 @@ from rich.console import Console
 
 from robot_learning.cli import COMMANDS
 from robot_learning.config import (
+    TASK_SHORTHANDS,
     ConfigError,
     build,
     check_types,
@@ -31,6 +32,7 @@ EVAL_KEYS = ("episodes", "num_envs", "seed", "video_episodes")
 CLI_TYPES = {
     "backend": str | None,
     "obs": str | None,
+    "instruction": str | None,
     "checkpoint": str | None,
     "bundle": str | None,
     "runtime": str | None,
@@ -175,7 +177,7 @@ def _recorded_task(task: dict | None, folder: Path, data: dict) -> TaskConfig:
     """The task recorded at training (with backend/obs shorthands applied)."""
     if not task:
         raise ConfigError(f"{folder} records no training task; pass task=<name>")
-    task = {**task, **{k: data[k] for k in ("backend", "obs") if data.get(k) is not None}}
+    task = {**task, **{k: data[k] for k in TASK_SHORTHANDS if data.get(k) is not None}}
     try:
         return TaskConfig.from_dict(task)
     except ValueError as exc:

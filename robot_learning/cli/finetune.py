@@ -7,12 +7,19 @@ import logging
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError, build, load_config, task_config, to_container
+from robot_learning.config import (
+    TASK_SHORTHANDS,
+    ConfigError,
+    build,
+    load_config,
+    task_config,
+    to_container,
+)
 
 log = logging.getLogger(__name__)
 
 #: keys of configs/finetune.yaml that are not FinetuneConfig fields
-_CLI_ONLY = ("backend", "obs", "task", "algo")
+_CLI_ONLY = (*TASK_SHORTHANDS, "task", "algo")
 
 
 @COMMANDS.register("finetune")

@@ -9,10 +9,10 @@ import yaml
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import build, load_config, task_config, to_container
+from robot_learning.config import TASK_SHORTHANDS, build, load_config, task_config, to_container
 
 #: keys of configs/teleop.yaml that are not TeleopConfig fields (they fill ``task``)
-_CLI_ONLY = ("backend", "obs", "task")
+_CLI_ONLY = (*TASK_SHORTHANDS, "task")
 #: prefix of device options on the command line (``device.reaction_steps=3``)
 _DEVICE_PREFIX = "device."
 

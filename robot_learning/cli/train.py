@@ -8,6 +8,7 @@ from rich.console import Console
 
 from robot_learning.cli import COMMANDS
 from robot_learning.config import (
+    TASK_SHORTHANDS,
     ConfigError,
     build,
     check_values,
@@ -19,7 +20,7 @@ from robot_learning.envs import TaskConfig
 from robot_learning.features import FeatureSpec
 
 #: keys of configs/train.yaml that are not TrainConfig fields
-_CLI_ONLY = ("backend", "obs")
+_CLI_ONLY = TASK_SHORTHANDS
 
 
 @COMMANDS.register("train")
@@ -36,6 +37,11 @@ def train_command(args: list[str]) -> int:
         raise ConfigError(
             "configs/policy/<name>.yaml must set 'name:' to the registered policy name"
         )
+    if data.get("init") is not None:
+        from robot_learning.training.init_weights import init_policy_fields
+
+        given = {a.split("=", 1)[0].lstrip("+~").removeprefix("policy.") for a in args}
+        policy_fields = init_policy_fields(data["init"], name, policy_fields, given)
     check_policy_settings(name, policy_fields)
     _check_types_early(data)
     task = None

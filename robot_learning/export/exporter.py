@@ -158,6 +158,7 @@ def _policy_json(
             n_obs,
             horizon,
             noise=NOISE in graph["graph_inputs"],
+            language_tokens=policy.language_tokens,
         ),
         "outputs": outputs,
         "n_obs_steps": n_obs,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from robot_learning.export.exporter import ExportError
+from robot_learning.language import TOKEN_MASK_KEY, TOKENS_KEY
 from robot_learning.policy import Policy
 from robot_learning.runtime.bundle import NOISE, OUTPUT
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: ONNX opset of exported graphs (onnxruntime >= 1.16 and TensorRT >= 10 read it)
 OPSET = 18
+#: instructions of the parity check's inputs (language policies)
+EXAMPLE_INSTRUCTIONS = ("lift the cube", "push the T", "go left")
 #: largest |bundle - torch| accepted when checking a fresh graph (fp32)
 PARITY_TOL = 1e-4
 
@@ -39,7 +42,7 @@ class PolicyGraph(nn.Module):
     def __init__(self, policy: Policy) -> None:
         super().__init__()
         self.policy = policy
-        self.keys = list(policy.input_keys)
+        self.keys = list(policy.graph_input_keys)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         *obs, noise = tensors
@@ -69,6 +72,9 @@ def example_inputs(policy: Policy, batch: int, seed: int = 0) -> dict[str, np.nd
             out[key] = (s["mean"] + s["std"] * rng.uniform(-1.0, 1.0, shape)).astype(np.float32)
         else:
             out[key] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    if policy.language_tokens is not None:  # valid token ids of varied instructions
+        texts = [EXAMPLE_INSTRUCTIONS[(seed + i) % len(EXAMPLE_INSTRUCTIONS)] for i in range(batch)]
+        out[TOKENS_KEY], out[TOKEN_MASK_KEY] = policy.tokenizer.encode(texts)
     out[NOISE] = rng.standard_normal((batch, *policy.noise_shape)).astype(np.float32)
     return out
 
@@ -85,12 +91,12 @@ def export_onnx(
     policy = policy.eval()
 
     def reference(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        obs = {k: torch.from_numpy(inputs[k]) for k in policy.input_keys}
+        obs = {k: torch.from_numpy(inputs[k]) for k in policy.graph_input_keys}
         return policy.graph_reference(obs, noise=torch.from_numpy(inputs[NOISE])).numpy()
 
     return export_graph(
         PolicyGraph(policy),
-        [*policy.input_keys, NOISE],
+        [*policy.graph_input_keys, NOISE],
         lambda b, s: example_inputs(policy, b, s),
         reference,
         path,

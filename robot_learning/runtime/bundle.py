@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_learning.features import ACTION, FeatureSpec
+from robot_learning.language import TOKEN_MASK_KEY, TOKENS_KEY
 
 BUNDLE_FILE = "policy.json"
 BUNDLE_FORMAT = "robot-learning-bundle"
@@ -53,6 +54,9 @@ OUTPUT = ACTION
 #: policy.json section of a reward classifier's bundle, and its graph's output
 REWARD_SECTION = "reward_classifier"
 REWARD_OUTPUT = "success_probability"
+#: policy.json section of a language-conditioned bundle: its tokenizer (see
+#: robot_learning.instruction_tokens); the graph then takes token ids and their mask
+LANGUAGE_SECTION = "language"
 #: symbolic batch dimension in declared shapes
 BATCH = "batch"
 
@@ -104,9 +108,15 @@ def write_policy_json(root: str | Path, spec: dict[str, Any]) -> Path:
 
 
 def declared_inputs(
-    features: FeatureSpec, input_keys: list[str], n_obs_steps: int, horizon: int, noise: bool = True
+    features: FeatureSpec,
+    input_keys: list[str],
+    n_obs_steps: int,
+    horizon: int,
+    noise: bool = True,
+    language_tokens: int | None = None,
 ) -> list[dict]:
-    """The graph inputs a policy with these settings must have, in order (observations, then noise).
+    """The graph inputs a policy with these settings must have, in order (observations, the
+    instruction's token ids and mask when ``language_tokens`` is set, then noise).
 
     ``noise=False`` for graphs that do not sample (deterministic policies have no noise input).
     """
@@ -115,6 +125,9 @@ def declared_inputs(
         feat = features[key]
         dtype = "uint8" if feat.is_image else "float32"
         inputs.append({"name": key, "dtype": dtype, "shape": [BATCH, n_obs_steps, *feat.shape]})
+    if language_tokens is not None:
+        for key in (TOKENS_KEY, TOKEN_MASK_KEY):
+            inputs.append({"name": key, "dtype": "int64", "shape": [BATCH, int(language_tokens)]})
     if noise:
         inputs.append(
             {"name": NOISE, "dtype": "float32", "shape": [BATCH, horizon, *features[ACTION].shape]}
@@ -253,7 +266,12 @@ def _spec_problems(spec: dict) -> list[str]:
     problems += _residual_problems(spec) + _reward_problems(spec)
     with_noise = any(isinstance(d, dict) and d.get("name") == NOISE for d in spec["inputs"])
     expected_in = declared_inputs(
-        features, keys, spec["n_obs_steps"], spec["horizon"], noise=with_noise
+        features,
+        keys,
+        spec["n_obs_steps"],
+        spec["horizon"],
+        noise=with_noise,
+        language_tokens=language_tokens(spec),
     )
     expected_out = (
         reward_outputs() if REWARD_SECTION in spec else declared_outputs(features, spec["horizon"])
@@ -267,6 +285,14 @@ def _spec_problems(spec: dict) -> list[str]:
                 f"declared graph {what} {_brief(got)} do not follow from the feature spec: expected {_brief(want)}"
             )
     return problems
+
+
+def language_tokens(spec: dict) -> int | None:
+    """Token length of a language bundle's instruction input (None: the bundle takes none)."""
+    section = spec.get(LANGUAGE_SECTION)
+    if not section:
+        return None
+    return int(section["tokenizer"]["max_tokens"])
 
 
 def residual_inputs(features: FeatureSpec, keys: list[str]) -> list[dict]:

@@ -21,15 +21,20 @@ import numpy as np
 
 from robot_learning.bounds import Bounds, bounds_violation, spec_observation_bounds
 from robot_learning.features import ACTION, FeatureMismatchError
+from robot_learning.language import TASK_KEY, TOKEN_MASK_KEY, TOKENS_KEY, InstructionError
 from robot_learning.runtime.base import resolve_runtime
 from robot_learning.runtime.bundle import (
     BASE_ACTION,
+    LANGUAGE_SECTION,
     NOISE,
     REWARD_SECTION,
     BundleError,
     check_signature,
     read_bundle,
 )
+
+#: instruction of the load-time smoke test of a language bundle
+NEUTRAL_INSTRUCTION = "do the task"
 
 
 class ObservationError(ValueError):
@@ -72,6 +77,13 @@ class BundlePolicy:
             self.features, self.input_keys, (spec.get("normalization") or {}).get("stats")
         )
         self.uses_noise = NOISE in self._dtypes
+        self.tokenizer = None
+        if spec.get(LANGUAGE_SECTION):
+            from robot_learning.instruction_tokens import tokenizer_from_dict
+
+            self.tokenizer = tokenizer_from_dict(spec[LANGUAGE_SECTION]["tokenizer"])
+        #: the bundle follows a language instruction (``batch["task"]`` / ``obs["task"]``)
+        self.uses_language = self.tokenizer is not None
         self.backend = resolve_runtime(runtime, self.bundle_dir, spec)(
             self.bundle_dir, spec, threads=threads
         )
@@ -119,7 +131,27 @@ class BundlePolicy:
                 if reason is not None:
                     raise ObservationError(reason)
             out[key] = np.ascontiguousarray(value)
+        if self.uses_language:
+            out.update(self._language_inputs(batch, size))
         return out
+
+    def _language_inputs(self, batch: dict[str, Any], size: int | None) -> dict[str, np.ndarray]:
+        """Token ids and mask: given, or tokenized from the ``task`` strings."""
+        if TOKENS_KEY in batch:
+            ids = np.asarray(batch[TOKENS_KEY], np.int64)
+            mask = np.asarray(batch.get(TOKEN_MASK_KEY, ids != 0), np.int64)
+        elif TASK_KEY in batch:
+            texts = batch[TASK_KEY]
+            texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+            ids, mask = self.tokenizer.encode(texts)
+        else:
+            raise InstructionError(
+                f"this bundle ({self.name}) follows a language instruction: give it as "
+                f"batch[{TASK_KEY!r}] (one string per sample) or obs[{TASK_KEY!r}]"
+            )
+        if ids.shape[0] != size:
+            raise InstructionError(f"{ids.shape[0]} instructions for a batch of {size}")
+        return {TOKENS_KEY: np.ascontiguousarray(ids), TOKEN_MASK_KEY: np.ascontiguousarray(mask)}
 
     def predict_chunk(self, batch: dict[str, Any], noise: np.ndarray | None = None) -> np.ndarray:
         """Observations ``[B, n_obs_steps, *shape]`` -> raw action chunk ``[B, horizon, *action_shape]``.
@@ -164,6 +196,13 @@ class BundlePolicy:
             self._history.append(frame)
         if not self._queue:
             batch = {k: np.stack([f[k] for f in self._history])[None] for k in self.input_keys}
+            if self.uses_language:
+                if TASK_KEY not in obs:
+                    raise InstructionError(
+                        f"this bundle follows a language instruction: put it in the observation "
+                        f"as obs[{TASK_KEY!r}]"
+                    )
+                batch[TASK_KEY] = [str(obs[TASK_KEY])]
             chunk = self.predict_chunk(batch, noise=None if noise is None else noise[None])[0]
             start = self.n_obs_steps - 1
             self._queue.extend(chunk[start : start + self.n_action_steps])
@@ -205,6 +244,8 @@ class BundlePolicy:
                 value = np.clip(value.ravel(), bounds.low, bounds.high)
             value = value.reshape(self.features[key].shape)
             out[key] = np.broadcast_to(value, shape).astype(self._dtypes[key])
+        if self.uses_language:
+            out[TASK_KEY] = [NEUTRAL_INSTRUCTION] * batch
         return out
 
     def _smoke_test(self) -> None:

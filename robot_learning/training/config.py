@@ -46,6 +46,9 @@ class TrainConfig:
     """Policy config fields (``configs/policy/<name>.yaml`` merged with ``policy.<field>=`` overrides)."""
     task: TaskConfig | None = None
     """Task for periodic evaluation; its env spec is checked against the dataset's features."""
+    init: str | None = None
+    """Start from this checkpoint's weights (same policy family; fine-tuning). Its architecture
+    settings are used unless ``policy.<field>=`` is given; normalisation comes from the dataset."""
     steps: int = 20_000
     """Optimisation steps (also the length of the cosine LR schedule)."""
     batch_size: int = 64

@@ -47,6 +47,7 @@ from robot_learning.features import FeatureSpec
 from robot_learning.policy import POLICIES, Policy
 from robot_learning.training import checkpoint as ckpt
 from robot_learning.training.config import TrainConfig, build_policy_config
+from robot_learning.training.init_weights import load_initial_weights
 from robot_learning.training.progress import GracefulStop, RunEstimate, TrainProgress
 from robot_learning.training.windows import (
     StepBatchSampler,
@@ -161,6 +162,8 @@ def _train(
     ):  # bounds/control mode a LeRobot-schema dataset lacks come from the task
         features, env_features = _task_features(cfg.task, dataset)
     policy = policy_cls(policy_cfg, features, merged_stats(datasets)).to(device)
+    if cfg.init is not None and resume_from is None:
+        load_initial_weights(policy, cfg.init)
     if env_features is not None:
         check_task_features(
             features,

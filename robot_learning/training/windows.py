@@ -141,6 +141,14 @@ class WindowDataset(Dataset):
             parts.append(values.reshape(part.num_frames, *part.features[key].shape))
         return np.concatenate(parts)
 
+    def frame_tasks(self) -> np.ndarray:
+        """Every frame's language instruction (the dataset's ``task`` string), ``[N]`` str."""
+        parts = []
+        for part in self.sources:
+            index = np.asarray(part.columns(["task_index"])["task_index"], np.int64).reshape(-1)
+            parts.append(np.asarray(part.tasks, dtype=object)[index])
+        return np.concatenate(parts).astype(str)
+
     def with_targets(self, targets: dict[str, np.ndarray]) -> WindowDataset:
         """A copy whose batches also hold ``targets`` (per frame, ``[N, *shape]``), gathered at
         each window's current frame as ``[B, *shape]`` (e.g. success labels of a classifier)."""

@@ -120,6 +120,11 @@ class LiftExpert(ArmExpert):
         return goal, CLOSE, 0.8, False
 
 
+@register_expert("lift_color")
+class LiftColorExpert(LiftExpert):
+    """lift's expert on the instructed cube (``lift_color``'s task state names it ``cube_pos``)."""
+
+
 @register_expert("peg_insert")
 class PegInsertExpert(ArmExpert):
     """Centre the peg tip over the opening (from the measured peg, not the hand), then push down.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_learning.envs import register_task
+from robot_learning.language import Instructions
 from sim import arm_common as ac
 from sim.mujoco_suite.arm_base import MujocoArmEnv
 from sim.mujoco_suite.base import mujoco  # base sets MUJOCO_GL before importing mujoco
@@ -23,6 +24,14 @@ class PegInsertEnv(MujocoArmEnv):
     """Insert the held peg at least ``PEG_SUCCESS_DEPTH`` into the hole."""
 
     task_description = "insert the peg into the hole"
+    instructions = Instructions(
+        train=(
+            "insert the peg into the hole",
+            "put the peg in the hole",
+            "push the peg down into the block",
+        ),
+        heldout=("plug the peg into the square hole", "fit the peg into the opening"),
+    )
     default_max_episode_steps = ac.PEG_MAX_STEPS
     env_state_names = ac.PEG_ENV_STATE
     randomized_bodies = ("peg",)

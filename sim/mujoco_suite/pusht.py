@@ -25,6 +25,7 @@ import shapely
 
 from robot_learning.envs import TaskConfig, register_task
 from robot_learning.features import Feature, FeatureSpec
+from robot_learning.language import Instructions
 from sim.mujoco_suite.base import MujocoTaskEnv, mujoco  # base sets MUJOCO_GL before importing
 
 # ------------------------------------------------------------------------------ geometry
@@ -189,6 +190,14 @@ class PushTEnv(MujocoTaskEnv):
     reward_weights = {"coverage": 1.0}
     randomized_bodies = ("block",)
     task_description = "Push the T-shaped block onto the green target T."
+    instructions = Instructions(
+        train=(
+            "Push the T-shaped block onto the green target T.",
+            "push the T onto the target",
+            "slide the T block over the green T",
+        ),
+        heldout=("move the tee into the green outline", "align the T-shaped piece with the goal"),
+    )
 
     def __init__(self, cfg: TaskConfig, render_size: int = 256) -> None:
         super().__init__(cfg, render_size)

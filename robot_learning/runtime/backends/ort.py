@@ -12,7 +12,12 @@ from robot_learning.runtime.bundle import GRAPH_FILE, BundleError
 
 #: execution providers in order of preference; the first ones present are used
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(float16)": "float16"}
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(uint8)": "uint8",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+}
 
 
 @RUNTIMES.register("onnxruntime")

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from robot_learning.language import TOKEN_MASK_KEY, TOKENS_KEY
 from robot_learning.runtime.base import RUNTIMES, Runtime
 from robot_learning.runtime.bundle import NOISE, TORCH_DIR, BundleError
 
@@ -67,6 +68,9 @@ class TorchRuntime(Runtime):
         for key in policy.input_keys:
             dtype = "uint8" if policy.features[key].is_image else "float32"
             sig[key] = (dtype, (None, policy.config.n_obs_steps, *policy.features[key].shape))
+        if policy.language_tokens is not None:  # the instruction's token ids and mask
+            for key in (TOKENS_KEY, TOKEN_MASK_KEY):
+                sig[key] = ("int64", (None, policy.language_tokens))
         if self.uses_noise:
             sig[NOISE] = ("float32", (None, *policy.noise_shape))
         return sig
