@@ -48,6 +48,9 @@ class CollectConfig:
     expert: str = "scripted"
     """Where actions come from: ``scripted`` (the expert registered for the task) or the name
     of any registered expert (``robot_learning.experts`` plugins add their own)."""
+    policy: str | None = None
+    """Record the actions of this checkpoint or bundle instead of an expert's (distillation:
+    the teacher's episodes for a student; no privileged state needed, so robots work too)."""
     only_success: bool = False
     """Discard failed episodes."""
     max_attempts: int | None = None
@@ -65,6 +68,11 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.episodes <= 0:
             raise ValueError(f"episodes={self.episodes} must be positive")
+        if self.policy is not None and self.expert != "scripted":
+            raise ValueError(
+                f"collect takes actions from expert={self.expert!r} or from policy={self.policy!r}, "
+                "not both: drop one"
+            )
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0 (episode i resets with seed + i)")
         if (
@@ -188,8 +196,13 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     start = time.perf_counter()
     writer = None
     try:
-        expert = make_expert(env, None if cfg.expert == "scripted" else cfg.expert)
-        env.unwrapped.task_state()  # a robot without privileged state fails before any file
+        if cfg.policy is not None:
+            from robot_learning.policy_actions import PolicyActions
+
+            expert = PolicyActions(cfg.policy, env)
+        else:
+            expert = make_expert(env, None if cfg.expert == "scripted" else cfg.expert)
+            env.unwrapped.task_state()  # a robot without privileged state fails before any file
         writer = LeRobotDatasetWriter.create(
             cfg.out, features, fps=env.fps, robot_type=env.unwrapped.robot_type, resume=cfg.resume
         )
@@ -248,7 +261,10 @@ def _collect_episodes(cfg, env, expert, writer, result, wanted, max_attempts, fi
         while result.episodes < wanted and result.attempts < max_attempts:
             seed = first_seed + result.attempts
             success, n = run_episode(
-                env, expert, seed, on_frame=lambda f: writer.add_frame(f, task=episode_instruction(env))
+                env,
+                expert,
+                seed,
+                on_frame=lambda f: writer.add_frame(f, task=episode_instruction(env)),
             )
             result.attempts += 1
             result.attempt_successes += int(success)

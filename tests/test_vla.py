@@ -319,3 +319,116 @@ def test_train_init_fine_tunes_a_checkpoint_with_lora_and_writes_the_merged_weig
             policy="vla", dataset=str(tmp_path / "d"), out=str(tmp_path / "bad"), steps=1,
             batch_size=8, warmup_steps=0, init=base.final_dir, policy_overrides={**small, "d_model": 64},
         ))  # fmt: skip
+
+
+def _first_steps(color: str, seeds, horizon: int) -> list[tuple]:
+    """(first observation, instruction, the expert's first ``horizon`` actions, task state) of
+    ``lift_color`` scenes with the ``color`` cube named."""
+    from robot_learning.envs import TaskConfig, make_env, make_expert
+
+    env = make_env(TaskConfig(name="lift_color", instruction=f"lift the {color} cube"))
+    expert, out = make_expert(env), []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        expert.reset(seed)
+        state, first, actions = env.task_state(), obs, []
+        for _ in range(horizon):
+            actions.append(expert.act(obs))
+            obs, *_ = env.step(actions[-1])
+        out.append((first, env.instruction, np.stack(actions), state))
+    return out
+
+
+def _as_batch(items, keys):
+    out = {k: torch.as_tensor(np.stack([o[k] for o, *_ in items]))[:, None] for k in keys}
+    out["task"] = [text for _, text, _, _ in items]
+    out["action"] = torch.as_tensor(np.stack([a for _, _, a, _ in items]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lift_color_vla():
+    """A tiny VLA trained (300 steps, ~10 s) on the expert's first moves in 24 lift_color scenes,
+    each scene with both instructions."""
+    from robot_learning.envs import TaskConfig, make_env
+
+    features = make_env(TaskConfig(name="lift_color")).features
+    keys = features.observation_keys
+    stats = {k: {"min": list(features[k].low), "max": list(features[k].high)} for k in keys}
+    stats["action"] = {"min": [-1.0] * 4, "max": [1.0] * 4}
+    torch.manual_seed(0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    policy = VLAPolicy(
+        VLAConfig(**{**TINY, "max_tokens": 24, "n_action_steps": 4}), features, stats
+    )
+    train = _as_batch([x for c in ("red", "blue") for x in _first_steps(c, range(24), 8)], keys)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss, _ = policy.compute_loss(train)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(before)
+    return policy.eval()
+
+
+def test_the_instruction_decides_which_cube_a_trained_vla_reaches_for(lift_color_vla):
+    """In scenes it never saw, the VLA moves towards the named cube, and towards the other one
+    when the instruction changes: the language, not the scene, picks the goal."""
+    policy = lift_color_vla
+    for color, other in (("red", "blue"), ("blue", "red")):
+        scenes = _first_steps(color, range(1000, 1006), 8)
+        with torch.no_grad():
+            batch = _as_batch(scenes, policy.input_keys)
+            moves = policy.predict_chunk(batch, torch.zeros(6, 8, 4))[:, :4, :2]
+        for move, (_, _, _, state) in zip(moves.mean(1).numpy(), scenes, strict=True):
+            cosines = {}
+            for cube in (color, other):
+                to_cube = (state[f"{cube}_pos"] - state["ee_pos"])[:2]
+                cosines[cube] = move @ to_cube / (np.linalg.norm(move) * np.linalg.norm(to_cube))
+            assert cosines[color] > 0.7 and cosines[color] > cosines[other] + 0.2, cosines
+
+
+def test_a_student_distilled_from_the_vla_imitates_it(lift_color_vla, tmp_path):
+    """collect policy=<teacher> records the VLA's episodes; a small flow policy trained on them
+    predicts the teacher's actions far better than the teacher's mean action does."""
+    from robot_learning.collect import CollectConfig, collect
+    from robot_learning.datasets import LeRobotDataset
+    from robot_learning.envs import TaskConfig
+    from robot_learning.training import TrainConfig, train
+
+    lift_color_vla.save(tmp_path / "teacher", extra={"train_config": {"fps": 10}})
+    task = TaskConfig(name="lift_color", instruction="lift the red cube", max_episode_steps=12)
+    collect(CollectConfig(task=task, episodes=6, policy=str(tmp_path / "teacher"),
+                          out=str(tmp_path / "teacher_data")))  # fmt: skip
+    data = LeRobotDataset(tmp_path / "teacher_data")
+    assert set(data.tasks) == {"lift the red cube"} and data.num_frames == 72
+    student = train(TrainConfig(
+        policy="flow", dataset=str(tmp_path / "teacher_data"), out=str(tmp_path / "student"),
+        steps=300, batch_size=32, lr=3e-3, warmup_steps=10, use_ema=False,
+        policy_overrides={"down_dims": (32, 64), "horizon": 8, "n_obs_steps": 1,
+                          "n_action_steps": 4, "time_embed_dim": 32},
+    ))  # fmt: skip
+    policy = Policy.load(student.final_dir)
+    # the teacher planned a chunk at every 4th frame (n_action_steps=4): compare plans there
+    frames = data.columns(["observation.state", "observation.environment_state", "frame_index"])
+    starts = frames["frame_index"] % 4 == 0
+    batch = {k: torch.as_tensor(frames[k][starts])[:, None] for k in policy.input_keys}
+    n = int(starts.sum())
+    g = torch.Generator().manual_seed(0)
+
+    def mean_plan(model, inputs):  # the executed steps' conditional mean over 16 noise draws
+        draws = [
+            model.predict_chunk(inputs, torch.randn(n, 8, 4, generator=g))[:, :4] for _ in range(16)
+        ]
+        return torch.stack(draws).mean(0)
+
+    with torch.no_grad():
+        student = mean_plan(policy, batch)
+        teacher = mean_plan(lift_color_vla, {**batch, "task": ["lift the red cube"] * n})
+    student_error = float(((student - teacher) ** 2).mean())
+    baseline = float(((teacher.mean(0) - teacher) ** 2).mean())  # predicting one mean action
+    assert student_error < 0.3 * baseline, (student_error, baseline)
+    with pytest.raises(ValueError, match="not both"):
+        CollectConfig(task=task, out=str(tmp_path / "x"), expert="lift", policy="y")

@@ -112,6 +112,7 @@ class Stack(nn.Module):
 def sinusoidal(t: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
     """[B] times -> [B, dim] sine/cosine features of ``t * scale`` (dim even)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
+    steps = torch.arange(half, dtype=torch.float32, device=t.device)  # float: onnxscript 0.6
+    freqs = torch.exp(-math.log(10000.0) * steps / half)
     angles = (t.float() * scale)[:, None] * freqs[None]
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
