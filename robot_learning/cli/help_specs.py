@@ -70,7 +70,7 @@ def register_all() -> None:
 
     task = {"task": _task_config}
     HELP["collect"] = CommandHelp(
-        usage="collect task=<name> [obs=state|pixels] [backend=mujoco|pybullet] episodes=N out=DIR",
+        usage="collect task=<name> [obs=state|pixels] [backend=mujoco|pybullet] [policy=DIR] [instruction=...] episodes=N out=DIR",
         summary="Record scripted-expert episodes into a LeRobotDataset v3.0 (collect.json holds the "
         "counts); with resume=true, episodes= is the dataset's total.",
         config="collect",
@@ -88,7 +88,7 @@ def register_all() -> None:
         prepare=_teleop_hydra_args,
     )
     HELP["train"] = CommandHelp(
-        usage="train policy=<name> dataset=DIR|[DIR,...] out=DIR [task=<name>] [steps=N] [resume=true]",
+        usage="train policy=<name> dataset=DIR|[DIR,...] out=DIR [task=<name>] [steps=N] [init=DIR] [resume=true]",
         summary="Imitation training of a zoo policy on a LeRobotDataset: checkpoints, TensorBoard "
         "logs, train.json and the final (EMA) policy in out/final.",
         config="train",
@@ -97,7 +97,7 @@ def register_all() -> None:
         examples={"task": "lift"},
     )
     HELP["eval"] = CommandHelp(
-        usage="eval checkpoint=DIR|bundle=DIR [task=<name>] [episodes=N] [runtime=...] [video=true]",
+        usage="eval checkpoint=DIR|bundle=DIR [task=<name>] [episodes=N] [runtime=...] [instruction=...] [video=true]",
         summary="Evaluate a checkpoint or an exported bundle on a task; writes eval.json.",
         config="eval",
         classes=(EvalConfig,),
