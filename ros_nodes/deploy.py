@@ -230,7 +230,7 @@ def node_processes(
     if cfg.teleop is None:
         return processes
     teleop = {
-        **{k: sim[k] for k in ("task", "backend", "obs", "cameras", "image_size")},
+        **{k: sim[k] for k in ("task", "backend", "obs", "cameras", "image_size", "instruction")},
         **{k: sim[k] for k in ("max_episode_steps", "reward", "seed")},
         "device": cfg.teleop,
         "options": [f"{k}={v}" for k, v in cfg.teleop_options.items()],

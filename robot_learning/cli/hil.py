@@ -11,12 +11,18 @@ import zlib
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import ConfigError, build, load_config, task_config, to_container
+from robot_learning.config import (
+    TASK_SHORTHANDS,
+    ConfigError,
+    build,
+    load_config,
+    task_config,
+    to_container,
+)
 
 #: keys of configs/hil.yaml that are not FinetuneConfig fields
 _CLI_ONLY = (
-    "backend",
-    "obs",
+    *TASK_SHORTHANDS,
     "task",
     "algo",
     "transport",
