@@ -224,6 +224,20 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def take_setting(args: list[str], key: str) -> tuple[list[str], str | None]:
+    """``args`` without ``key=value``, and that value (None when absent or null). For settings
+    named like a config group (``policy=DIR`` beside the zoo's ``configs/policy/``), which Hydra
+    would read as a group choice."""
+    rest, value = [], None
+    for arg in args:
+        name, sep, text = arg.partition("=")
+        if sep and name.lstrip("+") == key:
+            value = text if text not in ("", "null", "None") else None
+        else:
+            rest.append(arg)
+    return rest, value
+
+
 #: top-level keys of the commands' configs that set ``task.<key>`` when given
 TASK_SHORTHANDS = ("backend", "obs", "instruction")
 

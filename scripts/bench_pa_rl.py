@@ -2,7 +2,8 @@
 distil on the task with sparse reward; the VLA is saved after every iteration.
 
   .venv/bin/python scripts/bench_pa_rl.py BASE_CHECKPOINT OUT [task=lift_color] [iterations=8]
-      [episodes=8] [critic_updates=150] [distill_updates=40] [minutes=40]
+      [episodes=8] [critic_updates=150] [distill_updates=40] [improve_steps=2] [num_samples=8]
+      [minutes=40]
 
 Writes OUT/pa_rl.json (per-iteration metrics) and OUT/final; compare both with
   robot-learning eval checkpoint=BASE_CHECKPOINT|OUT/final task=lift_color episodes=100
@@ -36,6 +37,8 @@ def main(argv: list[str]) -> int:
         episodes_per_iteration=int(opts.get("episodes", 8)),
         critic_updates=int(opts.get("critic_updates", 150)),
         distill_updates=int(opts.get("distill_updates", 40)),
+        improve_steps=int(opts.get("improve_steps", 2)),
+        num_samples=int(opts.get("num_samples", 8)),
     )
     started = time.monotonic()
     budget = 60 * float(opts.get("minutes", 40))

@@ -430,5 +430,10 @@ def test_a_student_distilled_from_the_vla_imitates_it(lift_color_vla, tmp_path):
     student_error = float(((student - teacher) ** 2).mean())
     baseline = float(((teacher.mean(0) - teacher) ** 2).mean())  # predicting one mean action
     assert student_error < 0.3 * baseline, (student_error, baseline)
+    from robot_learning.cli import main  # the CLI takes policy= before Hydra sees it
+
+    args = ["collect", "task=lift_color", "instruction=lift the blue cube", "episodes=1",
+            "task.max_episode_steps=4", f"policy={tmp_path / 'teacher'}", f"out={tmp_path / 'cli'}"]  # fmt: skip
+    assert main(args) == 0 and LeRobotDataset(tmp_path / "cli").tasks == ["lift the blue cube"]
     with pytest.raises(ValueError, match="not both"):
         CollectConfig(task=task, out=str(tmp_path / "x"), expert="lift", policy="y")

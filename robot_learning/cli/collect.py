@@ -6,7 +6,14 @@ from rich.console import Console
 
 from robot_learning.cli import COMMANDS
 from robot_learning.collect import CollectConfig, collect
-from robot_learning.config import TASK_SHORTHANDS, build, load_config, task_config, to_container
+from robot_learning.config import (
+    TASK_SHORTHANDS,
+    build,
+    load_config,
+    take_setting,
+    task_config,
+    to_container,
+)
 
 #: keys of configs/collect.yaml that are not CollectConfig fields (they fill ``task``)
 _CLI_ONLY = (*TASK_SHORTHANDS, "task")
@@ -15,9 +22,12 @@ _CLI_ONLY = (*TASK_SHORTHANDS, "task")
 @COMMANDS.register("collect")
 def collect_command(args: list[str]) -> int:
     """Parse overrides, collect, print a summary; exit 1 if fewer episodes than asked were saved."""
+    args, policy = take_setting(args, "policy")  # configs/policy/ is the zoo's group
     cfg = load_config("collect", args)
     data = to_container(cfg)
     settings = {k: v for k, v in data.items() if k not in _CLI_ONLY}
+    if policy is not None:
+        settings["policy"] = policy
     run = build(CollectConfig, {**settings, "task": task_config(cfg)}, where="collect")
     result = collect(run)
     console = Console()
