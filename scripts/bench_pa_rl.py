@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
         distill_updates=int(opts.get("distill_updates", 40)),
         improve_steps=int(opts.get("improve_steps", 2)),
         num_samples=int(opts.get("num_samples", 8)),
+        policy_lr=float(opts.get("policy_lr", 1e-5)),
     )
     started = time.monotonic()
     budget = 60 * float(opts.get("minutes", 40))

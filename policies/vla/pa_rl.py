@@ -66,8 +66,10 @@ class PARLConfig:
     """Polyak rate of the target critics: target <- (1 - tau) target + tau online."""
     batch_size: int = 64
     """Transitions per critic update and states per distillation update."""
-    policy_lr: float = 1e-4
-    """Adam learning rate of the VLA during distillation."""
+    policy_lr: float = 1e-5
+    """Adam learning rate of the VLA during distillation. Small: a converged VLA distilled with
+    a fresh Adam at 1e-4 on a few dozen states lost all its successes in 30 steps (BENCHMARKS.md);
+    1e-5 kept them."""
     critic_updates: int = 100
     """Critic TD updates per iteration."""
     distill_updates: int = 20
