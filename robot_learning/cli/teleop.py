@@ -9,7 +9,14 @@ import yaml
 from rich.console import Console
 
 from robot_learning.cli import COMMANDS
-from robot_learning.config import TASK_SHORTHANDS, build, load_config, task_config, to_container
+from robot_learning.config import (
+    TASK_SHORTHANDS,
+    build,
+    load_config,
+    take_setting,
+    task_config,
+    to_container,
+)
 
 #: keys of configs/teleop.yaml that are not TeleopConfig fields (they fill ``task``)
 _CLI_ONLY = (*TASK_SHORTHANDS, "task")
@@ -25,13 +32,12 @@ def split_device_options(args: list[str]) -> tuple[list[str], dict[str, Any], st
     is taken out before Hydra sees it: ``configs/policy/`` is the zoo's config group, so Hydra
     would read ``policy=DIR`` as a group choice.
     """
-    rest, options, policy = [], {}, None
+    args, policy = take_setting(args, "policy")
+    rest, options = [], {}
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key.startswith(_DEVICE_PREFIX) and len(key) > len(_DEVICE_PREFIX):
             options[key[len(_DEVICE_PREFIX) :]] = yaml.safe_load(value) if value else None
-        elif sep and key == "policy":
-            policy = value if value not in ("", "null", "None") else None
         else:
             rest.append(arg)
     return rest, options, policy
