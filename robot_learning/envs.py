@@ -114,6 +114,11 @@ class TaskConfig:
     paraphrases: str = "train"
     """Pool of each episode's instruction: ``train`` (collection and training), ``heldout``
     (paraphrases never trained on, for evaluation), ``all``, or ``canonical`` (the first only)."""
+    env_state_slots: int | None = None
+    """Arm tasks in state mode: lay ``observation.environment_state`` out as this many xyz slots
+    (``slot0_x`` ... , the task's objects first, zeros after), so that tasks of the suite share
+    one feature spec and their datasets train one multi-task policy. None: the task's own
+    names (``cube_x``, ...)."""
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_MODES:
@@ -132,6 +137,11 @@ class TaskConfig:
             )
         if self.instruction is not None:
             self.instruction = check_instruction(self.instruction)
+        if self.env_state_slots is not None and self.env_state_slots < 1:
+            raise ValueError(
+                f"task env_state_slots={self.env_state_slots} must be >= 1 (xyz slots), or null "
+                "for the task's own environment-state layout"
+            )
         if self.cameras is not None:
             self.cameras = tuple(self.cameras)
         if self.backend == "gymnasium" and not self.gym_id:

@@ -289,7 +289,9 @@ class FeatureSpec(Mapping[str, Feature]):
         problems = self.diff(other, keys)
         if problems:
             raise FeatureMismatchError(
-                f"{what} does not match the expected features: " + "; ".join(problems)
+                f"{what} does not match the expected features: "
+                + "; ".join(problems)
+                + slot_hint(self, other)
             )
 
     def check_sample(self, sample: Mapping[str, Any], keys: list[str] | None = None) -> None:
@@ -302,3 +304,17 @@ class FeatureSpec(Mapping[str, Feature]):
             )
         for k in keys:
             self.features[k].check_sample(k, sample[k])
+
+
+def slot_hint(a: Mapping[str, Feature], b: Mapping[str, Feature]) -> str:
+    """Advice when one side lays its environment state out in generic xyz slots."""
+    key = "observation.environment_state"
+    for spec in (a, b):
+        feature = spec.get(key)
+        names = feature.names if feature is not None else None
+        if names and all(n.startswith("slot") for n in names):
+            return (
+                f". One side lays {key} out in {len(names) // 3} generic xyz slots (multi-task "
+                f"data): pass task.env_state_slots={len(names) // 3} to match it"
+            )
+    return ""

@@ -94,6 +94,10 @@ def _object_xyz_bounds(prefix: str) -> dict[str, tuple[float, float]]:
     }
 
 
+#: most generic environment-state slots an arm task can be laid out in (task.env_state_slots)
+MAX_SLOTS = 8
+
+
 def _observation_element_bounds() -> dict[str, tuple[float, float]]:
     """Physical range (low, high) of every arm-task observation element, by element name."""
     out = {f"ee_{a}": _axis_bounds(i, OBS_WORKSPACE_MARGIN) for i, a in enumerate("xyz")}
@@ -113,6 +117,12 @@ def _observation_element_bounds() -> dict[str, tuple[float, float]]:
         lo, hi = PEG_HOLE_LOW[i], PEG_HOLE_HIGH[i]
         out[f"hole_{a}"] = (float(lo - OBJECT_MARGIN), float(hi + OBJECT_MARGIN))
     out["hole_z"] = (TABLE_Z + HOLE_DEPTH - 0.01, TABLE_Z + HOLE_DEPTH + 0.01)
+    # generic slots (task.env_state_slots): any object's range on each axis, and 0 (padding)
+    for a in "xyz":
+        values = [b for n, b in out.items() if n.endswith(f"_{a}") and not n.startswith("ee_")]
+        low = min(0.0, *(lo for lo, _ in values))
+        high = max(0.0, *(hi for _, hi in values))
+        out.update({f"slot{i}_{a}": (low, high) for i in range(MAX_SLOTS)})
     return out
 
 
@@ -129,13 +139,43 @@ def observation_bounds(names: tuple[str, ...]) -> tuple[tuple[float, ...], tuple
     )
 
 
+def slot_names(env_state_names: tuple[str, ...], slots: int | None) -> tuple[str, ...]:
+    """Names of ``observation.environment_state``: the task's own, or ``slots`` generic xyz slots.
+
+    Every arm-task environment state is a sequence of object positions (``<object>_x/y/z``), so
+    tasks laid out in the same number of slots share one feature spec (multi-task datasets).
+    """
+    if slots is None:
+        return env_state_names
+    if slots > MAX_SLOTS:
+        raise ValueError(f"task.env_state_slots={slots} is more than {MAX_SLOTS}; use fewer")
+    if len(env_state_names) % 3 or len(env_state_names) > 3 * slots:
+        raise ValueError(
+            f"task.env_state_slots={slots} cannot hold this task's environment state "
+            f"{list(env_state_names)}: use env_state_slots >= {-(-len(env_state_names) // 3)}"
+        )
+    return tuple(f"slot{i}_{a}" for i in range(slots) for a in "xyz")
+
+
+def pad_slots(env_state: np.ndarray, slots: int | None) -> np.ndarray:
+    """``env_state`` zero-padded to ``slots`` xyz slots (unchanged when ``slots`` is None)."""
+    if slots is None:
+        return env_state
+    return np.concatenate([env_state, np.zeros(3 * slots - len(env_state), env_state.dtype)])
+
+
 def arm_features(
-    obs_mode: str, env_state_names: tuple[str, ...], cameras: tuple[str, ...], image_size: int
+    obs_mode: str,
+    env_state_names: tuple[str, ...],
+    cameras: tuple[str, ...],
+    image_size: int,
+    slots: int | None = None,
 ) -> FeatureSpec:
     """Feature spec shared by every arm task and backend.
 
     ``observation.state`` (11): end-effector xyz, gripper width, 7 joint angles.
-    ``observation.environment_state`` (state mode): the task's object quantities.
+    ``observation.environment_state`` (state mode): the task's object quantities, or ``slots``
+    generic xyz slots (:func:`slot_names`; zeros after the task's objects).
     Both carry physical bounds per element (:data:`OBSERVATION_BOUNDS`).
     ``observation.images.<cam>`` (pixel mode): uint8 (image_size, image_size, 3).
     ``action`` (4): end-effector delta xyz in [-1, 1] (x ACTION_SCALE metres) + gripper command.
@@ -147,9 +187,10 @@ def arm_features(
         ),
     }
     if obs_mode == "state":
-        low, high = observation_bounds(env_state_names)
+        names = slot_names(env_state_names, slots)
+        low, high = observation_bounds(names)
         feats["observation.environment_state"] = Feature(
-            "float32", (len(env_state_names),), env_state_names, low=low, high=high
+            "float32", (len(names),), names, low=low, high=high
         )
     else:
         for cam in cameras:

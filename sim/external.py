@@ -55,6 +55,8 @@ def _unhonoured(cfg: TaskConfig) -> list[str]:
         bad.append("task.randomization.object_pose (the suite's reset decides the initial state)")
     if cfg.cameras is not None:
         bad.append("task.cameras (the suite's observation decides its images)")
+    if cfg.env_state_slots is not None:
+        bad.append("task.env_state_slots (the suite's observation decides its state)")
     return bad
 
 

@@ -10,6 +10,7 @@ from policies.common.flow_matching import TIME_SAMPLINGS
 from robot_learning.policy import PolicyConfig
 
 TEXT_ENCODERS = ("scratch", "huggingface")
+BACKBONES = ("scratch", "huggingface")
 #: parts that ``freeze`` may name (their parameters get no gradient)
 FREEZABLE = ("text", "vision", "backbone", "expert")
 #: parts that may carry LoRA adapters (their attention and MLP projections)
@@ -39,6 +40,19 @@ class VLAConfig(PolicyConfig):
     """Transformer blocks over the prefix (image, instruction and state tokens)."""
     expert_layers: int = 4
     """Action-expert blocks (self-attention over the chunk + cross-attention to the prefix)."""
+    backbone: str = "scratch"
+    """``scratch``: our transformer over our camera and instruction tokens (trained with the
+    policy); ``huggingface``: a vision-language model from a local folder (``vlm_model_path``:
+    SmolVLM, Idefics3 or PaliGemma) embeds the images and the instruction with its own vision
+    tower and tokenizer and runs its decoder over the prefix (SmolVLA's layout)."""
+    vlm_model_path: str | None = None
+    """backbone=huggingface: a local Hugging Face VLM folder (config.json, tokenizer.json,
+    weights). Read once when the policy is first built; checkpoints keep what they need."""
+    vlm_model_config: dict[str, Any] | None = None
+    """Filled from ``vlm_model_path``'s config.json at the first build."""
+    vlm_layers: int | None = None
+    """backbone=huggingface: keep the VLM decoder's first layers only (SmolVLA keeps half);
+    None: all of them."""
     text_encoder: str = "scratch"
     """``scratch``: byte tokens + a small transformer trained with the policy; ``huggingface``:
     a pretrained text model from a local folder (``text_model_path``), e.g. MiniLM-L6."""
@@ -49,7 +63,8 @@ class VLAConfig(PolicyConfig):
     """Filled from ``text_model_path``'s config.json at the first build (checkpoints rebuild the
     text model from it without the folder)."""
     tokenizer_json: str | None = None
-    """Filled from ``text_model_path``'s tokenizer.json at the first build."""
+    """Filled from ``text_model_path``'s (or ``vlm_model_path``'s) tokenizer.json at the first
+    build."""
     text_layers: int = 2
     """text_encoder=scratch: transformer blocks over the instruction's bytes."""
     max_tokens: int = 48
@@ -99,6 +114,24 @@ class VLAConfig(PolicyConfig):
                 f"need lora_rank >= 0, lora_alpha > 0 and 0 <= lora_dropout < 1; got "
                 f"{self.lora_rank}, {self.lora_alpha}, {self.lora_dropout}"
             )
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone={self.backbone!r} is not one of {BACKBONES}")
+        if self.backbone == "huggingface":
+            if self.vlm_model_path is None and self.vlm_model_config is None:
+                raise ValueError(
+                    "backbone=huggingface needs vlm_model_path=<local Hugging Face VLM folder> "
+                    "(e.g. the folder of HuggingFaceTB/SmolVLM2-500M-Video-Instruct)"
+                )
+            if self.text_encoder != "scratch":
+                raise ValueError(
+                    "backbone=huggingface embeds the instruction with the VLM's own tokenizer "
+                    "and embeddings: remove text_encoder=huggingface"
+                )
+            if "text" in self.lora_targets and self.lora_rank:
+                raise ValueError(
+                    "backbone=huggingface has no separate text encoder: lora_targets may be "
+                    "backbone and expert"
+                )
         if self.text_encoder not in TEXT_ENCODERS:
             raise ValueError(f"text_encoder={self.text_encoder!r} is not one of {TEXT_ENCODERS}")
         if (
@@ -117,6 +150,8 @@ class VLAConfig(PolicyConfig):
         for name in ("backbone_layers", "expert_layers", "text_layers", "max_tokens", "image_grid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.vlm_layers is not None and self.vlm_layers < 1:
+            raise ValueError(f"vlm_layers={self.vlm_layers} must be >= 1 (or null: all layers)")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps={self.num_inference_steps} must be >= 1")
         if self.vision_backbone not in VISION_BACKBONES:

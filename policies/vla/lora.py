@@ -19,8 +19,10 @@ from torch import nn
 #: projections of our blocks (policies/vla/blocks.py) and of BERT-style Hugging Face encoders
 _OWN = r"blocks\.\d+\.(self_attn|cross_attn)\.(q_proj|k_proj|v_proj|o_proj)|blocks\.\d+\.mlp\.(up|down)"
 _HF = r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"
+#: decoder layers of a Hugging Face VLM backbone (Llama / Gemma style projections)
+_VLM = r"vlm\.model\.(text_model|language_model)\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
 PATTERNS = {
-    "backbone": rf"backbone\.({_OWN})",
+    "backbone": rf"backbone\.({_OWN})|{_VLM}",
     "expert": rf"expert\.({_OWN})",
     "text": rf"text\.(stack\.({_OWN})|model\.({_HF}))",
 }

@@ -29,6 +29,7 @@ from policies.vla.blocks import Stack, sinusoidal
 from policies.vla.configuration import VLAConfig
 from policies.vla.encoders import HFTextEncoder, ImageTokens, ScratchTextEncoder, read_hf_folder
 from policies.vla.lora import add_lora, merged_state_dict
+from policies.vla.vlm import HFVLMBackbone, read_vlm_folder
 from robot_learning.features import ACTION, FeatureMismatchError, FeatureSpec
 from robot_learning.instruction_tokens import ByteTokenizer, HFTokenizer
 from robot_learning.language import TASK_KEY, TOKEN_MASK_KEY, TOKENS_KEY, InstructionError
@@ -57,30 +58,35 @@ class VLAPolicy(Policy):
                 f"{ACTION!r} must be a vector, got shape {self.features.action.shape}"
             )
         d = config.d_model
+        self.vlm = self._build_vlm(config)
+        width = d if self.vlm is None else self.vlm.hidden  # of the prefix tokens
         self.tokenizer, self.text = self._build_text(config)
-        self.text_proj = nn.Linear(self.text.out_dim, d)
-        self.cameras = nn.ModuleDict(
-            {
-                _module_key(k): ImageTokens(
-                    self.features[k].shape,
-                    config.vision_backbone,
-                    d,
-                    config.image_grid,
-                    config.crop_ratio,
-                )  # fmt: skip
-                for k in self.image_keys
-            }
-        )
+        if self.vlm is None:
+            self.text_proj = nn.Linear(self.text.out_dim, d)
+            self.cameras = nn.ModuleDict(
+                {
+                    _module_key(k): ImageTokens(
+                        self.features[k].shape,
+                        config.vision_backbone,
+                        d,
+                        config.image_grid,
+                        config.crop_ratio,
+                    )  # fmt: skip
+                    for k in self.image_keys
+                }
+            )
+            self.backbone = Stack(d, config.n_heads, config.backbone_layers)
+        else:  # the VLM's decoder, then down to the expert's width
+            self.prefix_out = nn.Linear(width, d)
         self.states = nn.ModuleDict(
             {
                 _module_key(k): nn.Linear(
-                    config.n_obs_steps * int(np.prod(self.features[k].shape)), d
+                    config.n_obs_steps * int(np.prod(self.features[k].shape)), width
                 )
                 for k in self.state_keys
             }
         )
-        self.segment = nn.Parameter(torch.randn(3, d) * 0.02)  # image, text, state
-        self.backbone = Stack(d, config.n_heads, config.backbone_layers)
+        self.segment = nn.Parameter(torch.randn(3, width) * 0.02)  # image, text, state
         self.action_in = nn.Linear(self.action_dim, d)
         self.action_pos = nn.Parameter(torch.randn(config.horizon, d) * 0.02)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -96,14 +102,29 @@ class VLAPolicy(Policy):
             "vla policy: %.2fM parameters (%.2fM trainable), text=%s, inputs %s",
             sum(p.numel() for p in self.parameters()) / 1e6,
             sum(p.numel() for p in self.parameters() if p.requires_grad) / 1e6,
-            config.text_encoder,
+            config.text_encoder if self.vlm is None else config.vlm_model_config["model_type"],
             self.input_keys,
         )
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def _build_text(config: VLAConfig) -> tuple[ByteTokenizer | HFTokenizer, nn.Module]:
-        """Tokenizer + text encoder; a Hugging Face folder is read once into the config."""
+    def _build_vlm(config: VLAConfig) -> HFVLMBackbone | None:
+        """backbone=huggingface: the VLM (its folder read once into the config), else None."""
+        if config.backbone == "scratch":
+            return None
+        pretrained = None
+        if config.vlm_model_config is None:  # first build: read the folder
+            pretrained = config.vlm_model_path
+            config.vlm_model_config = read_vlm_folder(pretrained)
+            config.tokenizer_json = HFTokenizer.from_folder(pretrained, config.max_tokens).json
+        return HFVLMBackbone(config.vlm_model_config, pretrained, config.vlm_layers)
+
+    @staticmethod
+    def _build_text(config: VLAConfig) -> tuple[ByteTokenizer | HFTokenizer, nn.Module | None]:
+        """Tokenizer + text encoder (None with a VLM backbone: it embeds its own tokens); a
+        Hugging Face folder is read once into the config."""
+        if config.backbone == "huggingface":
+            return HFTokenizer(config.tokenizer_json, config.max_tokens), None
         if config.text_encoder == "scratch":
             tok = ByteTokenizer(config.max_tokens)
             enc = ScratchTextEncoder(
@@ -128,6 +149,16 @@ class VLAPolicy(Policy):
         return tok, HFTextEncoder(config.text_model_config, pretrained)
 
     def _parts(self) -> dict[str, list[nn.Module]]:
+        if self.vlm is not None:
+            model = self.vlm.model
+            return {
+                "text": [model.get_input_embeddings()],
+                "vision": [
+                    m for n, m in model.named_children() if n != self.vlm.family.language_model
+                ],
+                "backbone": [self.vlm.decoder, self.states, self.prefix_out],
+                "expert": [self.expert, self.action_in, self.action_out, self.time_mlp],
+            }
         return {
             "text": [self.text],
             "vision": [self.cameras],
@@ -142,11 +173,18 @@ class VLAPolicy(Policy):
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute transformer activations in the backward pass (text, backbone, expert)."""
-        for stack in (self.backbone, self.expert, getattr(self.text, "stack", None)):
+        for stack in (
+            getattr(self, "backbone", None),
+            self.expert,
+            getattr(self.text, "stack", None),
+        ):
             if stack is not None:
                 stack.gradient_checkpointing = enabled
-        if isinstance(self.text, HFTextEncoder) and enabled:
-            self.text.model.gradient_checkpointing_enable()
+        for hf in (self.text, self.vlm):
+            if isinstance(hf, (HFTextEncoder, HFVLMBackbone)) and enabled:
+                model = hf.model  # transformers 5 renamed the method; 4.x has the old name only
+                enable = getattr(model, "activation_checkpointing_enable", None)
+                (enable or model.gradient_checkpointing_enable)()
 
     # ------------------------------------------------------------------ inputs
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,14 +224,13 @@ class VLAPolicy(Policy):
         tokens = []
         for key in self.image_keys:
             frames = batch[key][:, -1]  # the newest frame of the window
-            x = self.normalizer.normalize(key, frames)
-            tokens.append(self.cameras[_module_key(key)](x) + self.segment[0])
+            tokens.append(self._image_tokens(key, frames) + self.segment[0])
         ids, mask = self.language_inputs(batch)
         if ids.shape[0] != batch[self.input_keys[0]].shape[0]:
             raise InstructionError(
                 f"{ids.shape[0]} instructions for a batch of {batch[self.input_keys[0]].shape[0]}"
             )
-        tokens.append(self.text_proj(self.text(ids, mask)) + self.segment[1])
+        tokens.append(self._text_tokens(ids, mask) + self.segment[1])
         for key in self.state_keys:
             x = self.normalizer.normalize(key, batch[key].float()).flatten(1)
             tokens.append(self.states[_module_key(key)](x)[:, None] + self.segment[2])
@@ -202,7 +239,22 @@ class VLAPolicy(Policy):
         n_img = len(self.image_keys)
         masks[n_img] = mask.bool()
         prefix, prefix_mask = torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
+        if self.vlm is not None:
+            return self.prefix_out(self.vlm(prefix, prefix_mask)), prefix_mask
         return self.backbone(prefix, prefix_mask), prefix_mask
+
+    def _image_tokens(self, key: str, frames: torch.Tensor) -> torch.Tensor:
+        """One camera's newest frames [B, H, W, C] -> tokens [B, n, width]."""
+        x = self.normalizer.normalize(key, frames)  # [0, 1]
+        if self.vlm is not None:
+            return self.vlm.embed_images(x)
+        return self.cameras[_module_key(key)](x)
+
+    def _text_tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, L] -> tokens [B, L, width]."""
+        if self.vlm is not None:
+            return self.vlm.embed_text(ids)
+        return self.text_proj(self.text(ids, mask))
 
     # ------------------------------------------------------------------ action expert
     def velocity(

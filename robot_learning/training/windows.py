@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robot_learning.datasets import LeRobotDataset
-from robot_learning.features import ACTION, FeatureMismatchError
+from robot_learning.features import ACTION, FeatureMismatchError, slot_hint
 from robot_learning.interventions import IS_INTERVENTION
 from robot_learning.training.progress import ignore_sigint
 
@@ -248,7 +248,9 @@ def check_compatible(datasets: Sequence[LeRobotDataset]) -> None:
             raise FeatureMismatchError(
                 f"dataset {other.root} does not have the features of {first.root}: "
                 + "; ".join(problems)
-                + ". Train on datasets recorded on the same task and observation mode"
+                + slot_hint(first.features, other.features)
+                + ". Train on datasets recorded on the same task and observation mode (several "
+                "arm tasks: collect each with the same task.env_state_slots)"
             )
 
 

@@ -107,7 +107,11 @@ class MujocoArmEnv(MujocoTaskEnv):
 
     def _build_features(self) -> FeatureSpec:
         return arm_common.arm_features(
-            self.cfg.obs, self.env_state_names, self.cameras, self.cfg.image_size
+            self.cfg.obs,
+            self.env_state_names,
+            self.cameras,
+            self.cfg.image_size,
+            self.cfg.env_state_slots,
         )
 
     # ----------------------------------------------------------------- reset
@@ -210,9 +214,8 @@ class MujocoArmEnv(MujocoTaskEnv):
 
     def _env_state_obs(self) -> np.ndarray | None:
         state = self._object_state()
-        return np.concatenate([np.atleast_1d(state[k]) for k in self._env_state_keys()]).astype(
-            np.float32
-        )
+        values = np.concatenate([np.atleast_1d(state[k]) for k in self._env_state_keys()])
+        return arm_common.pad_slots(values.astype(np.float32), self.cfg.env_state_slots)
 
     def _env_state_keys(self) -> tuple[str, ...]:
         """task_state keys concatenated (in order) into ``observation.environment_state``."""

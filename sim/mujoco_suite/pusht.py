@@ -200,6 +200,11 @@ class PushTEnv(MujocoTaskEnv):
     )
 
     def __init__(self, cfg: TaskConfig, render_size: int = 256) -> None:
+        if cfg.env_state_slots is not None:
+            raise ValueError(
+                "task.env_state_slots applies to the arm tasks (object positions); pusht's "
+                "environment state is a block pose: remove task.env_state_slots"
+            )
         super().__init__(cfg, render_size)
         m = self.model
         jnt = {name: m.joint(name).qposadr[0] for name in ("block_x", "block_y", "block_yaw")}

@@ -129,7 +129,7 @@ class PybulletArmEnv(TaskEnv):
         self._q_start = self._q_target = self.q_home.copy()
         self._step_count = 0
         self.features = arm_common.arm_features(
-            cfg.obs, self.env_state_names, self.cameras, cfg.image_size
+            cfg.obs, self.env_state_names, self.cameras, cfg.image_size, cfg.env_state_slots
         )
         self._init_spaces()
 
@@ -344,7 +344,9 @@ class PybulletArmEnv(TaskEnv):
         if self.cfg.obs == "state":
             state = self._object_state()
             env_state = [np.atleast_1d(state[k]) for k in self._env_state_keys()]
-            obs["observation.environment_state"] = np.concatenate(env_state).astype(np.float32)
+            obs["observation.environment_state"] = arm_common.pad_slots(
+                np.concatenate(env_state).astype(np.float32), self.cfg.env_state_slots
+            )
         else:
             for cam in self.cameras:
                 obs[f"observation.images.{cam}"] = self.render_camera(cam, self.cfg.image_size)
