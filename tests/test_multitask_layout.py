@@ -54,7 +54,9 @@ def test_two_tasks_in_slots_train_one_language_policy(tmp_path):
     ))  # fmt: skip
     assert (Path(result.final_dir) / "model.safetensors").is_file()
     # the task's own layout does not fit the multi-task policy, and the error says what does
-    own = collect(CollectConfig(task=TaskConfig(name="lift"), episodes=1, out=str(tmp_path / "own")))
+    own = collect(
+        CollectConfig(task=TaskConfig(name="lift"), episodes=1, out=str(tmp_path / "own"))
+    )
     assert own is not None
     with pytest.raises(FeatureMismatchError, match="task.env_state_slots=2"):
         train(TrainConfig(

@@ -75,9 +75,6 @@ class VLAPolicy(Policy):
                     for k in self.image_keys
                 }
             )
-            self.backbone = Stack(d, config.n_heads, config.backbone_layers)
-        else:  # the VLM's decoder, then down to the expert's width
-            self.prefix_out = nn.Linear(width, d)
         self.states = nn.ModuleDict(
             {
                 _module_key(k): nn.Linear(
@@ -87,6 +84,10 @@ class VLAPolicy(Policy):
             }
         )
         self.segment = nn.Parameter(torch.randn(3, width) * 0.02)  # image, text, state
+        if self.vlm is None:
+            self.backbone = Stack(d, config.n_heads, config.backbone_layers)
+        else:  # the VLM's decoder, then down to the expert's width
+            self.prefix_out = nn.Linear(width, d)
         self.action_in = nn.Linear(self.action_dim, d)
         self.action_pos = nn.Parameter(torch.randn(config.horizon, d) * 0.02)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
