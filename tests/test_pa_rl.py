@@ -23,7 +23,9 @@ from policies.vla.pa_rl import (
     td_loss,
     td_target,
     update_critic,
+    warmup_critic,
 )
+from policies.vla.pa_rl_data import demo_chunks
 from robot_learning.envs import TaskConfig, make_env
 
 TINY = dict(d_model=32, n_heads=2, backbone_layers=1, expert_layers=1, text_layers=1, horizon=8)
@@ -177,6 +179,9 @@ def test_replay_stores_discounted_chunk_transitions_and_td_learning_fits_them(fe
     assert state[0, 0, 0] == 0 and buffer.next_obs["observation.state"][0, 0, 0] == state[1, 0, 0]
     np.testing.assert_allclose(buffer.next_obs["observation.state"][1], 0.3)  # t = 6
     assert np.abs(buffer.chunk[:6]).max() <= 1.0
+    # each episode's return-to-go, filled backwards when it ended
+    np.testing.assert_allclose(buffer.mc_return[1::2][:3], buffer.reward[1::2][:3])
+    np.testing.assert_allclose(buffer.mc_return[0], buffer.reward[0] + g**4 * buffer.reward[1])
     # TD learning on this fixed buffer: the squared TD error falls
     torch.manual_seed(0)
     critic = ChunkCritic(policy, cfg.critic_hidden, cfg.num_critics)
@@ -190,7 +195,9 @@ def test_replay_stores_discounted_chunk_transitions_and_td_learning_fits_them(fe
     s_next = critic_inputs(policy, everything["next_obs"])[0]
     with torch.no_grad():
         q_next = critic.min_q(s_next, nxt.chunks[:, :N_EXEC], target=True)
-    torch.testing.assert_close(y[::2], everything["reward"][::2] + g**4 * q_next[::2])
+    bootstrapped = everything["reward"][::2] + g**4 * q_next[::2]
+    # the episode's own return-to-go is a lower bound of the target
+    torch.testing.assert_close(y[::2], torch.maximum(bootstrapped, everything["mc_return"][::2]))
 
     def error() -> float:
         return td_loss(policy, critic, everything, cfg, torch.Generator().manual_seed(0)).item()
@@ -237,3 +244,77 @@ def test_a_tiny_pa_rl_run_on_lift_color_completes_with_finite_metrics(features):
     assert all(chosen >= best >= mean for chosen, best, mean in q)
     changed = [k for k, v in policy.state_dict().items() if not torch.equal(v, before[k])]
     assert changed  # distillation updated the VLA
+
+
+def test_demonstrations_become_chunk_transitions_that_warm_up_the_critic(features, tmp_path):
+    from robot_learning.collect import CollectConfig, collect
+    from robot_learning.datasets import LeRobotDataset
+
+    collect(CollectConfig(task=TaskConfig(name="lift_color"), episodes=2, out=str(tmp_path / "d")))
+    policy = tiny_vla(features, action_range=2.0)
+    g = 0.9
+    demos = demo_chunks(policy, tmp_path / "d", g)
+    episode = LeRobotDataset(tmp_path / "d").episode(0)
+    length = len(episode["action"])
+    success_at = int(np.flatnonzero(episode["next.success"].reshape(-1))[0])
+    assert success_at == length - 1  # collect ends an episode at its success
+    rows = np.arange(length)  # one chunk per frame of episode 0
+    np.testing.assert_allclose(demos.chunk[0], episode["action"][:N_EXEC] / 2.0, atol=1e-6)
+    np.testing.assert_allclose(
+        demos.obs["observation.state"][rows, 0], episode["observation.state"]
+    )
+    assert demos.task[0] == str(episode["task"][0])
+    # only the chunks that reach the success are rewarded (gamma**(k-1) at the k-th step of it)
+    last = length - 1
+    assert demos.done[last] == 1 and demos.done[: last - N_EXEC + 1].sum() == 0
+    np.testing.assert_allclose(demos.reward[last - 1], g)  # success is its 2nd executed step
+    np.testing.assert_allclose(demos.mc_return[0], g ** (length - 1), rtol=1e-5)
+    # the critic fitted to those returns (warm start) ranks demonstrated chunks by them
+    critic = ChunkCritic(policy, hidden=64)
+    opt = torch.optim.Adam(critic.q.parameters(), lr=3e-3)
+    cfg = PARLConfig(critic_warmup_updates=150, batch_size=32)
+    everything = demos.get(np.arange(len(demos)))
+
+    def error() -> float:
+        s = critic_inputs(policy, everything["obs"])[0]
+        with torch.no_grad():
+            return (
+                ((critic.min_q(s, everything["chunk"]) - everything["mc_return"]) ** 2)
+                .mean()
+                .item()
+            )
+
+    before = error()
+    warmup_critic(policy, critic, demos, opt, cfg, np.random.default_rng(0))
+    assert error() < 0.1 * before
+
+
+def test_pa_rl_with_demonstrations_mixes_them_into_every_batch(features, tmp_path, monkeypatch):
+    from policies.vla import pa_rl as module
+    from robot_learning.collect import CollectConfig, collect
+
+    collect(CollectConfig(task=TaskConfig(name="lift_color"), episodes=2, out=str(tmp_path / "d")))
+    policy = tiny_vla(features)
+    demos = demo_chunks(policy, tmp_path / "d", 0.99)
+    seen = []
+    distill = module.distill_chunks
+
+    def spy(policy, batch, chunks, optimizer):
+        seen.append((list(batch["task"]), chunks.clone()))
+        return distill(policy, batch, chunks, optimizer)
+
+    monkeypatch.setattr(module, "distill_chunks", spy)
+    task = TaskConfig(name="lift_color", reward="sparse", max_episode_steps=8)
+    cfg = PARLConfig(
+        num_samples=2, improve_steps=0, critic_hidden=32, batch_size=8, critic_updates=2,
+        critic_warmup_updates=3, distill_updates=2, episodes_per_iteration=1, demo_fraction=0.5,
+    )  # fmt: skip
+    metrics = pa_rl(policy, task, cfg, iterations=1, demos=demos)
+    assert math.isfinite(metrics["critic_warmup_loss"][0])
+    assert len(seen) == 2
+    for tasks, chunks in seen:
+        assert len(tasks) == 8
+        # the demonstration half regresses onto demonstrated chunks (exactly those rows)
+        demo_rows = chunks[4:, :N_EXEC].reshape(4, -1).numpy()
+        stored = demos.chunk[: len(demos)].reshape(len(demos), -1)
+        assert all(np.isclose(stored, row, atol=1e-6).all(1).any() for row in demo_rows)

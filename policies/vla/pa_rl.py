@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from policies.vla.pa_rl_data import ChunkReplay, sample_mixed, take, window_of
 from robot_learning.envs import TaskConfig, episode_instruction, make_env
 from robot_learning.features import ACTION
 from robot_learning.language import TASK_KEY
@@ -72,6 +73,12 @@ class PARLConfig:
     1e-5 kept them."""
     critic_updates: int = 100
     """Critic TD updates per iteration."""
+    critic_warmup_updates: int = 0
+    """Updates before the first collection that regress the critic on the demonstrations'
+    Monte-Carlo returns (needs ``demos``; cheap: no chunk sampling)."""
+    demo_fraction: float = 0.5
+    """With demonstrations: the fraction of every critic and distillation batch drawn from them
+    (RLPD's symmetric sampling; in distillation the demonstrations' own chunks anchor the VLA)."""
     distill_updates: int = 20
     """Distillation (policy) updates per iteration."""
     episodes_per_iteration: int = 4
@@ -89,7 +96,12 @@ class PARLConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("improve_steps", "critic_updates", "distill_updates", "eval_episodes"):
+        if not 0.0 <= self.demo_fraction < 1.0:
+            raise ValueError(f"demo_fraction={self.demo_fraction} must be in [0, 1)")
+        for name in (
+            "improve_steps", "critic_updates", "critic_warmup_updates", "distill_updates",
+            "eval_episodes",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         for name in ("improve_lr", "critic_lr", "policy_lr"):
@@ -154,53 +166,6 @@ class ChunkCritic(nn.Module):
             t.lerp_(p, tau)
 
 
-class ChunkReplay:
-    """Chunk transitions in plain numpy arrays (plus lists of instruction strings)."""
-
-    def __init__(self, policy, capacity: int) -> None:
-        n_obs = policy.config.n_obs_steps
-        shapes = {k: (n_obs, *policy.features[k].shape) for k in policy.input_keys}
-        self.obs = {k: np.zeros((capacity, *s), np.float32) for k, s in shapes.items()}
-        self.next_obs = {k: np.zeros((capacity, *s), np.float32) for k, s in shapes.items()}
-        self.task, self.next_task = [""] * capacity, [""] * capacity
-        n_exec = policy.config.n_action_steps
-        self.chunk = np.zeros((capacity, n_exec, policy.action_dim), np.float32)
-        self.reward = np.zeros(capacity, np.float32)
-        self.discount = np.zeros(capacity, np.float32)
-        self.done = np.zeros(capacity, np.float32)
-        self.capacity, self.size, self.pos = capacity, 0, 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, obs, task, chunk, reward, discount, done, next_obs, next_task) -> None:
-        """Store one transition; ``obs``/``next_obs`` map keys to ``[n_obs_steps, *shape]``."""
-        i = self.pos
-        for k in self.obs:
-            self.obs[k][i], self.next_obs[k][i] = obs[k], next_obs[k]
-        self.task[i], self.next_task[i] = task, next_task
-        self.chunk[i], self.reward[i] = chunk, reward
-        self.discount[i], self.done[i] = discount, done
-        self.pos, self.size = (i + 1) % self.capacity, min(self.size + 1, self.capacity)
-
-    def get(self, idx: np.ndarray) -> dict:
-        """Transitions ``idx`` as tensors; ``obs``/``next_obs`` are policy batches with ``task``."""
-        obs = {k: torch.from_numpy(v[idx]) for k, v in self.obs.items()}
-        nxt = {k: torch.from_numpy(v[idx]) for k, v in self.next_obs.items()}
-        obs[TASK_KEY] = [self.task[i] for i in idx]
-        nxt[TASK_KEY] = [self.next_task[i] for i in idx]
-        out = {"obs": obs, "next_obs": nxt, "chunk": torch.from_numpy(self.chunk[idx])}
-        for name in ("reward", "discount", "done"):
-            out[name] = torch.from_numpy(getattr(self, name)[idx])
-        return out
-
-    def sample(self, n: int, rng: np.random.Generator) -> dict:
-        """``n`` transitions drawn uniformly with replacement."""
-        if not self.size:
-            raise ValueError("the replay buffer is empty: collect episodes first")
-        return self.get(rng.integers(0, self.size, n))
-
-
 class ImprovedChunks(NamedTuple):
     """Output of :func:`improve_chunks` (all per state, ``[B, ...]``)."""
 
@@ -263,10 +228,6 @@ def _improve(policy, critic, batch, cfg: PARLConfig, generator) -> ImprovedChunk
     )
 
 
-def _window(history: deque, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    return {k: np.stack([h[k] for h in history]).astype(np.float32) for k in keys}
-
-
 def collect_chunks(
     policy,
     env,
@@ -286,8 +247,9 @@ def collect_chunks(
         obs, info = env.reset(seed=seed + episode)
         history = deque([obs] * policy.config.n_obs_steps, maxlen=policy.config.n_obs_steps)
         task, ret, success, ended = episode_instruction(env), 0.0, False, False
+        rows = []
         while not ended:
-            window = _window(history, keys)
+            window = window_of(history, keys)
             batch = {k: torch.from_numpy(v)[None] for k, v in window.items()}
             batch[TASK_KEY] = [task]
             if critic is not None:
@@ -312,22 +274,42 @@ def collect_chunks(
                 if terminated or truncated:
                     ended = True
                     break
-            buffer.add(
+            rows.append(buffer.add(
                 window, task, chunk.numpy(), r_k, cfg.gamma**k, float(terminated),
-                _window(history, keys), task,
-            )  # fmt: skip
+                window_of(history, keys), task,
+            ))  # fmt: skip
+        buffer.end_episode(rows)
         returns.append(ret)
         successes.append(success)
     return {"return": float(np.mean(returns)), "success": float(np.mean(successes))}
 
 
+def warmup_critic(
+    policy, critic: ChunkCritic, demos: ChunkReplay, optimizer, cfg: PARLConfig, rng
+) -> float:
+    """Regress the critic on the demonstrations' Monte-Carlo returns for
+    ``cfg.critic_warmup_updates`` steps (before any rollout); returns the last loss."""
+    loss = torch.zeros(())
+    for _ in range(cfg.critic_warmup_updates):
+        sample = demos.sample(cfg.batch_size, rng)
+        s = critic_inputs(policy, sample["obs"])[0]
+        loss = ((critic(s, sample["chunk"]) - sample["mc_return"][None]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        critic.update_target(cfg.tau)
+    return loss.item()
+
+
 def td_target(policy, critic: ChunkCritic, sample: dict, cfg: PARLConfig, generator=None):
-    """``r_k + gamma**k (1 - done) min_j Q_target_j(s', a')``, ``a'`` improved at ``s'`` [B]."""
+    """``max(r_k + gamma**k (1 - done) min_j Q_target_j(s', a'), mc_return)`` [B], ``a'``
+    improved at ``s'``: the episode's own return-to-go bounds the target from below."""
     nxt = sample["next_obs"]
     a_next = _improve(policy, critic, nxt, cfg, generator).chunks[:, _exec_slice(policy)]
     with torch.no_grad():
         q_next = critic.min_q(critic_inputs(policy, nxt)[0], a_next, target=True)
-        return sample["reward"] + sample["discount"] * (1.0 - sample["done"]) * q_next
+        y = sample["reward"] + sample["discount"] * (1.0 - sample["done"]) * q_next
+        return torch.maximum(y, sample["mc_return"])
 
 
 def td_loss(policy, critic: ChunkCritic, sample: dict, cfg: PARLConfig, generator=None):
@@ -380,8 +362,14 @@ def pa_rl(
     cfg: PARLConfig,
     iterations: int,
     on_iteration: Callable[[int, dict[str, list[float]]], bool] | None = None,
+    demos: ChunkReplay | None = None,
 ) -> dict[str, list[float]]:
     """Run ``iterations`` of collect -> critic updates -> improve + distil on ``task``.
+
+    ``demos`` (:func:`demo_chunks`): the critic is first fitted to their Monte-Carlo returns
+    (``cfg.critic_warmup_updates``), and ``cfg.demo_fraction`` of every critic batch and every
+    distillation batch comes from them (in distillation with their own chunks as targets, which
+    keeps the VLA near the demonstrations while it moves towards the critic's choices).
 
     Returns metric name -> one value per iteration: collection ``return``/``success``, mean
     ``critic_loss``, ``q_sample_mean``/``q_sample_best``/``q_chosen`` of the distilled states,
@@ -401,32 +389,49 @@ def pa_rl(
         [p for p in policy.parameters() if p.requires_grad], cfg.policy_lr
     )
     metrics: dict[str, list[float]] = {}
+    warmup_loss = math.nan
+    if demos is not None and cfg.critic_warmup_updates:
+        warmup_loss = warmup_critic(policy, critic, demos, critic_opt, cfg, rng)
     try:
         for it in range(iterations):
             row = collect_chunks(
                 policy, env, cfg.episodes_per_iteration, cfg.seed + it * cfg.episodes_per_iteration,
                 buffer, cfg, critic if it > 0 else None, generator,
             )  # fmt: skip
+            fraction = cfg.demo_fraction
             losses = [
                 update_critic(
-                    policy, critic, buffer.sample(cfg.batch_size, rng), critic_opt, cfg, generator
+                    policy,
+                    critic,
+                    sample_mixed(buffer, demos, cfg.batch_size, fraction, rng)[0],
+                    critic_opt,
+                    cfg,
+                    generator,
                 )  # fmt: skip
                 for _ in range(cfg.critic_updates)
             ]
             row["critic_loss"] = float(np.mean(losses)) if losses else math.nan
             stats = []  # per distillation batch: mean Q of samples, best sample, chosen; loss
             for _ in range(cfg.distill_updates):
-                obs = buffer.sample(cfg.batch_size, rng)["obs"]
-                imp = _improve(policy, critic, obs, cfg, generator)
-                q = [imp.q_mean_sample.mean().item(), imp.q_best_sample.mean().item()]
-                loss = distill_chunks(policy, obs, imp.chunks, policy_opt)
-                stats.append([*q, imp.q.mean().item(), loss])
+                sample, n_demo = sample_mixed(buffer, demos, cfg.batch_size, fraction, rng)
+                obs, n_online = sample["obs"], cfg.batch_size - n_demo
+                imp = _improve(policy, critic, take(obs, slice(0, n_online)), cfg, generator)
+                chunks = imp.chunks
+                if n_demo:  # the demonstrations' own executed chunks are their targets
+                    tail = torch.zeros(n_demo, *chunks.shape[1:])  # padded: not regressed
+                    tail[:, _exec_slice(policy)] = sample["chunk"][n_online:]
+                    chunks = torch.cat([chunks, tail])
+                loss = distill_chunks(policy, obs, chunks, policy_opt)
+                q = (imp.q_mean_sample, imp.q_best_sample, imp.q)
+                stats.append([*(v.mean().item() for v in q), loss])
             means = np.mean(stats, 0) if stats else [math.nan] * 4
             names = ("q_sample_mean", "q_sample_best", "q_chosen", "distill_loss")
             row.update({n: float(v) for n, v in zip(names, means, strict=True)})
             if cfg.eval_episodes:
                 row["eval_success"] = evaluate_policy(policy, task, cfg.eval_episodes)
             row["buffer_size"] = float(len(buffer))
+            if demos is not None:
+                row["critic_warmup_loss"] = warmup_loss
             for name, value in row.items():
                 metrics.setdefault(name, []).append(value)
             if on_iteration is not None and on_iteration(it, metrics) is False:
