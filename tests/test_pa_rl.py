@@ -318,3 +318,40 @@ def test_pa_rl_with_demonstrations_mixes_them_into_every_batch(features, tmp_pat
         demo_rows = chunks[4:, :N_EXEC].reshape(4, -1).numpy()
         stored = demos.chunk[: len(demos)].reshape(len(demos), -1)
         assert all(np.isclose(stored, row, atol=1e-6).all(1).any() for row in demo_rows)
+
+
+def test_finetune_algo_pa_rl_improves_a_vla_checkpoint_from_the_cli(tmp_path, capsys):
+    import json
+
+    from robot_learning.cli import main
+    from robot_learning.collect import CollectConfig, collect
+    from robot_learning.policy import Policy
+    from robot_learning.training import TrainConfig, train
+
+    collect(CollectConfig(task=TaskConfig(name="lift_color"), episodes=2, out=str(tmp_path / "d")))
+    base = train(TrainConfig(
+        policy="vla", dataset=str(tmp_path / "d"), out=str(tmp_path / "vla"), steps=2,
+        batch_size=8, warmup_steps=1, use_ema=False, policy_overrides={**TINY, "n_action_steps": 4},
+    )).final_dir  # fmt: skip
+    args = [
+        "finetune", "algo=pa_rl", f"algo.base={base}", "task=lift_color", "task.reward=sparse",
+        "task.max_episode_steps=8", f"demos={tmp_path / 'd'}", f"out={tmp_path / 'out'}",
+        "eval_episodes=2", "algo.iterations=2", "algo.episodes_per_iteration=1",
+        "algo.num_samples=2", "algo.critic_updates=2", "algo.critic_warmup_updates=2",
+        "algo.distill_updates=1", "algo.batch_size=8", "algo.critic_hidden=16",
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((tmp_path / "out" / "pa_rl.json").read_text())
+    assert {"base_success", "final_success"} <= set(report) and report["demos"]
+    assert len(report["metrics"]["return"]) == 2 and report["config"]["critic_warmup_updates"] == 2
+    tuned, original = Policy.load(tmp_path / "out" / "final"), Policy.load(base)
+    assert tuned.name == "vla"
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(tuned.state_dict().values(), original.state_dict().values(), strict=True)
+    )
+    assert "after PA-RL" in capsys.readouterr().out
+    assert main(["finetune", "algo=pa_rl", "task=lift_color", f"out={tmp_path / 'x'}"]) != 0
+    assert "needs algo.base=" in capsys.readouterr().err
+    assert main([*args, "algo.num_samples=zero"]) != 0
+    assert "algo.num_samples" in capsys.readouterr().err

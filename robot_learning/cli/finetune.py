@@ -1,4 +1,5 @@
-"""``robot-learning finetune``: off-policy RL (``algo=sac|td3|rlpd|dsac_t|residual``) on a task's state observations."""
+"""``robot-learning finetune``: off-policy RL (``algo=sac|td3|rlpd|dsac_t|residual``) on a task's
+observations, or PA-RL on a VLA checkpoint (``algo=pa_rl``, its own loop)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def finetune_command(args: list[str]) -> int:
     task = task_config(cfg)
     for key in _CLI_ONLY:
         data.pop(key, None)
+    from robot_learning.rl.own_loop import LOOP_ALGOS
+
+    if name in LOOP_ALGOS:  # e.g. pa_rl: chunk-level iterations, not the per-step loop
+        return LOOP_ALGOS.get(name)(data, task, algo)
     run = build(
         FinetuneConfig,
         {"task": task, "algo": name, "algo_overrides": algo, **data},
