@@ -28,8 +28,9 @@ USED = ("out", "demos", "eval_episodes", "seed", "threads", "max_minutes", "gamm
 
 
 @dataclasses.dataclass
-class PARLRun:
-    """``configs/algo/pa_rl.yaml``: what to improve and for how long (plus PARLConfig fields)."""
+class PARLRun(PARLConfig):
+    """``configs/algo/pa_rl.yaml``: which VLA to improve and for how long, plus every
+    :class:`~policies.vla.pa_rl.PARLConfig` field."""
 
     base: str | None = None
     """Checkpoint folder of the VLA to improve (``train policy=vla`` output, e.g. DIR/final)."""
@@ -37,7 +38,6 @@ class PARLRun:
     """Collect -> critic -> improve + distil rounds."""
 
 
-@LOOP_ALGOS.register("pa_rl")
 def run_pa_rl(settings: dict[str, Any], task: TaskConfig, algo: dict[str, Any]) -> int:
     """Run PA-RL from the finetune command's resolved settings; returns the exit code."""
     from robot_learning.policy import Policy
@@ -54,10 +54,8 @@ def run_pa_rl(settings: dict[str, Any], task: TaskConfig, algo: dict[str, Any]) 
         raise ConfigError(
             "finetune algo=pa_rl needs algo.base=<VLA checkpoint folder> (train policy=vla ... out=DIR -> DIR/final)"
         )
-    params = {k: v for k, v in algo.items() if k not in run_fields}
-    params.setdefault("gamma", settings.get("gamma", 0.99))
-    params.setdefault("seed", settings.get("seed", 0))
-    cfg = build(PARLConfig, params, where="algo", prefix="algo.")
+    own = {f.name for f in dataclasses.fields(PARLConfig)}
+    cfg = PARLConfig(**{k: v for k, v in dataclasses.asdict(run).items() if k in own})
     if settings.get("threads"):
         torch.set_num_threads(int(settings["threads"]))
     base, out = Path(run.base), Path(settings["out"])
@@ -102,3 +100,7 @@ def run_pa_rl(settings: dict[str, Any], task: TaskConfig, algo: dict[str, Any]) 
     (out / "pa_rl.json").write_text(json.dumps({**report, "metrics": metrics}, indent=2))
     print(f"VLA after {len(metrics.get('return', []))} iterations: {out / 'final'}")
     return 0
+
+
+run_pa_rl.config_class = PARLRun  # what `finetune --help algo=pa_rl` documents
+LOOP_ALGOS.register("pa_rl")(run_pa_rl)

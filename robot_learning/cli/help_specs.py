@@ -17,7 +17,10 @@ def _policy_config(name: str) -> type | None:
 
 def _algo_config(name: str) -> type | None:
     from robot_learning.rl.algos import ALGOS
+    from robot_learning.rl.own_loop import LOOP_ALGOS
 
+    if name in LOOP_ALGOS:  # e.g. pa_rl
+        return LOOP_ALGOS.get(name).config_class
     return ALGOS.get(name).Config
 
 
@@ -113,7 +116,7 @@ def register_all() -> None:
     HELP["finetune"] = CommandHelp(
         usage="finetune algo=<name> task=<name> out=DIR [env_steps=N] [demos=DIR] [resume=true]",
         summary="Off-policy RL (sac, td3, dsac_t, rlpd, residual) on a task; writes finetune.json "
-        "and a learning curve.",
+        "and a learning curve. algo=pa_rl: PA-RL on a VLA checkpoint (its own loop, pa_rl.json).",
         config="finetune",
         classes=(FinetuneConfig,),
         groups={"algo": _algo_config, **task},

@@ -5,7 +5,8 @@ Most algorithms plug into the per-step off-policy loop (:mod:`robot_learning.rl.
 critic -> improve + distil), so they register a whole run function here instead:
 ``f(settings, task, algo) -> exit code``, with ``settings`` the finetune command's resolved
 top-level settings (``out``, ``demos``, ``eval_episodes``, ``seed``, ...) and ``algo`` the
-``algo.<field>`` values.
+``algo.<field>`` values. The function's ``config_class`` attribute (a dataclass) is what
+``finetune --help algo=<name>`` documents.
 """
 
 from __future__ import annotations
