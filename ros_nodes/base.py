@@ -29,6 +29,9 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from ros_nodes.topics import QosSpec
 
 PARENT_ENV = "ROBOT_LEARNING_PARENT_PID"
 #: ``events`` selects rclpy's experimental EventsExecutor (about 1 ms lower latency here; less proven)
@@ -85,6 +88,12 @@ class TaskParams:
     """``dense`` or ``sparse`` reward (reported as ``max_reward`` in episode summaries)."""
     instruction: str = ""
     """Every episode's language instruction (empty: drawn per episode by the task)."""
+    paraphrases: str = "train"
+    """Pool the per-episode instructions are drawn from (``train``, ``heldout``, ``all``,
+    ``canonical``)."""
+    env_state_slots: int = 0
+    """Arm tasks: environment state in this many shared xyz slots (multi-task bundles); 0: the
+    task's own layout."""
 
     def task_config(self):
         """The :class:`~robot_learning.envs.TaskConfig` these parameters describe."""
@@ -101,7 +110,19 @@ class TaskParams:
             max_episode_steps=self.max_episode_steps or None,
             reward=self.reward,
             instruction=self.instruction or None,
+            paraphrases=self.paraphrases,
+            env_state_slots=self.env_state_slots or None,
         )
+
+
+def qos_profile(spec: QosSpec) -> QoSProfile:
+    """The rclpy profile of a :class:`~ros_nodes.topics.QosSpec`."""
+    return QoSProfile(
+        history=HistoryPolicy[spec.history.upper()],
+        depth=spec.depth,
+        reliability=ReliabilityPolicy[spec.reliability.upper()],
+        durability=DurabilityPolicy[spec.durability.upper()],
+    )
 
 
 def run_node(build: Callable[[], Node], args: list[str] | None = None) -> int:

@@ -197,6 +197,8 @@ def node_processes(
         "max_episode_steps": task.max_episode_steps or 0,
         "reward": task.reward,
         "instruction": task.instruction or "",
+        "paraphrases": task.paraphrases,
+        "env_state_slots": task.env_state_slots or 0,
         "seed": cfg.seed,
         "rate_hz": float(rate_hz),
         "lockstep": cfg.lockstep,
@@ -231,6 +233,7 @@ def node_processes(
         return processes
     teleop = {
         **{k: sim[k] for k in ("task", "backend", "obs", "cameras", "image_size", "instruction")},
+        **{k: sim[k] for k in ("paraphrases", "env_state_slots")},
         **{k: sim[k] for k in ("max_episode_steps", "reward", "seed")},
         "device": cfg.teleop,
         "options": [f"{k}={v}" for k, v in cfg.teleop_options.items()],

@@ -70,6 +70,7 @@ def deploy_report(
                 "latency_ms_p50": _percentile(lat, 50),
                 "latency_ms_p99": _percentile(lat, 99),
                 "missed_deadlines": missed,
+                "instruction": e.get("instruction", ""),
             }
         )
     return {

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -55,7 +54,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_learning.features import ACTION
 from robot_learning.runtime import load_bundle
-from ros_nodes.base import read_config, run_node
+from ros_nodes.base import qos_profile, read_config, run_node
 from ros_nodes.control import PolicyController
 from ros_nodes.conversions import (
     ConversionError,
@@ -77,7 +76,6 @@ from ros_nodes.topics import (
     INSTRUCTION_TOPIC,
     OBSERVATION_QOS,
     RESET_SERVICE,
-    QosSpec,
     TopicBinding,
     TopicMap,
 )
@@ -87,16 +85,6 @@ TRIGGERS = ("observation", "timer", "lockstep")
 STALE_PERIODS = 3.0
 #: an observation-triggered step may run this many periods before it is due (absorbs jitter)
 EARLY_PERIODS = 0.25
-
-
-def qos_profile(spec: QosSpec) -> QoSProfile:
-    """The rclpy profile of a :class:`~ros_nodes.topics.QosSpec`."""
-    return QoSProfile(
-        history=HistoryPolicy[spec.history.upper()],
-        depth=spec.depth,
-        reliability=ReliabilityPolicy[spec.reliability.upper()],
-        durability=DurabilityPolicy[spec.durability.upper()],
-    )
 
 
 @dataclass
@@ -319,6 +307,7 @@ class PolicyNode(Node):
             self.get_logger().error(f"rejected instruction {msg.data!r}: {reason}")
         else:
             self.get_logger().info(f"instruction: {self.controller.instruction!r}")
+            self._publish_diagnostics()  # tells a waiting robot (sim_robot_node) at once
 
     def _step_when_due(self, started: float) -> None:
         """Step now if the schedule allows (always with ``trigger:=lockstep``), else defer."""

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
@@ -41,10 +42,10 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from robot_learning.envs import make_env
+from robot_learning.envs import episode_instruction, make_env
 from robot_learning.evaluation import EVAL_SEED_OFFSET
 from robot_learning.features import ACTION
-from ros_nodes.base import TaskParams, read_config, run_node
+from ros_nodes.base import TaskParams, qos_profile, read_config, run_node
 from ros_nodes.conversions import (
     ConversionError,
     element_names,
@@ -53,7 +54,15 @@ from ros_nodes.conversions import (
     state_to_joint_state,
     trajectory_to_chunk,
 )
-from ros_nodes.topics import COMMAND_TOPIC, IMAGE, TASK_STATE_TOPIC, TopicMap
+from ros_nodes.topics import (
+    COMMAND_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    IMAGE,
+    INSTRUCTION_QOS,
+    INSTRUCTION_TOPIC,
+    TASK_STATE_TOPIC,
+    TopicMap,
+)
 
 IDLE, STARTING, WAITING, READY, RUNNING = "idle", "starting", "waiting", "ready", "running"
 
@@ -84,6 +93,10 @@ class SimRobotConfig(TaskParams):
     ``task_state_topic``, for ``teleop_node device:=expert`` (the simulated operator)."""
     task_state_topic: str = TASK_STATE_TOPIC
     """Where the privileged task state goes (with ``publish_task_state``)."""
+    publish_instruction: bool = False
+    """Language bundles with per-episode instructions: publish each episode's instruction on
+    ``/policy/instruction`` at reset and start the episode only once the policy node reports
+    (``/policy/diagnostics``) that it follows it, so no step runs on the previous one."""
     robot: str = ""
     """A robot instead of the simulated task: its settings as JSON (``{"type": "ros2_control",
     "fake": true, ...}``, as ``robot.*`` on the command line), driven through the robot contract
@@ -110,6 +123,7 @@ class Episode:
     published: dict[int, float] = field(default_factory=dict)
     """Observation stamp (ns) -> monotonic time it was taken, for latency measurement."""
     started_s: float | None = None
+    instruction: str = ""
 
     def summary(self, ended_s: float) -> dict:
         """The ``/robot/episode`` JSON payload."""
@@ -122,6 +136,7 @@ class Episode:
             "max_reward": self.max_reward,
             "duration_s": round(duration, 4),
             "latencies_ms": [round(v, 4) for v in self.latencies_ms],
+            "instruction": self.instruction,
         }
 
 
@@ -145,6 +160,7 @@ class SimRobotNode(Node):
         self._action: np.ndarray | None = None
         self._trajectory: np.ndarray | None = None
         self._point = 0
+        self._policy_instruction: str | None = None  # what /policy/diagnostics last reported
 
     def activate(self) -> None:
         """Create publishers, the command subscription, services and the step timer."""
@@ -164,6 +180,13 @@ class SimRobotNode(Node):
             if cfg.publish_task_state
             else None
         )
+        if cfg.publish_instruction:
+            self.instruction_pub = self.create_publisher(
+                String, INSTRUCTION_TOPIC, qos_profile(INSTRUCTION_QOS)
+            )
+            self.create_subscription(
+                DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_policy_diagnostics, qos
+            )
         self.create_service(Trigger, "/robot/reset", self._on_reset)
         self.create_service(Trigger, "/robot/is_success", self._on_is_success)
         fast = cfg.lockstep and not cfg.realtime
@@ -186,9 +209,16 @@ class SimRobotNode(Node):
         self.next_index += 1
         seed = self.config.seed + index
         obs, info = self.env.reset(seed=seed)
-        self.episode = Episode(index=index, seed=seed, success=bool(info.get("is_success", False)))
+        self.episode = Episode(
+            index=index,
+            seed=seed,
+            success=bool(info.get("is_success", False)),
+            instruction=episode_instruction(self.env),
+        )
         self._obs, self._action, self._trajectory, self._point = obs, None, None, 0
         self.state = STARTING
+        if self.config.publish_instruction:
+            self.instruction_pub.publish(String(data=self.episode.instruction))
         self.success_pub.publish(Bool(data=self.episode.success))
         self._try_start()
         response.success, response.message = True, json.dumps({"episode": index, "seed": seed})
@@ -240,8 +270,21 @@ class SimRobotNode(Node):
                 self._point += 1
                 self._advance(action)
 
+    def _on_policy_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            for item in status.values:
+                if item.key == "instruction":
+                    self._policy_instruction = item.value
+
     def _try_start(self) -> None:
         listening = all(p.get_subscription_count() > 0 for p in self._pubs.values())
+        if self.config.publish_instruction and self._policy_instruction != self.episode.instruction:
+            self.get_logger().info(
+                f"episode {self.episode.index}: waiting for the policy to follow "
+                f"{self.episode.instruction!r}",
+                throttle_duration_sec=2.0,
+            )
+            return
         if listening and self.command_sub.get_publisher_count() > 0:
             self.episode.started_s = time.monotonic()
             self._publish_obs()

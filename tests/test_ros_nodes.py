@@ -683,6 +683,28 @@ def test_policy_node_follows_the_instruction_parameter_and_topic(vla_bundle, tmp
         probe.close()
 
 
+def test_deploy_sends_each_episodes_instruction_to_the_policy_node(vla_bundle, tmp_path):
+    """No fixed instruction: the robot draws one per episode and starts the episode only once
+    the policy node follows it."""
+    from robot_learning.envs import episode_instruction, make_env
+
+    out = tmp_path / "deploy"
+    args = ["deploy", f"bundle={vla_bundle}", "robot=sim", "task=reach", "episodes=4",
+            "realtime=false", "max_episode_steps=5", f"domain_id={domain(6)}", f"out={out}"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "deploy.json").read_text())
+    env = make_env(TaskConfig(name="reach"))
+    expected = []
+    for seed in report["seeds"]:
+        env.reset(seed=seed)
+        expected.append(episode_instruction(env))
+    assert [e["instruction"] for e in report["per_episode"]] == expected
+    assert len(set(expected)) > 1  # the paraphrases really changed between episodes
+    assert all(e["length"] == 5 for e in report["per_episode"])
+    log = (out / "logs" / "policy_node.log").read_text()
+    assert all(f"instruction: {text!r}" in log for text in expected)
+
+
 def test_a_new_instruction_drops_the_queued_chunk(vla_bundle):
     from robot_learning.runtime import load_bundle
     from ros_nodes.control import PolicyController

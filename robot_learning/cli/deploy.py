@@ -99,18 +99,15 @@ def deploy_command(args: list[str]) -> int:
         task = resolve_task(_recorded_task(spec.get("task"), bundle, data), spec["features"], args)
     if data["max_episode_steps"] is not None:
         task.max_episode_steps = data["max_episode_steps"]
-    if spec.get(LANGUAGE_SECTION) and task.instruction is None:
-        raise ConfigError(
-            f'{bundle} follows a language instruction: deploy it with instruction="..." (the '
-            "policy node and the robot then share it; per-episode instructions drawn by the task "
-            "are not sent over ROS yet)"
-        )
     out = Path(data["out"]) if data["out"] is not None else bundle / "deploy"
     from hardware.safety import SafetyConfig
 
     extra = (
         {"policy_node": _safety_parameters(robot, task)} if robot.safety != SafetyConfig() else {}
     )
+    if spec.get(LANGUAGE_SECTION) and task.instruction is None:
+        # each episode's instruction, drawn by the task, goes to the policy node over ROS
+        extra["sim_robot_node"] = {"publish_instruction": True}
     robot_settings = asdict(robot) if robot.type != "sim" else {}
     run = build(
         DeployConfig,
