@@ -437,3 +437,20 @@ def test_a_student_distilled_from_the_vla_imitates_it(lift_color_vla, tmp_path):
     assert main(args) == 0 and LeRobotDataset(tmp_path / "cli").tasks == ["lift the blue cube"]
     with pytest.raises(ValueError, match="not both"):
         CollectConfig(task=task, out=str(tmp_path / "x"), expert="lift", policy="y")
+
+
+def test_a_frozen_text_encoder_gives_the_same_loss_with_each_instruction_encoded_once(tmp_path):
+    folder = tiny_bert_folder(tmp_path / "bert")
+    policy = hf_policy(folder, freeze=("text",)).train()
+    texts = ["lift the red cube", "pick up the blue block"] * 3 + ["lift the blue cube"]
+    b = batch(7, texts)
+    ids, mask = policy.language_inputs(b)
+    assert int(mask.sum(1).max()) < ids.shape[1]  # padding columns exist and are dropped
+    calls = []
+    policy.text.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    fast = policy._text_tokens(ids, mask)
+    assert calls == [(3, int(mask.sum(1).max()))]  # three distinct instructions, no padding
+    policy.eval()  # the full path (as exported): every row, every column
+    full = policy._text_tokens(ids, mask)
+    valid = mask.bool()
+    torch.testing.assert_close(fast[valid], full[valid], atol=1e-5, rtol=1e-5)

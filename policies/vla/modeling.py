@@ -255,7 +255,25 @@ class VLAPolicy(Policy):
         """Token ids [B, L] -> tokens [B, L, width]."""
         if self.vlm is not None:
             return self.vlm.embed_text(ids)
+        if self.training and "text" in self.config.freeze:
+            return self.text_proj(self._frozen_text(ids, mask))
         return self.text_proj(self.text(ids, mask))
+
+    def _frozen_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A frozen text encoder in training: each distinct instruction of the batch encoded once
+        (in eval mode: fixed features, no dropout), without the padding columns no instruction
+        uses (padding is masked out, so the features are the same; shapes then depend on the
+        batch, so this never runs in an exported graph)."""
+        length = max(int(mask.sum(1).max()), 1)
+        rows = torch.cat([ids[:, :length], mask[:, :length].to(ids.dtype)], dim=1)
+        unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        self.text.eval()  # fixed features: no dropout either
+        with torch.no_grad():
+            features = self.text(unique[:, :length], unique[:, length:])
+        self.text.train()
+        out = features.new_zeros(ids.shape[0], ids.shape[1], features.shape[-1])
+        out[:, :length] = features[inverse]
+        return out
 
     # ------------------------------------------------------------------ action expert
     def velocity(
