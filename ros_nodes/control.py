@@ -20,6 +20,9 @@
   also goes through the robot safety layer's limits (maximum change per step, joint velocity,
   workspace box), each change logged with its reason.
 * **Emergency stop** latches: nothing is computed or published until :meth:`reset`.
+* **Asynchronous inference** (``inference="async"``, :mod:`ros_nodes.async_chunks`): the next
+  chunk is computed in a background thread before the current one runs out, its delay skipped
+  and its overlap with the old chunk crossfaded, so a step only pops an action.
 * **Deadlines.** A step is a missed deadline if its processing took longer than one control
   period, or if it started more than half a period later than due (a step was skipped).
 """
@@ -41,9 +44,12 @@ from robot_learning.bounds import (
 )
 from robot_learning.features import Feature
 from robot_learning.language import TASK_KEY, InstructionError
+from ros_nodes.async_chunks import AsyncChunks, ChunkWorker
 
 #: a step starting later than (1 + this) periods after the previous one missed its deadline
 LATE_TOLERANCE = 0.5
+#: where chunks are computed: in the control step (sync) or in a background thread (async)
+INFERENCE_MODES = ("sync", "async")
 
 
 @dataclass
@@ -68,6 +74,8 @@ class Counters:
     """Emergency stops triggered."""
     rejected_instructions: int = 0
     """Language instructions refused (empty, too long for the bundle's tokenizer, ...)."""
+    inference_stalls: int = 0
+    """``inference:=async``: steps that had to wait for the network (the chunk ran out first)."""
 
     def to_dict(self) -> dict[str, int]:
         """Plain dict for JSON and diagnostics."""
@@ -123,12 +131,19 @@ class PolicyController:
     """Watchdog, rejection, receding-horizon execution, clamping and e-stop around a bundle policy."""
 
     def __init__(
-        self, policy: Any, period_s: float, stale_after_s: float, safety: Any = None
+        self,
+        policy: Any,
+        period_s: float,
+        stale_after_s: float,
+        safety: Any = None,
+        inference: str = "sync",
     ) -> None:
         if period_s <= 0 or stale_after_s <= 0:
             raise ValueError(
                 f"period_s={period_s} and stale_after_s={stale_after_s} must be positive"
             )
+        if inference not in INFERENCE_MODES:
+            raise ValueError(f"inference={inference!r} must be one of {INFERENCE_MODES}")
         self.policy = policy
         self.keys: list[str] = list(policy.input_keys)
         self.period_s = period_s
@@ -153,6 +168,16 @@ class PolicyController:
         #: language bundles: the instruction every chunk is predicted for (None: none yet)
         self.uses_language = bool(getattr(policy, "uses_language", False))
         self.instruction: str | None = None
+        #: inference=async: the background worker and its action queue (None: synchronous)
+        self.chunks: AsyncChunks | None = None
+        if inference == "async":
+            worker = ChunkWorker(policy.predict_chunk)
+            self.chunks = AsyncChunks(worker, self._start, policy.n_action_steps, period_s)
+
+    def close(self) -> None:
+        """Stop the inference thread (async mode)."""
+        if self.chunks is not None:
+            self.chunks.worker.close()
 
     # ------------------------------------------------------------------ episode / safety state
     def reset(self) -> None:
@@ -171,6 +196,8 @@ class PolicyController:
     def _forget(self) -> None:
         self._history.clear()
         self._queue.clear()
+        if self.chunks is not None:
+            self.chunks.reset()
         self.holding = False
         self._last_start = None
         if self.safety is not None:
@@ -191,12 +218,14 @@ class PolicyController:
         if text != self.instruction:
             self.instruction = text
             self._queue.clear()  # replan for the new instruction at the next step
+            if self.chunks is not None:
+                self.chunks.reset()
         return None
 
     @property
     def queue_depth(self) -> int:
         """Actions left in the current chunk."""
-        return len(self._queue)
+        return len(self._queue) if self.chunks is None else len(self.chunks.queue)
 
     # ------------------------------------------------------------------ observations
     def offer(self, key: str, value: np.ndarray, stamp_ns: int, now_s: float) -> str | None:
@@ -255,10 +284,17 @@ class PolicyController:
         else:
             self._history.append(frame)
         inferred, inference_ms = False, 0.0
+        if self.chunks is not None:
+            action, inference_ms, inferred = self.chunks.next_action(self._batch)
+            if inferred:
+                self.last_inference_ms = inference_ms
+                self.counters.inferences += 1
+            self.counters.inference_stalls = self.chunks.stalls
+            return self._command(
+                frame, action, list(self.chunks.queue), stamp, inferred, inference_ms
+            )
         if not self._queue:
-            batch = {k: np.stack([f[k] for f in self._history])[None] for k in self.keys}
-            if self.uses_language:
-                batch[TASK_KEY] = [self.instruction]
+            batch = self._batch()
             t0 = time.perf_counter()
             chunk = np.asarray(self.policy.predict_chunk(batch))[0]  # [horizon, A]
             inference_ms = (time.perf_counter() - t0) * 1e3
@@ -267,10 +303,19 @@ class PolicyController:
             self._queue.extend(
                 chunk[self._start : self._start + self.policy.n_action_steps].astype(np.float32)
             )
-        now = self.policy.refine(
-            frame, self._queue.popleft()
-        )  # residual policies act per step here
-        actions = np.stack([now, *self._queue])  # [k, A]: now, then the rest of the chunk
+        action = self._queue.popleft()
+        return self._command(frame, action, list(self._queue), stamp, inferred, inference_ms)
+
+    def _batch(self) -> dict:
+        """The policy input of the current history (copied: the async worker may hold it)."""
+        batch = {k: np.stack([f[k] for f in self._history])[None] for k in self.keys}
+        if self.uses_language:
+            batch[TASK_KEY] = [self.instruction]
+        return batch
+
+    def _command(self, frame, action, rest, stamp, inferred, inference_ms) -> Command | None:
+        now = self.policy.refine(frame, action)  # residual policies act per step here
+        actions = np.stack([now, *rest])  # [k, A]: now, then the rest of the chunk
         if not np.all(np.isfinite(actions[0])):
             self.counters.nonfinite_actions += 1
             self._forget()

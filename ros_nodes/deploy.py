@@ -97,6 +97,9 @@ class DeployConfig:
     """The ``robot.*`` settings of a robot other than ``sim`` (its safety layer included)."""
     runtime: str = "auto"
     """Runtime of the policy node."""
+    inference: str = "sync"
+    """``sync``: the policy node computes a chunk inside the control step that needs it;
+    ``async``: in a background thread ahead of time (overlap crossfaded, delay skipped)."""
     threads: int = 1
     """CPU threads of the runtime."""
     seed: int = EVAL_SEED_OFFSET
@@ -142,6 +145,8 @@ class DeployConfig:
             raise ValueError(f"domain_id={self.domain_id} must be in 0..232")
         if self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1")
+        if self.inference not in ("sync", "async"):
+            raise ValueError(f"inference={self.inference!r} must be sync or async")
         positive = ("startup_timeout_s", "episode_timeout_s", "stale_after_s")
         values = {k: getattr(self, k) for k in positive}
         bad = [f"{k}={v}" for k, v in values.items() if v is not None and v <= 0]
@@ -210,6 +215,7 @@ def node_processes(
     policy = {
         "bundle": str(Path(cfg.bundle).resolve()),
         "runtime": cfg.runtime,
+        "inference": cfg.inference,
         "threads": cfg.threads,
         "seed": cfg.seed,
         "control_rate_hz": float(rate_hz),

@@ -95,6 +95,7 @@ def deploy_report(
         "per_episode": per_episode,
         "policy_node": final,
         "policy": spec["policy"],
+        "inference": cfg.inference,
         "bundle": str(Path(cfg.bundle).resolve()),
         "domain_id": domain,
         "seconds": round(seconds, 3),

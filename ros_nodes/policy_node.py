@@ -55,7 +55,7 @@ from trajectory_msgs.msg import JointTrajectory
 from robot_learning.features import ACTION
 from robot_learning.runtime import load_bundle
 from ros_nodes.base import qos_profile, read_config, run_node
-from ros_nodes.control import PolicyController
+from ros_nodes.control import INFERENCE_MODES, PolicyController
 from ros_nodes.conversions import (
     ConversionError,
     chunk_to_trajectory,
@@ -157,6 +157,10 @@ class PolicyNodeConfig:
     replaces it at run time); the node holds until it has one."""
     instruction_topic: str = INSTRUCTION_TOPIC
     """Where new instructions arrive (reliable, transient local: the last one sent is kept)."""
+    inference: str = "sync"
+    """``sync``: a step that needs a new chunk runs the network; ``async``: the next chunk is
+    computed in a background thread before the current one runs out (its delay skipped, the
+    overlap crossfaded), so every step only pops an action (see ros_nodes/async_chunks.py)."""
 
     def __post_init__(self) -> None:
         if not self.bundle:
@@ -165,6 +169,8 @@ class PolicyNodeConfig:
             )
         if self.trigger not in TRIGGERS:
             raise ValueError(f"trigger:={self.trigger!r} must be one of {TRIGGERS}")
+        if self.inference not in INFERENCE_MODES:
+            raise ValueError(f"inference:={self.inference!r} must be one of {INFERENCE_MODES}")
         if (
             self.threads < 1
             or self.control_rate_hz < 0
@@ -209,7 +215,11 @@ class PolicyNode(Node):
         self.superseded_observations = 0
         stale = cfg.stale_after_s or STALE_PERIODS * self.period_s
         self.controller = PolicyController(
-            self.policy, self.period_s, stale, safety_filter(cfg, self.policy.features, rate)
+            self.policy,
+            self.period_s,
+            stale,
+            safety_filter(cfg, self.policy.features, rate),
+            inference=cfg.inference,
         )
         self.topics = TopicMap.build(
             self.policy.features, self.policy.input_keys, cfg.input_topics, cfg.joint_names
@@ -364,6 +374,11 @@ class PolicyNode(Node):
         if command.inferred:
             self._inference_ms.append(command.inference_ms)
 
+    def destroy_node(self) -> None:
+        """Stop the inference thread with the node."""
+        self.controller.close()
+        super().destroy_node()
+
     def _on_estop(self, request, response):
         self.controller.emergency_stop()
         self.get_logger().error("EMERGENCY STOP: no commands until /policy/reset")
@@ -398,6 +413,10 @@ class PolicyNode(Node):
             "trigger": self.config.trigger,
             "superseded_observations": self.superseded_observations,
             "instruction": self.controller.instruction or "",
+            "inference": self.config.inference,
+            "inference_delay_steps": (
+                self.controller.chunks.last_delay if self.controller.chunks is not None else 0
+            ),
             **self.controller.counters.to_dict(),
         }
 

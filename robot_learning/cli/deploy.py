@@ -26,6 +26,7 @@ DEPLOY_KEYS = (
     "episodes",
     "robot",
     "runtime",
+    "inference",
     "threads",
     "seed",
     "control_rate_hz",
