@@ -55,6 +55,8 @@ class RosBenchConfig:
     """Episode length limit of the simulated task."""
     runtime: str = "onnxruntime"
     """Runtime of the policy node."""
+    inference: list[str] = field(default_factory=lambda: ["sync", "async"])
+    """Policy-node inference modes to measure, each case in each (side by side in one run)."""
     threads: int = 1
     """CPU threads of the runtime."""
     seed: int = 0
@@ -72,6 +74,10 @@ class RosBenchConfig:
             raise ValueError(
                 "need steps >= 1, episode_steps >= 1, control_rate_hz > 0 and threads >= 1"
             )
+        self.inference = list(self.inference)
+        bad = [m for m in self.inference if m not in ("sync", "async")]
+        if bad or not self.inference:
+            raise ValueError(f"inference={self.inference} must be a non-empty list of sync, async")
         self.cases = [check_case(case, i) for i, case in enumerate(self.cases)]
         if not self.cases:
             raise ValueError("bench ros needs at least one case")
@@ -79,8 +85,6 @@ class RosBenchConfig:
 
 def run_ros_bench(cfg: RosBenchConfig, report=None) -> dict[str, Any]:
     """Export every case, deploy it over ROS 2 and collect the latency rows (the bench.json payload)."""
-    from ros_nodes.deploy import DeployConfig, run_deploy
-
     out = Path(cfg.out)
     rows = []
     for case in cfg.cases:
@@ -93,45 +97,57 @@ def run_ros_bench(cfg: RosBenchConfig, report=None) -> dict[str, Any]:
             image_size=case["image_size"],
             max_episode_steps=cfg.episode_steps,
         )
-        deploy = DeployConfig(
-            bundle=str(bundle),
-            task=task,
-            out=str(out / "deploy" / model.name),
-            episodes=math.ceil(cfg.steps / cfg.episode_steps),
-            runtime=cfg.runtime,
-            threads=cfg.threads,
-            control_rate_hz=cfg.control_rate_hz,
-            lockstep=False,
-            allow_rate_mismatch=True,  # a latency benchmark: any rate, the episodes do not matter
-        )
-        result = run_deploy(deploy)
-        write_json(Path(deploy.out) / "deploy.json", result)
-        row = {
-            "case": model.name,
-            "policy": model.policy,
-            "obs": model.obs,
-            "cameras": model.cameras,
-            "sampler_steps": model.steps[0],
-            "runtime": cfg.runtime,
-            "threads": cfg.threads,
-            "target_hz": cfg.control_rate_hz,
-            "steps": result["steps"],
-            "latency_ms_p50": result["latency_ms_p50"],
-            "latency_ms_p99": result["latency_ms_p99"],
-            "latency_ms_max": result["latency_ms_max"],
-            "latency_samples": result["latency_samples"],
-            "control_rate_hz": result["control_rate_hz"],
-            "missed_deadlines": result["missed_deadlines"],
-            "inference_ms_p99": result["policy_node"].get("inference_ms_p99"),
-            "stale_holds": result["policy_node"].get("stale_holds"),
-            "bundle": record["bundle"],
-        }
-        rows.append(row)
-        if report is not None:
-            report(row)
+        for mode in cfg.inference:
+            row = _deploy_case(cfg, model, case, bundle, task, mode)
+            row["bundle"] = record["bundle"]
+            rows.append(row)
+            if report is not None:
+                report(row)
     return {
         "benchmark": "ros",
         "machine": _machine(cfg.threads),
         "config": asdict(cfg),
         "results": rows,
+    }
+
+
+def _deploy_case(cfg: RosBenchConfig, model, case, bundle: Path, task: TaskConfig, mode: str):
+    """One case deployed in one inference mode -> its bench.json row."""
+    from ros_nodes.deploy import DeployConfig, run_deploy
+
+    deploy = DeployConfig(
+        bundle=str(bundle),
+        task=task,
+        out=str(Path(cfg.out) / "deploy" / f"{model.name}_{mode}"),
+        episodes=math.ceil(cfg.steps / cfg.episode_steps),
+        runtime=cfg.runtime,
+        inference=mode,
+        threads=cfg.threads,
+        control_rate_hz=cfg.control_rate_hz,
+        lockstep=False,
+        allow_rate_mismatch=True,  # a latency benchmark: any rate, the episodes do not matter
+    )
+    result = run_deploy(deploy)
+    write_json(Path(deploy.out) / "deploy.json", result)
+    node = result["policy_node"]
+    return {
+        "case": model.name,
+        "inference": mode,
+        "policy": model.policy,
+        "obs": model.obs,
+        "cameras": model.cameras,
+        "sampler_steps": model.steps[0],
+        "runtime": cfg.runtime,
+        "threads": cfg.threads,
+        "target_hz": cfg.control_rate_hz,
+        "steps": result["steps"],
+        "latency_ms_p50": result["latency_ms_p50"],
+        "latency_ms_p99": result["latency_ms_p99"],
+        "latency_ms_max": result["latency_ms_max"],
+        "latency_samples": result["latency_samples"],
+        "control_rate_hz": result["control_rate_hz"],
+        "missed_deadlines": result["missed_deadlines"],
+        "inference_ms_p99": node.get("inference_ms_p99"),
+        "inference_stalls": node.get("inference_stalls", 0),
+        "stale_holds": node.get("stale_holds"),
     }

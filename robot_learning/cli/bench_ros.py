@@ -24,7 +24,7 @@ def bench_ros(args: list[str]) -> int:
     result = run_ros_bench(
         cfg,
         report=lambda row: console.print(
-            f"  {row['case']}: p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms, "
+            f"  {row['case']} ({row['inference']}): p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms, "
             f"{row['control_rate_hz']:.1f} Hz, {row['missed_deadlines']} missed deadlines"
         ),
     )
@@ -33,13 +33,13 @@ def bench_ros(args: list[str]) -> int:
     table = Table(
         title=f"bench ros (observation->command over DDS, {result['machine']['cpus']} CPUs)"
     )
-    for col in ("case", "runtime", "steps", "p50 ms", "p99 ms", "max ms", "Hz", "missed"):
-        table.add_column(
-            col, justify="left" if col in ("case", "runtime") else "right", overflow="fold"
-        )
+    columns = ("case", "inference", "runtime", "steps", "p50 ms", "p99 ms", "max ms", "Hz")
+    for col in (*columns, "missed", "stalls"):
+        table.add_column(col, justify="left" if col in columns[:3] else "right", overflow="fold")
     for row in result["results"]:
         table.add_row(
             row["case"],
+            row["inference"],
             row["runtime"],
             str(row["steps"]),
             f"{row['latency_ms_p50']:.2f}",
@@ -47,6 +47,7 @@ def bench_ros(args: list[str]) -> int:
             f"{row['latency_ms_max']:.2f}",
             f"{row['control_rate_hz']:.1f}",
             str(row["missed_deadlines"]),
+            str(row["inference_stalls"]),
         )
     console.print(table)
     console.print(f"wrote {out}")
