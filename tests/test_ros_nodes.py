@@ -321,6 +321,22 @@ def test_deploy_over_dds_matches_in_process_evaluation(bundle, tmp_path, capsys)
     assert not any(p for p in (out / "logs").glob("*.log") if "Traceback" in p.read_text())
 
 
+def test_deploy_with_asynchronous_inference_runs_every_episode(bundle, tmp_path):
+    """inference=async: the node computes chunks in a background thread; deploy.json says so."""
+    out = tmp_path / "deploy_async"
+    args = ["deploy", f"bundle={bundle}", "robot=sim", "task=reach", "episodes=3",
+            "runtime=onnxruntime", "inference=async", f"domain_id={domain(7)}", f"out={out}"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "deploy.json").read_text())
+    assert report["inference"] == "async" and report["config"]["inference"] == "async"
+    assert not report["stalled_episodes"] and report["steps"] == report["latency_samples"] > 0
+    node = report["policy_node"]
+    assert node["inferences"] >= report["steps"] / 8 and node["rejected_observations"] == 0
+    assert "inference_stalls" in node
+    log = (out / "logs" / "policy_node.log").read_text()
+    assert "Traceback" not in log
+
+
 def test_deploy_on_ros2_control_with_the_fake_arm_matches_in_process_evaluation(bundle, tmp_path):
     """``robot=ros2_control robot.fake=true``: policy_node -> the robot node (ros2_control driver:
     IK, joint trajectories) -> the MuJoCo-backed fake controller, over DDS; the same episodes'
