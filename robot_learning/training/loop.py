@@ -47,6 +47,7 @@ from robot_learning.features import FeatureSpec
 from robot_learning.policy import POLICIES, Policy
 from robot_learning.training import checkpoint as ckpt
 from robot_learning.training.config import TrainConfig, build_policy_config
+from robot_learning.training.distributed import Distributed, LossModule, ShardedSampler
 from robot_learning.training.init_weights import load_initial_weights
 from robot_learning.training.progress import GracefulStop, RunEstimate, TrainProgress
 from robot_learning.training.windows import (
@@ -134,18 +135,25 @@ def train(
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    dist = Distributed.from_env()  # torchrun / accelerate launch: one process per rank
     try:
-        return _train(cfg, progress, on_step)
+        return _train(cfg, progress, on_step, dist)
     finally:
         torch.set_num_threads(threads)
+        dist.stop()
 
 
 def _train(
-    cfg: TrainConfig, progress: bool, on_step: Callable[[int, float], None] | None
+    cfg: TrainConfig,
+    progress: bool,
+    on_step: Callable[[int, float], None] | None,
+    dist: Distributed,
 ) -> TrainResult:
     # ---------------------------------------------------------------- setup
     out = Path(cfg.out)
     ckpt_root = out / "checkpoints"
+    dist.check_batch(cfg.batch_size)
+    device = dist.start(cfg.device)
     resume_from = _resume_point(cfg, ckpt_root)
     datasets = [LeRobotDataset(path) for path in cfg.datasets]
     for part in datasets:
@@ -155,7 +163,6 @@ def _train(
     policy_cls = POLICIES.get(cfg.policy)
     policy_cfg = build_policy_config(policy_cls, cfg.policy_overrides)
     seed_everything(cfg.seed)
-    device = torch.device(cfg.device)
     features, env_features = dataset.features, None
     if (
         cfg.task is not None
@@ -176,6 +183,9 @@ def _train(
         datasets, policy.input_keys, policy_cfg.n_obs_steps, policy_cfg.horizon
     )
     windows = policy.prepare_training(all_windows)  # e.g. labels + held-out episodes (classifier)
+    model = dist.wrap(LossModule(policy))  # DDP averages gradients over the processes
+    if dist.enabled:  # same initial weights on every rank; different noise and dropout
+        seed_everything(cfg.seed + 7919 * dist.rank)
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
     )
@@ -188,13 +198,15 @@ def _train(
         "intervention_frames": int(windows.is_intervention.sum()),
         "training_windows": len(windows),
         "fps": dataset.fps,
+        "processes": dist.world_size,  # data-parallel processes (torchrun); batch_size is global
     }
     step = 0
     if resume_from is not None:
         step = _restore(resume_from, cfg, policy, optimizer, ema)
         log.info("resumed from %s at step %d", resume_from, step)
-    write_json(out / "train_config.json", resolved)
-    writer = _summary_writer(out, step)
+    if dist.is_main:
+        write_json(out / "train_config.json", resolved)
+    writer = _summary_writer(out, step) if dist.is_main else _NullWriter()
     result = TrainResult(start_step=step, step=step)
     sampler = StepBatchSampler(
         len(windows),
@@ -204,22 +216,26 @@ def _train(
         end_step=cfg.steps,
         weights=windows.sample_weights(cfg.intervention_weight),
     )
+    if dist.enabled:  # every rank draws the same global batch and keeps its slice
+        sampler = ShardedSampler(sampler, dist)
     batches = batch_iterator(windows, sampler, cfg.num_workers)
     t_start = time.monotonic()
     saved_step = step if resume_from is not None else -1
 
     def save_checkpoint() -> None:
         nonlocal saved_step
+        saved_step = step
+        if not dist.is_main:
+            return
         ckpt.commit_checkpoint(
             ckpt_root,
             step,
             lambda d: _write_checkpoint(d, step, policy, optimizer, ema, resolved),
             keep=cfg.keep_checkpoints,
         )
-        saved_step = step
 
     # ---------------------------------------------------------------- loop
-    bar = TrainProgress(cfg.steps, step, enabled=progress)
+    bar = TrainProgress(cfg.steps, step, enabled=progress and dist.is_main)
     estimate = RunEstimate(cfg.steps, step, str(device))
     window_losses: list[float] = []
     try:
@@ -228,7 +244,7 @@ def _train(
                 batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
                 policy.train()
                 with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    loss, metrics = policy.compute_loss(batch)
+                    loss, metrics = model(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss is {loss.item()} at step {step}; last checkpoint: {ckpt_root / ckpt.LAST}"
@@ -259,17 +275,19 @@ def _train(
                         writer, step, window_losses, metrics, lr, grad_norm, bar.steps_per_s
                     )
                     window_losses = []
-                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                evaluate_now = (
+                    step % cfg.eval_every == 0 or step == cfg.steps if cfg.eval_every else False
+                )
+                if evaluate_now and dist.is_main:
                     result.evals[step] = _periodic_eval(cfg, policy, ema, step, out, writer)
                 if step % cfg.save_every == 0 and step < cfg.steps:
                     save_checkpoint()
-                if stop.requested:
+                if dist.any(stop.requested):
                     result.stopped = "interrupted"
                     log.warning("stopped at step %d; resume with resume=true", step)
                     break
-                if (
-                    cfg.max_minutes is not None
-                    and time.monotonic() - t_start > 60 * cfg.max_minutes
+                if cfg.max_minutes is not None and dist.any(
+                    time.monotonic() - t_start > 60 * cfg.max_minutes
                 ):
                     result.stopped = "time_budget"
                     log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
@@ -279,7 +297,8 @@ def _train(
         result.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.monotonic() - t_start
-        _record_failure(out / "train.json", _summary(cfg, result, policy))
+        if dist.is_main:
+            _record_failure(out / "train.json", _summary(cfg, result, policy))
         raise
     finally:
         result.seconds = time.monotonic() - t_start
@@ -287,6 +306,11 @@ def _train(
     # ---------------------------------------------------------------- final save
     if step != saved_step:
         save_checkpoint()
+    if not dist.is_main:  # rank 0 writes the final policy and the summary
+        writer.close()
+        dist.barrier()
+        result.final_dir = str(out / "final") if result.stopped != "interrupted" else None
+        return result
     if result.stopped != "interrupted":
         final = _deployable(policy, ema)
         result.post_training = final.finish_training(all_windows, out)
@@ -296,6 +320,7 @@ def _train(
         result.final_dir = str(out / "final")
     writer.close()
     write_json(out / "train.json", _summary(cfg, result, policy))
+    dist.barrier()
     return result
 
 
@@ -401,6 +426,19 @@ def _restore(
         ema.load_state_dict(state["ema"])
     ckpt.set_rng_state(state["rng"])
     return int(state["step"])
+
+
+class _NullWriter:
+    """What ranks other than 0 log to: nothing."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _summary_writer(out: Path, step: int) -> Any:
