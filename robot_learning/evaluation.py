@@ -34,6 +34,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from robot_learning.compat import guard_triton
+from robot_learning.env_threads import EnvThreads, check_threadable
 from robot_learning.envs import TaskConfig, episode_instruction, make_env
 from robot_learning.features import ACTION, IMAGE_PREFIX, FeatureMismatchError, FeatureSpec
 from robot_learning.language import TASK_KEY
@@ -142,6 +143,9 @@ class EvalConfig:
     """Episode ``i`` resets with ``seed + i`` (kept apart from collection seeds, which start at 0)."""
     video_episodes: int = 0
     """Record the first K episodes as mp4 (``env.render()``); needs an output folder."""
+    env_threads: int = 1
+    """Threads stepping the ``num_envs`` environments in parallel (state tasks, no videos; see
+    :mod:`robot_learning.env_threads`); results are the same for any value."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -151,6 +155,7 @@ class EvalConfig:
         if self.video_episodes < 0:
             raise ValueError(f"video_episodes={self.video_episodes} must be >= 0")
         self.num_envs = min(self.num_envs, self.episodes)
+        check_threadable(self.env_threads, self.task.obs, self.video_episodes, "eval ")
 
 
 @dataclass
@@ -431,6 +436,7 @@ def _rollout(
         TextColumn("success {task.fields[rate]}"),
         TimeElapsedColumn(),
     ]
+    threads = EnvThreads(cfg.env_threads)
     try:
         with Progress(*columns, disable=not progress) as bar:
             bar_id = bar.add_task(f"{source.name} on {cfg.task.name}", total=cfg.episodes, rate="-")
@@ -453,8 +459,12 @@ def _rollout(
                         s.queue.extend(
                             chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32)
                         )
-                for s in list(active):
-                    if not s.step(source.refine(s.history[-1], s.queue.popleft())):
+                actions = [source.refine(s.history[-1], s.queue.popleft()) for s in active]
+                ended = threads.map(
+                    lambda pair: pair[0].step(pair[1]), zip(active, actions, strict=True)
+                )
+                for s, done in zip(list(active), ended, strict=True):
+                    if not done:
                         continue
                     if s.video is not None:
                         s.video.close()
@@ -477,6 +487,8 @@ def _rollout(
                 slot.video.abort()
                 result.videos.remove(str(slot.video.path))
         raise
+    finally:
+        threads.close()
     result.seconds = time.perf_counter() - t0
     for episode in sorted(outcomes):
         seed, success, max_reward, ret, length, flags = outcomes[episode]

@@ -1,8 +1,9 @@
 """``robot-learning bench sim``: environment steps per second, single env and vectorised.
 
-For every (task, backend, observation mode) it times random-action steps in one env and in a
-gymnasium ``AsyncVectorEnv`` of ``num_envs`` workers (steps/s counts env steps, i.e. vector
-steps x num_envs). Reset time is excluded: episodes are reset outside the timed region for the
+For every (task, backend, observation mode) it times random-action steps in one env, in a
+gymnasium ``AsyncVectorEnv`` of ``num_envs`` worker processes, and (state tasks) in ``num_envs``
+envs of this process stepped on as many threads (:mod:`robot_learning.env_threads`; steps/s
+counts env steps, i.e. vector steps x num_envs). Reset time is excluded: episodes are reset outside the timed region for the
 single env; the vector env autoresets inside (as it would during collection).
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_learning.env_threads import EnvThreads
 from robot_learning.envs import TASKS, TaskConfig, make_env
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,37 @@ def time_vector(cfg: TaskConfig, steps: int, num_envs: int, seed: int) -> float:
     return n_vec * num_envs / elapsed
 
 
+def time_threads(cfg: TaskConfig, steps: int, num_envs: int, seed: int) -> float | None:
+    """Env steps per second (summed) of ``num_envs`` envs in this process stepped on as many
+    threads (:class:`~robot_learning.env_threads.EnvThreads`); None for camera tasks."""
+    if cfg.obs != "state":
+        return None
+    envs = [make_env(cfg) for _ in range(num_envs)]
+    rng = np.random.default_rng(seed)
+    low, high = envs[0].action_space.low, envs[0].action_space.high
+
+    def step(pair):
+        env, action = pair
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+
+    try:
+        with EnvThreads(num_envs) as threads:
+            for i, env in enumerate(envs):
+                env.reset(seed=seed + i)
+            n_vec = max(1, steps // num_envs)
+            t0 = time.perf_counter()
+            for _ in range(n_vec):
+                actions = rng.uniform(low, high, size=(num_envs, *low.shape)).astype(np.float32)
+                threads.map(step, zip(envs, actions, strict=True))
+            elapsed = time.perf_counter() - t0
+    finally:
+        for env in envs:
+            env.close()
+    return n_vec * num_envs / elapsed
+
+
 def run_sim_bench(cfg: SimBenchConfig, report=None) -> dict[str, Any]:
     """Time every selected (task, backend, obs) combination; ``report(row)`` sees each result."""
     rows = []
@@ -127,6 +160,7 @@ def run_sim_bench(cfg: SimBenchConfig, report=None) -> dict[str, Any]:
             steps = cfg.state_steps if obs == "state" else cfg.pixel_steps
             single = time_single(task_cfg, steps, cfg.seed)
             vector = time_vector(task_cfg, steps, cfg.num_envs, cfg.seed)
+            threaded = time_threads(task_cfg, steps, cfg.num_envs, cfg.seed)
             row = {
                 "task": name,
                 "backend": backend,
@@ -135,6 +169,10 @@ def run_sim_bench(cfg: SimBenchConfig, report=None) -> dict[str, Any]:
                 "steps_per_s_single": round(single, 1),
                 f"steps_per_s_vector_{cfg.num_envs}": round(vector, 1),
                 "vector_speedup": round(vector / single, 2),
+                f"steps_per_s_threads_{cfg.num_envs}": None
+                if threaded is None
+                else round(threaded, 1),
+                "threads_speedup": None if threaded is None else round(threaded / single, 2),
             }
             log.info("bench sim %s", row)
             rows.append(row)

@@ -42,15 +42,30 @@ def _bench_sim(args: list[str]) -> int:
     data = to_container(load_config("bench_sim", args))
     cfg = build(SimBenchConfig, data, where="bench sim")
     console = Console()
-    console.print(f"timing env steps/s (single env and AsyncVectorEnv x{cfg.num_envs}) ...")
+    console.print(
+        f"timing env steps/s (single env, AsyncVectorEnv x{cfg.num_envs}, "
+        f"{cfg.num_envs} envs on threads) ..."
+    )
     result = run_sim_bench(cfg, report=lambda row: console.print(f"  {row}"))
     out = Path(cfg.out) / "bench.json"
     write_json(out, result)
     table = Table(title=f"bench sim (steps/s, {result['machine']['cpus']} CPUs)")
     vec_key = f"steps_per_s_vector_{cfg.num_envs}"
-    for col in ("task", "backend", "obs", "single", f"vector x{cfg.num_envs}", "speedup"):
+    thr_key = f"steps_per_s_threads_{cfg.num_envs}"
+    n = cfg.num_envs
+    for col in (
+        "task",
+        "backend",
+        "obs",
+        "single",
+        f"async x{n}",
+        "speedup",
+        f"threads x{n}",
+        "speedup",
+    ):
         table.add_column(col)
     for row in result["results"]:
+        threaded = row[thr_key]
         table.add_row(
             row["task"],
             row["backend"],
@@ -58,6 +73,8 @@ def _bench_sim(args: list[str]) -> int:
             f"{row['steps_per_s_single']:.0f}",
             f"{row[vec_key]:.0f}",
             f"{row['vector_speedup']:.2f}x",
+            "-" if threaded is None else f"{threaded:.0f}",
+            "-" if threaded is None else f"{row['threads_speedup']:.2f}x",
         )
     console.print(table)
     console.print(f"wrote {out}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_learning.env_threads import EnvThreads
 from robot_learning.features import ACTION
 from robot_learning.rl.replay import ReplayBuffer
 
@@ -42,12 +43,15 @@ def stack_obs(obs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 class Collector:
     """Steps ``envs`` with given actions, writes every transition into ``buffer``, tracks episodes."""
 
-    def __init__(self, envs: list[Any], buffer: ReplayBuffer, seed: int) -> None:
+    def __init__(
+        self, envs: list[Any], buffer: ReplayBuffer, seed: int, threads: EnvThreads | None = None
+    ) -> None:
         if len(envs) != buffer.streams:
             raise ValueError(
                 f"{len(envs)} environments but the buffer has {buffer.streams} streams"
             )
         self.envs, self.buffer, self.seed = envs, buffer, seed
+        self.threads = threads or EnvThreads(1)  # steps the environments (in parallel if > 1)
         act = envs[0].features[ACTION]
         self.low = np.asarray(act.low, np.float32).reshape(act.shape)
         self.high = np.asarray(act.high, np.float32).reshape(act.shape)
@@ -78,7 +82,8 @@ class Collector:
     def step(self, actions: np.ndarray) -> list[EpisodeStats]:
         """Apply ``actions`` ``[N, A]`` (clipped to the bounds); returns the episodes that ended."""
         actions = np.clip(np.asarray(actions, np.float32), self.low, self.high)
-        obs, results = self.obs, [env.step(a) for env, a in zip(self.envs, actions, strict=True)]
+        pairs = zip(self.envs, actions, strict=True)
+        obs, results = self.obs, self.threads.map(lambda pair: pair[0].step(pair[1]), pairs)
         next_obs = stack_obs([r[0] for r in results])
         terminated = np.array([r[2] for r in results], bool)
         truncated = np.array([r[3] for r in results], bool)

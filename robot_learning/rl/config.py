@@ -24,6 +24,7 @@ RESUMABLE_CHANGES = (
     "keep_checkpoints",
     "log_every",
     "threads",
+    "env_threads",
     "device",
     "max_minutes",
 )
@@ -45,6 +46,9 @@ class FinetuneConfig:
     """Total environment steps (summed over the parallel environments)."""
     num_envs: int = 1
     """Environments stepped in lockstep by the collector."""
+    env_threads: int = 1
+    """Threads stepping the ``num_envs`` environments in parallel (state tasks; see
+    :mod:`robot_learning.env_threads`); the run is the same for any value."""
     warmup_steps: int | None = None
     """Uniform random actions for this many environment steps; updates start after them. None:
     ``min(5000, env_steps // 10)`` (the value recorded in ``out`` when resuming); an explicit value
@@ -148,6 +152,9 @@ class FinetuneConfig:
                 self.eval_every,
                 self.env_steps,
             )
+        from robot_learning.env_threads import check_threadable
+
+        check_threadable(self.env_threads, self.task.obs, where="finetune ")
         if self.num_envs > self.env_steps:
             raise ValueError(
                 f"finetune num_envs={self.num_envs} > env_steps={self.env_steps}: not even one step per "

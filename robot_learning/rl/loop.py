@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from robot_learning.collect import write_json
+from robot_learning.env_threads import EnvThreads
 from robot_learning.envs import make_env
 from robot_learning.evaluation import EVAL_SEED_OFFSET
 from robot_learning.rl import learner_state
@@ -193,7 +194,7 @@ def _finetune(
         )
     uniform_warmup = getattr(algo_cls, "uniform_warmup", True)
     sampler = SymmetricSampler(buffer, demos)
-    collector = Collector(envs, buffer, seed=cfg.seed)
+    collector = Collector(envs, buffer, seed=cfg.seed, threads=EnvThreads(cfg.env_threads))
     low, high = collector.low, collector.high
     env_steps = 0
     if saved is not None:
@@ -311,6 +312,7 @@ def _finetune(
         "train_episodes": len(curves.train),
     }
     write_json(out / "finetune.json", summary)
+    collector.threads.close()
     for env in [*envs, eval_env]:
         env.close()
     return result
