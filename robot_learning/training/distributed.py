@@ -113,6 +113,19 @@ class Distributed:
             torch.distributed.destroy_process_group()
 
 
+class NullWriter:
+    """The TensorBoard writer of ranks other than 0: writes nothing."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class LossModule(nn.Module):
     """``forward(batch) -> (loss, metrics)`` of a policy: what DistributedDataParallel wraps
     (policies expose ``compute_loss``, and DDP reduces gradients of ``forward`` calls)."""

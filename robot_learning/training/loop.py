@@ -47,7 +47,12 @@ from robot_learning.features import FeatureSpec
 from robot_learning.policy import POLICIES, Policy
 from robot_learning.training import checkpoint as ckpt
 from robot_learning.training.config import TrainConfig, build_policy_config
-from robot_learning.training.distributed import Distributed, LossModule, ShardedSampler
+from robot_learning.training.distributed import (
+    Distributed,
+    LossModule,
+    NullWriter,
+    ShardedSampler,
+)
 from robot_learning.training.init_weights import load_initial_weights
 from robot_learning.training.progress import GracefulStop, RunEstimate, TrainProgress
 from robot_learning.training.windows import (
@@ -206,7 +211,7 @@ def _train(
         log.info("resumed from %s at step %d", resume_from, step)
     if dist.is_main:
         write_json(out / "train_config.json", resolved)
-    writer = _summary_writer(out, step) if dist.is_main else _NullWriter()
+    writer = _summary_writer(out, step) if dist.is_main else NullWriter()
     result = TrainResult(start_step=step, step=step)
     sampler = StepBatchSampler(
         len(windows),
@@ -426,19 +431,6 @@ def _restore(
         ema.load_state_dict(state["ema"])
     ckpt.set_rng_state(state["rng"])
     return int(state["step"])
-
-
-class _NullWriter:
-    """What ranks other than 0 log to: nothing."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _summary_writer(out: Path, step: int) -> Any:
