@@ -36,7 +36,7 @@ DIAGNOSTICS_LEVELS = {
 #: ``KeyValue`` entries of a status besides the counters of :class:`ros_nodes.control.Counters`
 DIAGNOSTICS_VALUES = (
     "inference_ms", "inference_ms_p99", "queue_depth", "estop", "holding", "control_rate_hz",
-    "trigger", "superseded_observations", "instruction",
+    "trigger", "superseded_observations", "instruction", "inference", "inference_delay_steps",
 )  # fmt: skip
 #: language bundles: the instruction to follow (std_msgs/String)
 INSTRUCTION_TOPIC = "/policy/instruction"

@@ -26,7 +26,7 @@ from robot_learning.envs import TaskConfig
 CHECKPOINT_RUNTIMES = ("torch",)
 
 #: keys of configs/eval.yaml that fill EvalConfig
-EVAL_KEYS = ("episodes", "num_envs", "seed", "video_episodes")
+EVAL_KEYS = ("episodes", "num_envs", "env_threads", "seed", "video_episodes")
 
 #: types of the other keys of configs/eval.yaml (``task`` is built separately)
 CLI_TYPES = {
@@ -78,7 +78,7 @@ def eval_command(args: list[str]) -> int:
         settings["video_episodes"] = 0
     envs = None
     if robot is not None:
-        settings["num_envs"] = 1  # one robot
+        settings["num_envs"] = settings["env_threads"] = 1  # one robot
         if data["video"]:
             raise ConfigError("video=true records simulator renders; a robot=... has none")
     run = build(EvalConfig, {**settings, "task": task}, where="eval")

@@ -122,8 +122,11 @@ class Ros2ControlRobot(Robot):
             except ExternalShutdownException:  # Ctrl-C / SIGTERM shut every context down
                 return
             except Exception:  # noqa: BLE001 - shutting down under the spinner
-                if self._connected:
+                # the process's shutdown (SIGTERM) invalidates the context between the loop's
+                # check and the wait: that is the end of spinning, not an error
+                if self._connected and self._context.ok():
                     raise
+                return
 
     def _create_interfaces(self) -> None:
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
