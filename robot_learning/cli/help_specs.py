@@ -93,7 +93,9 @@ def register_all() -> None:
     HELP["train"] = CommandHelp(
         usage="train policy=<name> dataset=DIR|[DIR,...] out=DIR [task=<name>] [steps=N] [init=DIR] [resume=true]",
         summary="Imitation training of a zoo policy on a LeRobotDataset: checkpoints, TensorBoard "
-        "logs, train.json and the final (EMA) policy in out/final.",
+        "logs, train.json and the final (EMA) policy in out/final. Several processes or GPUs: "
+        "torchrun --nproc-per-node N -m robot_learning.cli train ... (batch_size is the global "
+        "batch).",
         config="train",
         classes=(TrainConfig,),
         groups={"policy": _policy_config, **task, "recipe": _no_class},
