@@ -36,8 +36,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robot_learning.compat import guard_triton
 from robot_learning.env_threads import EnvThreads, check_threadable
 from robot_learning.envs import TaskConfig, episode_instruction, make_env
-from robot_learning.features import ACTION, IMAGE_PREFIX, FeatureMismatchError, FeatureSpec
+from robot_learning.features import FeatureMismatchError, FeatureSpec
 from robot_learning.language import TASK_KEY
+from robot_learning.task_compat import (  # the checks moved there; imported from here too
+    ControlRateMismatchError,  # noqa: F401
+    check_control_rate,
+    check_task_features,
+    checkpoint_control_rate,  # noqa: F401
+    task_completed_features,  # noqa: F401
+    task_overrides_for,  # noqa: F401
+    task_rate_hz,
+)
 
 log = logging.getLogger(__name__)
 guard_triton()  # before any env is built: see robot_learning.compat
@@ -226,95 +235,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def task_overrides_for(features: FeatureSpec) -> dict[str, Any]:
-    """Task settings implied by a policy's/dataset's features: pixels mode, image size, cameras."""
-    cameras = [k[len(IMAGE_PREFIX) :] for k in features.image_keys]
-    if not cameras:
-        return {"obs": "state"}
-    return {
-        "obs": "pixels",
-        "image_size": int(features[features.image_keys[0]].shape[0]),
-        "cameras": tuple(cameras),
-    }
-
-
-class ControlRateMismatchError(ValueError):
-    """A policy would run at another control rate than the one it was trained/exported for."""
-
-
-def checkpoint_control_rate(checkpoint: str | Path) -> float | None:
-    """The control rate a checkpoint was trained at (its dataset's fps, recorded as
-    ``train_config.fps`` in ``config.json``); None when the checkpoint does not record it."""
-    import json
-
-    path = Path(checkpoint) / "config.json"
-    try:
-        fps = (json.loads(path.read_text()).get("train_config") or {}).get("fps")
-    except (OSError, ValueError):
-        return None
-    return float(fps) if fps else None
-
-
-def check_control_rate(
-    policy_hz: float | None, task_hz: float | None, policy: str, task: str
-) -> None:
-    """Raise :class:`ControlRateMismatchError` naming both rates unless they agree (None: unknown, no check).
-
-    A policy's actions (deltas, targets) are meant to be applied for one period of the rate its
-    demonstrations were recorded at; at another rate every action lasts too long or too short.
-    """
-    if not policy_hz or not task_hz or math.isclose(float(policy_hz), float(task_hz), rel_tol=1e-6):
-        return
-    raise ControlRateMismatchError(
-        f"{policy} acts at {float(policy_hz):g} Hz but {task} runs at {float(task_hz):g} Hz: every action "
-        f"would be applied for {float(policy_hz) / float(task_hz):.3g}x its intended duration. "
-        f"Use a task/robot that runs at {float(policy_hz):g} Hz (for backend=gymnasium pass "
-        f"task.fps={float(policy_hz):g}), or re-collect the demonstrations at {float(task_hz):g} Hz, "
-        "retrain and re-export."
-    )
-
-
-def task_rate_hz(env: Any) -> float | None:
-    """The control rate of a built task env (``env.fps``), None if it declares none."""
-    fps = getattr(env, "fps", None) or getattr(getattr(env, "unwrapped", None), "fps", None)
-    return float(fps) if fps else None
-
-
-def check_task_features(
-    features: FeatureSpec, keys: list[str], env_features: FeatureSpec, what: str
-) -> FeatureSpec:
-    """Raise :class:`FeatureMismatchError` naming every key of ``keys`` that the env does not match.
-
-    Fields a LeRobot-schema dataset cannot carry (bounds, control mode, element names) are taken
-    from the task when everything else matches, with a warning; returns the completed spec.
-    """
-    completed = task_completed_features(features, env_features, what)
-    try:
-        completed.check_matches(env_features, what=what, keys=[*keys, ACTION])
-    except FeatureMismatchError as exc:
-        raise FeatureMismatchError(
-            f"{exc}. If the data was recorded on this task with another tool, "
-            "`robot-learning dataset set-spec DIR task=<name>` writes the task's bounds, control "
-            "mode and names into the dataset (LeRobot still loads it)"
-        ) from None
-    return completed
-
-
-def task_completed_features(
-    features: FeatureSpec, env_features: FeatureSpec, what: str
-) -> FeatureSpec:
-    """``features`` with the bounds, control mode and names it lacks taken from the task (warned)."""
-    completed, notes = features.fill_unknown(env_features)
-    if notes:
-        log.warning(
-            "%s: the policy's features carry no %s; taking them from the task (run "
-            "`robot-learning dataset set-spec DIR task=<name>` to store them in the dataset)",
-            what,
-            "; ".join(notes),
-        )
-    return completed
 
 
 class _Slot:

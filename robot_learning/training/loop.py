@@ -54,7 +54,13 @@ from robot_learning.training.distributed import (
     ShardedSampler,
 )
 from robot_learning.training.init_weights import load_initial_weights
-from robot_learning.training.progress import GracefulStop, RunEstimate, TrainProgress
+from robot_learning.training.progress import (
+    GracefulStop,
+    RunEstimate,
+    TrainProgress,
+    log_scalars,
+    summary_writer,
+)
 from robot_learning.training.windows import (
     StepBatchSampler,
     WindowDataset,
@@ -211,7 +217,7 @@ def _train(
         log.info("resumed from %s at step %d", resume_from, step)
     if dist.is_main:
         write_json(out / "train_config.json", resolved)
-    writer = _summary_writer(out, step) if dist.is_main else NullWriter()
+    writer = summary_writer(out, step) if dist.is_main else NullWriter()
     result = TrainResult(start_step=step, step=step)
     sampler = StepBatchSampler(
         len(windows),
@@ -276,7 +282,7 @@ def _train(
                 if on_step is not None:
                     on_step(step, loss_value)
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    _log_scalars(
+                    log_scalars(
                         writer, step, window_losses, metrics, lr, grad_norm, bar.steps_per_s
                     )
                     window_losses = []
@@ -431,33 +437,6 @@ def _restore(
         ema.load_state_dict(state["ema"])
     ckpt.set_rng_state(state["rng"])
     return int(state["step"])
-
-
-def _summary_writer(out: Path, step: int) -> Any:
-    from torch.utils.tensorboard import SummaryWriter
-
-    # purge_step drops events a killed run logged after its last checkpoint
-    return SummaryWriter(str(out / "tb"), purge_step=step if step else None)
-
-
-def _log_scalars(
-    writer: Any,
-    step: int,
-    losses: list[float],
-    metrics: dict[str, float],
-    lr: float,
-    grad_norm: float,
-    steps_per_s: float,
-) -> None:
-    writer.add_scalar("train/loss", float(np.mean(losses)), step)
-    writer.add_scalar("train/lr", lr, step)
-    writer.add_scalar("train/grad_norm", grad_norm, step)
-    writer.add_scalar("train/steps_per_s", steps_per_s, step)
-    for name, value in (metrics or {}).items():  # the policy's own metrics of the last step
-        writer.add_scalar(f"policy/{name}", float(value), step)
-    log.info(
-        "step %d loss %.5f lr %.2e grad_norm %.3f", step, float(np.mean(losses)), lr, grad_norm
-    )
 
 
 def _periodic_eval(

@@ -6,8 +6,11 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+import numpy as np
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -147,3 +150,32 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def summary_writer(out: Path, step: int) -> Any:
+    """The run's TensorBoard writer (``out/tb``), resuming at ``step``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a killed run logged after its last checkpoint
+    return SummaryWriter(str(out / "tb"), purge_step=step if step else None)
+
+
+def log_scalars(
+    writer: Any,
+    step: int,
+    losses: list[float],
+    metrics: dict[str, float],
+    lr: float,
+    grad_norm: float,
+    steps_per_s: float,
+) -> None:
+    """Log one window of training scalars to TensorBoard and the log."""
+    writer.add_scalar("train/loss", float(np.mean(losses)), step)
+    writer.add_scalar("train/lr", lr, step)
+    writer.add_scalar("train/grad_norm", grad_norm, step)
+    writer.add_scalar("train/steps_per_s", steps_per_s, step)
+    for name, value in (metrics or {}).items():  # the policy's own metrics of the last step
+        writer.add_scalar(f"policy/{name}", float(value), step)
+    log.info(
+        "step %d loss %.5f lr %.2e grad_norm %.3f", step, float(np.mean(losses)), lr, grad_norm
+    )
