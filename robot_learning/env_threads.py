@@ -10,9 +10,9 @@ them): pixel tasks and videos are refused with ``threads > 1``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,3 +57,16 @@ def check_threadable(threads: int, obs: str, videos: int = 0, where: str = "") -
             f"{where}env_threads={threads} steps environments in parallel threads, which cannot "
             f"render ({what}): use env_threads=1 for camera tasks and videos"
         )
+
+
+def step_envs(threads: EnvThreads, envs: Sequence[Any], actions: Sequence[Any]) -> list[tuple]:
+    """``env.step(action)`` for each pair: one call of the batch when ``envs`` are views of one
+    batched simulator (Isaac Gym, :func:`robot_learning.envs.make_envs`), else on ``threads``.
+
+    Returns each environment's ``(obs, reward, terminated, truncated, info)``.
+    """
+    batches = {id(getattr(env, "batch", None)) for env in envs}
+    batch = getattr(envs[0], "batch", None) if envs else None
+    if batch is not None and len(batches) == 1:
+        return batch.step_views(list(envs), list(actions))
+    return threads.map(lambda pair: pair[0].step(pair[1]), zip(envs, actions, strict=True))

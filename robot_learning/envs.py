@@ -65,6 +65,27 @@ class RandomizationConfig:
                 raise ValueError(f"randomization.{name} must be >= 0, got {value}")
 
 
+#: settings of the adapters and their defaults (a task of another backend must leave them)
+ADAPTER_ONLY: dict[str, Any] = {
+    "gym_id": None,
+    "gym_kwargs": {},
+    "fps": None,
+    "success_key": None,
+    "terminate_on_success": True,
+    "control_mode": None,
+    "reseed": False,
+    "vec_task": None,
+    "vec_task_cfg": {},
+    "sim_device": "cpu",
+}
+#: the backends each adapter setting applies to
+ADAPTER_BACKENDS: dict[str, tuple[str, ...]] = {
+    **{k: ("gymnasium",) for k in ADAPTER_ONLY},
+    **{k: ("gymnasium", "isaacgym") for k in ("success_key", "control_mode")},
+    **{k: ("isaacgym",) for k in ("vec_task", "vec_task_cfg", "sim_device")},
+}
+
+
 @dataclass
 class TaskConfig:
     """Which task to build and how; the CLI and Hydra YAML in ``configs/task/`` fill it."""
@@ -72,7 +93,8 @@ class TaskConfig:
     name: str
     """Registered task name, e.g. ``lift``, ``pusht``, or an external adapter such as ``hopper``."""
     backend: str = "mujoco"
-    """Simulator backend: ``mujoco`` (default), ``pybullet``, or ``gymnasium`` for external suites."""
+    """Simulator backend: ``mujoco`` (default), ``pybullet``, ``gymnasium`` for external suites,
+    or ``isaacgym`` for Isaac Gym vectorised tasks (``sim/isaacgym``)."""
     obs: str = "state"
     """Observation mode: ``state`` (proprio + object state) or ``pixels`` (proprio + cameras)."""
     image_size: int = 96
@@ -93,13 +115,22 @@ class TaskConfig:
     """For ``backend=gymnasium``: control rate to record; ``None`` reads the env's metadata."""
     success_key: str | None = None
     """For ``backend=gymnasium``: the ``info`` key that reports success; None: ``is_success``,
-    else ``success`` (a warning names the keys seen when neither appears)."""
+    else ``success`` (a warning names the keys seen when neither appears). For
+    ``backend=isaacgym``: the ``extras`` key (per-env tensor; None: ``successes``)."""
     terminate_on_success: bool = True
     """For ``backend=gymnasium``: end the episode at the first success, as the project's own
     tasks do (false: run to the suite's own end or the step limit)."""
     control_mode: str | None = None
-    """For ``backend=gymnasium``: what the action means (``joint_torque``, ``ee_delta_pos``, ...,
-    see ``robot_learning.features.CONTROL_MODES``); None: not declared."""
+    """For ``backend=gymnasium|isaacgym``: what the action means (``joint_torque``,
+    ``ee_delta_pos``, ..., see ``robot_learning.features.CONTROL_MODES``); None: not declared."""
+    vec_task: str | None = None
+    """For ``backend=isaacgym``: the ``VecTask`` class, a name registered in ``sim.isaacgym``
+    (``cartpole``) or ``module:Class`` (e.g. ``isaacgymenvs.tasks.cartpole:Cartpole``)."""
+    vec_task_cfg: dict[str, Any] = field(default_factory=dict)
+    """For ``backend=isaacgym``: overrides merged into the task's IsaacGymEnvs-style config
+    (``env:``, ``sim:``, ``task:`` sections; ``env.numEnvs`` is set by the caller)."""
+    sim_device: str = "cpu"
+    """For ``backend=isaacgym``: the device that simulates and holds the tensors (``cuda:0``)."""
     reseed: bool = False
     """For ``backend=gymnasium``: seed the suite's random generators before every reset, for
     suites whose ``reset(seed=...)`` ignores the seed (the adapter warns when it sees one)."""
@@ -146,24 +177,25 @@ class TaskConfig:
             self.cameras = tuple(self.cameras)
         if self.backend == "gymnasium" and not self.gym_id:
             raise ValueError("task backend=gymnasium needs gym_id (e.g. gym_id=Hopper-v5)")
+        if self.backend == "isaacgym" and not self.vec_task:
+            raise ValueError(
+                "task backend=isaacgym needs vec_task (e.g. vec_task=cartpole, or "
+                "vec_task=isaacgymenvs.tasks.cartpole:Cartpole)"
+            )
         if self.control_mode is not None and self.control_mode not in CONTROL_MODES:
             raise ValueError(
                 f"task control_mode={self.control_mode!r} is invalid; use one of {CONTROL_MODES}"
             )
-        adapter_only = {
-            "gym_id": None,
-            "gym_kwargs": {},
-            "fps": None,
-            "success_key": None,
-            "terminate_on_success": True,
-            "control_mode": None,
-            "reseed": False,
-        }
-        if self.backend != "gymnasium":
-            wrong = [k for k, default in adapter_only.items() if getattr(self, k) != default]
-            if wrong:
+        for key, default in ADAPTER_ONLY.items():
+            allowed = ADAPTER_BACKENDS[key]
+            if self.backend not in allowed and getattr(self, key) != default:
+                wrong = [
+                    k
+                    for k, d in ADAPTER_ONLY.items()
+                    if self.backend not in ADAPTER_BACKENDS[k] and getattr(self, k) != d
+                ]
                 raise ValueError(
-                    f"task.{wrong[0]} applies to external suites only (backend=gymnasium); task "
+                    f"task.{key} applies to backend={'|'.join(allowed)} only; task "
                     f"{self.name!r} runs on backend={self.backend}: remove "
                     + ", ".join(f"task.{k}" for k in wrong)
                 )
@@ -378,6 +410,26 @@ def task_names(backend: str | None = None) -> list[str]:
     )
 
 
+#: backends whose tasks are all one adapter class, configured by the task's settings
+ADAPTER_KEYS = {"gymnasium": "gymnasium/adapter", "isaacgym": "isaacgym/adapter"}
+
+
+def task_key(cfg: TaskConfig) -> str:
+    """The registry key of ``cfg``'s task class (``backend/name``, or the backend's adapter)."""
+    return ADAPTER_KEYS.get(cfg.backend, f"{cfg.backend}/{cfg.name}")
+
+
+def make_envs(cfg: TaskConfig, n: int) -> list[TaskEnv]:
+    """``n`` environments of ``cfg``: views of one batched simulator when the task class has a
+    ``make_batch(cfg, n)`` hook (Isaac Gym; step them together with
+    :func:`robot_learning.env_threads.step_envs`), else ``n`` independent ones."""
+    key = task_key(cfg)
+    make_batch = getattr(TASKS.get(key), "make_batch", None) if key in TASKS else None
+    if make_batch is None or n == 1:
+        return [make_env(cfg) for _ in range(n)]
+    return [_checked(env, cfg) for env in make_batch(cfg, n)]
+
+
 def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
     """Build the environment for ``cfg`` (or a task name plus keyword overrides)."""
     if isinstance(cfg, str):
@@ -386,7 +438,7 @@ def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
         cfg = TaskConfig.from_dict(
             {**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides}
         )
-    key = "gymnasium/adapter" if cfg.backend == "gymnasium" else f"{cfg.backend}/{cfg.name}"
+    key = task_key(cfg)
     if key not in TASKS:
         available = [k for k in TASKS.names() if k.endswith("/" + cfg.name)]
         hint = (
@@ -395,7 +447,11 @@ def make_env(cfg: TaskConfig | str, **overrides: Any) -> TaskEnv:
         raise ValueError(
             f"No task {cfg.name!r} for backend {cfg.backend!r}.{hint} Known tasks: {TASKS.names()}"
         )
-    env = TASKS.get(key)(cfg)
+    return _checked(TASKS.get(key)(cfg), cfg)
+
+
+def _checked(env: TaskEnv, cfg: TaskConfig) -> TaskEnv:
+    """``env`` after the checks every new environment passes."""
     missing = [k for k in env.features if k != ACTION and not k.startswith("observation.")]
     if missing:
         raise ValueError(f"Task {cfg.name!r} declares non-LeRobot feature keys {missing}")

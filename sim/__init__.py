@@ -4,4 +4,4 @@ Simulator libraries (MuJoCo, PyBullet) are imported by the task modules themselv
 only when a PyBullet task is constructed.
 """
 
-from sim import experts, external, mujoco_suite, pybullet_suite  # noqa: F401  (registration)
+from sim import experts, external, isaacgym, mujoco_suite, pybullet_suite  # noqa: F401  (registration)

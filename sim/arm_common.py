@@ -204,8 +204,24 @@ def arm_features(
 
 
 def proprio(ee_pos: np.ndarray, gripper_width: float, qpos: np.ndarray) -> np.ndarray:
-    """``observation.state`` vector from its parts."""
-    return np.concatenate([ee_pos, [gripper_width], qpos[:7]]).astype(np.float32)
+    """``observation.state`` vector from its parts. The width reads like a gripper's sensor,
+    saturating at its declared range: soft finger limits let a fully open simulated gripper
+    reach 0.086 m for a step, which would put the observation outside its own bounds."""
+    width = np.clip(np.float32(gripper_width), *_WIDTH_RANGE_F32)
+    return np.concatenate([ee_pos, [width], qpos[:7]]).astype(np.float32)
+
+
+def _inside_f32(low: float, high: float) -> tuple[np.float32, np.float32]:
+    """The float32 values nearest ``low`` and ``high`` that lie inside ``[low, high]``."""
+    lo, hi = np.float32(low), np.float32(high)
+    if float(lo) < low:
+        lo = np.nextafter(lo, np.float32(np.inf))
+    if float(hi) > high:
+        hi = np.nextafter(hi, np.float32(-np.inf))
+    return lo, hi
+
+
+_WIDTH_RANGE_F32 = _inside_f32(-GRIPPER_MARGIN, GRIPPER_MAX_WIDTH + GRIPPER_MARGIN)
 
 
 def ee_target(current_target: np.ndarray, action: np.ndarray) -> np.ndarray:

@@ -16,14 +16,14 @@ import toy_policy
 from robot_learning.bounds import bounds_violation, observation_bounds
 from robot_learning.cli import main
 from robot_learning.config import load_config, task_config
-from robot_learning.envs import EXPERTS, TASKS, make_env, make_expert
+from robot_learning.envs import ADAPTER_KEYS, EXPERTS, TASKS, make_env, make_expert
 from robot_learning.features import ACTION, Feature, FeatureMismatchError, FeatureSpec
 from robot_learning.runtime import load_bundle
 from robot_learning.runtime.bundle_policy import ObservationError
 from ros_nodes.control import PolicyController, check_observation
 
-#: every built-in (backend, task): all registry entries except the generic gymnasium adapter
-BUILTIN = sorted(tuple(k.split("/", 1)) for k in TASKS.names() if k != "gymnasium/adapter")
+#: every built-in (backend, task): all registry entries except the adapters (gymnasium, isaacgym)
+BUILTIN = sorted(tuple(k.split("/", 1)) for k in TASKS.names() if k not in ADAPTER_KEYS.values())
 WITH_EXPERT = [(b, t) for b, t in BUILTIN if t in EXPERTS]
 STATE = "observation.state"
 ENV_STATE = "observation.environment_state"
@@ -114,6 +114,22 @@ def test_expert_and_random_frames_stay_inside_the_bounds(backend, task):
         frames = sum(_episode(env, seed, expert) for seed in range(5))
         frames += sum(_episode(env, seed, None) for seed in (10, 11, 12))
         assert frames > 0
+    finally:
+        env.close()
+
+
+def test_a_gripper_opened_past_its_limit_reads_at_the_declared_bound():
+    """Soft finger limits let the simulated gripper reach 0.086 m (seen in 100-episode deploys),
+    beyond the declared 0.085 m: the policy node then refused every observation."""
+    env = _build("mujoco", "lift")
+    try:
+        obs, _ = env.reset(seed=0)
+        env.unwrapped.data.qpos[env.unwrapped._finger_qadr] = 0.0431  # 0.0862 m open
+        obs = env.unwrapped._get_obs()
+        width = env.features[STATE].names.index("gripper_width")
+        assert obs[STATE][width] == pytest.approx(env.features[STATE].high[width], abs=1e-7)
+        env.features.check_sample({**obs, ACTION: np.zeros(4, np.float32)})
+        assert check_observation(STATE, env.features[STATE], obs[STATE]) is None  # policy_node's check
     finally:
         env.close()
 

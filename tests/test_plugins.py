@@ -111,7 +111,7 @@ def test_settings_the_adapter_cannot_honour_are_errors(overrides, message):
 def test_a_missing_gym_id_suggests_the_module_form():
     with pytest.raises(ValueError, match=r"gym_id=<module>:NoSuchEnv-v0"):
         make_env(TaskConfig(name="x", backend="gymnasium", gym_id="NoSuchEnv-v0"))
-    with pytest.raises(ValueError, match="applies to external suites only"):
+    with pytest.raises(ValueError, match=r"applies to backend=gymnasium\|isaacgym only"):
         TaskConfig(name="lift", success_key="success")
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from robot_learning.config import load_config, task_config
-from robot_learning.envs import EXPERTS, TASKS, TaskConfig, make_env, make_expert
+from robot_learning.envs import ADAPTER_KEYS, EXPERTS, TASKS, TaskConfig, make_env, make_expert
 
-SIM_TASKS = [k for k in TASKS.names() if not k.startswith("gymnasium/")]
+SIM_TASKS = [k for k in TASKS.names() if k not in ADAPTER_KEYS.values()]
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "task"
 PLUGIN_CONFIGS = (
     Path(__file__).resolve().parents[1] / "examples" / "point_suite" / "point_suite" / "configs"

@@ -70,6 +70,16 @@ def usage() -> str:
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def _import_isaacgym_first(args: list[str]) -> None:
+    """NVIDIA's ``isaacgym`` refuses to load after torch: import it first when a command names
+    it (``task=isaacgym_*`` or ``backend=isaacgym``) and it is installed."""
+    import importlib.util
+
+    named = any("isaacgym" in a for a in args) and "torch" not in sys.modules
+    if named and importlib.util.find_spec("isaacgym") is not None:
+        import isaacgym  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``robot-learning`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -85,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[RichHandler(console=err_console, show_path=False)],
         force=True,
     )
+    _import_isaacgym_first(args)
     name, rest = args[0], args[1:]
     try:
         command = COMMANDS.get(name)

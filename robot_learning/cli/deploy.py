@@ -63,10 +63,9 @@ def _robot_settings(data: dict) -> Any:
 
 def _safety_parameters(robot: Any, task: Any) -> dict:
     """policy_node parameters that apply ``robot.safety`` to every executed action."""
-    from robot_learning.envs import TASKS
+    from robot_learning.envs import TASKS, task_key
 
-    key = "gymnasium/adapter" if task.backend == "gymnasium" else f"{task.backend}/{task.name}"
-    scale = getattr(TASKS.get(key), "action_scale", None)
+    scale = getattr(TASKS.get(task_key(task)), "action_scale", None)
     return {"safety": json.dumps(asdict(robot.safety)), "ee_action_scale": float(scale or 0.0)}
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_learning.env_threads import EnvThreads
+from robot_learning.env_threads import EnvThreads, step_envs
 from robot_learning.features import ACTION
 from robot_learning.rl.replay import ReplayBuffer
 
@@ -82,8 +82,7 @@ class Collector:
     def step(self, actions: np.ndarray) -> list[EpisodeStats]:
         """Apply ``actions`` ``[N, A]`` (clipped to the bounds); returns the episodes that ended."""
         actions = np.clip(np.asarray(actions, np.float32), self.low, self.high)
-        pairs = zip(self.envs, actions, strict=True)
-        obs, results = self.obs, self.threads.map(lambda pair: pair[0].step(pair[1]), pairs)
+        obs, results = self.obs, step_envs(self.threads, self.envs, actions)
         next_obs = stack_obs([r[0] for r in results])
         terminated = np.array([r[2] for r in results], bool)
         truncated = np.array([r[3] for r in results], bool)
@@ -129,10 +128,9 @@ class Collector:
                 f"collector state has {len(state['envs'])} environments, this run {len(self.envs)}"
             )
         self.next_episode = int(state["next_episode"])
+        replayed = self._replay([(int(s["seed"]), s["actions"]) for s in state["envs"]])
         for e, saved in enumerate(state["envs"]):
-            obs, _ = self.envs[e].reset(seed=int(saved["seed"]))
-            for a in saved["actions"]:
-                obs = self.envs[e].step(a)[0]
+            obs = replayed[e]
             differ = [k for k in saved["obs"] if not np.array_equal(obs[k], saved["obs"][k])]
             if differ:
                 raise ValueError(
@@ -142,6 +140,29 @@ class Collector:
             self._obs[e], self._seed[e] = obs, int(saved["seed"])
             self._actions[e] = list(saved["actions"])
             self._ret[e], self._success[e] = float(saved["ret"]), bool(saved["success"])
+
+    def _replay(self, episodes: list[tuple[int, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Each env's observation after resetting with its seed and replaying its actions.
+
+        The replays end together: env ``e`` starts ``longest - len(actions_e)`` steps in, so
+        views of one batched simulator (which all step at every step) are each reset right
+        before their own replay and none steps after it.
+        """
+        longest = max(len(actions) for _, actions in episodes)
+        starts = [longest - len(actions) for _, actions in episodes]
+        obs: list[dict[str, np.ndarray]] = [{} for _ in self.envs]
+        for t in range(longest + 1):
+            for e, (seed, _) in enumerate(episodes):
+                if starts[e] == t:
+                    obs[e] = self.envs[e].reset(seed=seed)[0]
+            if t == longest:
+                break
+            moving = [e for e in range(len(self.envs)) if starts[e] <= t]
+            actions = [episodes[e][1][t - starts[e]] for e in moving]
+            results = step_envs(self.threads, [self.envs[e] for e in moving], actions)
+            for e, result in zip(moving, results, strict=True):
+                obs[e] = result[0]
+        return obs
 
 
 def run_episodes(

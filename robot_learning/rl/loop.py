@@ -28,7 +28,7 @@ import torch
 
 from robot_learning.collect import write_json
 from robot_learning.env_threads import EnvThreads
-from robot_learning.envs import make_env
+from robot_learning.envs import make_env, make_envs
 from robot_learning.evaluation import EVAL_SEED_OFFSET
 from robot_learning.rl import learner_state
 from robot_learning.rl.algos import ALGOS, Algorithm, Batch
@@ -96,9 +96,17 @@ def run_algo_config(cfg: FinetuneConfig, run_dir: str | Path, fresh: bool = Fals
 
 def make_learner_env(cfg: FinetuneConfig, algo_cfg: Any) -> Any:
     """The task's environment, wrapped by the algorithm's ``wrap_env`` hook when it has one."""
-    env = make_env(cfg.task)
+    return make_learner_envs(cfg, algo_cfg, 1)[0]
+
+
+def make_learner_envs(cfg: FinetuneConfig, algo_cfg: Any, n: int) -> list[Any]:
+    """``n`` environments of the task (views of one batched simulator when the task has one,
+    :func:`make_envs`), each wrapped by the algorithm's ``wrap_env`` hook when it has one (then
+    independent: a wrapper steps its own environment)."""
     wrap = getattr(ALGOS.get(cfg.algo), "wrap_env", None)
-    return env if wrap is None else wrap(env, algo_cfg)
+    if wrap is None:
+        return make_envs(cfg.task, n)
+    return [wrap(make_env(cfg.task), algo_cfg) for _ in range(n)]
 
 
 def learner_skips_images(algo: str) -> bool:
@@ -176,7 +184,7 @@ def _finetune(
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     algo_cls, algo_cfg = ALGOS.get(cfg.algo), run_algo_config(cfg, out, fresh=saved is None)
-    envs = [make_learner_env(cfg, algo_cfg) for _ in range(cfg.num_envs)]
+    envs = make_learner_envs(cfg, algo_cfg, cfg.num_envs)
     eval_env = make_learner_env(cfg, algo_cfg)
     spec = envs[0].features
     observations, action = learner_observations(cfg, spec, algo_cfg), action_feature(spec)
