@@ -27,7 +27,7 @@ $(SYS_STAMP): Makefile | $(BIN)/python
 system-deps: $(SYS_STAMP)
 
 $(STAMP): pyproject.toml examples/point_suite/pyproject.toml | $(SYS_STAMP)
-	$(BIN)/pip install -q -e ".[dev,external,ros,teleop-browser,vla]"
+	$(BIN)/pip install -q -e ".[dev,distributed,external,ros,teleop-browser,vla]"
 	# the example plugin (an external suite + an expert by entry point): tests/test_plugins.py
 	$(BIN)/pip install -q -e examples/point_suite
 	touch $@

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robot_learning.datasets import LeRobotDatasetWriter
 from robot_learning.envs import TaskConfig, episode_instruction, make_expert, make_task_env
 from robot_learning.features import Feature, FeatureSpec
+from robot_learning.ray_rollouts import check_worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class CollectConfig:
     robot: dict[str, Any] | None = None
     """Record on this robot (its ``robot.*`` settings) instead of the task's simulator; the
     scripted expert needs the privileged state only a simulator has (``robot=sim``)."""
+    num_workers: int | None = None
+    """Run the episodes on this many Ray rollout workers (:mod:`robot_learning.ray_rollouts`);
+    the dataset is the same as without them. None: in this process."""
+    cluster: str | None = None
+    """With ``num_workers``: ``local`` (default: start Ray on this machine), ``auto`` (the Ray
+    cluster started here with ``ray start``) or a cluster address ``HOST:PORT``."""
 
     def __post_init__(self) -> None:
         if self.episodes <= 0:
@@ -75,6 +82,7 @@ class CollectConfig:
             )
         if self.seed < 0:
             raise ValueError(f"seed={self.seed} must be >= 0 (episode i resets with seed + i)")
+        check_worker_settings(self.num_workers, self.cluster, robot=self.robot)
         if (
             self.max_attempts is not None
             and not self.only_success
@@ -258,6 +266,11 @@ def _collect_episodes(cfg, env, expert, writer, result, wanted, max_attempts, fi
         task_id = bar.add_task(
             f"{cfg.task.name}/{cfg.task.backend}/{cfg.task.obs}", total=max(wanted, 0), rate="-"
         )
+        if cfg.num_workers is not None:
+            from robot_learning.ray_rollouts import collect_on_workers
+
+            collect_on_workers(cfg, writer, result, wanted, max_attempts, first_seed, bar, task_id)
+            return
         while result.episodes < wanted and result.attempts < max_attempts:
             seed = first_seed + result.attempts
             success, n = run_episode(
@@ -266,17 +279,22 @@ def _collect_episodes(cfg, env, expert, writer, result, wanted, max_attempts, fi
                 seed,
                 on_frame=lambda f: writer.add_frame(f, task=episode_instruction(env)),
             )
-            result.attempts += 1
-            result.attempt_successes += int(success)
-            if cfg.only_success and not success:
-                writer.discard_episode()
-                log.info("episode with seed %d failed; discarded (only_success=true)", seed)
-            else:
-                writer.save_episode()
-                result.episodes += 1
-                result.successes += int(success)
-                result.frames += n
+            commit_episode(cfg, writer, result, seed, success, n)
             bar.update(task_id, completed=result.episodes, rate=f"{result.success_rate:.0%}")
+
+
+def commit_episode(cfg, writer, result, seed: int, success: bool, frames: int) -> None:
+    """Save the episode buffered in ``writer`` (or discard it under ``only_success``) and count it."""
+    result.attempts += 1
+    result.attempt_successes += int(success)
+    if cfg.only_success and not success:
+        writer.discard_episode()
+        log.info("episode with seed %d failed; discarded (only_success=true)", seed)
+    else:
+        writer.save_episode()
+        result.episodes += 1
+        result.successes += int(success)
+        result.frames += frames
 
 
 def writer_episodes(writer) -> int:

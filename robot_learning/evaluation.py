@@ -34,10 +34,11 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from robot_learning.compat import guard_triton
-from robot_learning.env_threads import EnvThreads, check_threadable
-from robot_learning.envs import TaskConfig, episode_instruction, make_env
+from robot_learning.env_threads import EnvThreads, check_threadable, step_envs
+from robot_learning.envs import TaskConfig, episode_instruction, make_envs
 from robot_learning.features import FeatureMismatchError, FeatureSpec
 from robot_learning.language import TASK_KEY
+from robot_learning.ray_rollouts import check_worker_settings
 from robot_learning.task_compat import (  # the checks moved there; imported from here too
     ControlRateMismatchError,  # noqa: F401
     check_control_rate,
@@ -155,6 +156,12 @@ class EvalConfig:
     env_threads: int = 1
     """Threads stepping the ``num_envs`` environments in parallel (state tasks, no videos; see
     :mod:`robot_learning.env_threads`); results are the same for any value."""
+    num_workers: int | None = None
+    """Spread the episodes over this many Ray rollout workers, each with its own copy of the
+    policy (:mod:`robot_learning.ray_rollouts`; the eval command dispatches). None: this process."""
+    cluster: str | None = None
+    """With ``num_workers``: ``local`` (default: start Ray on this machine), ``auto`` (the Ray
+    cluster started here with ``ray start``) or a cluster address ``HOST:PORT``."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -164,6 +171,7 @@ class EvalConfig:
         if self.video_episodes < 0:
             raise ValueError(f"video_episodes={self.video_episodes} must be >= 0")
         self.num_envs = min(self.num_envs, self.episodes)
+        check_worker_settings(self.num_workers, self.cluster, videos=self.video_episodes)
         check_threadable(self.env_threads, self.task.obs, self.video_episodes, "eval ")
 
 
@@ -259,9 +267,8 @@ class _Slot:
         if video is not None:
             video.add(self.env.render())
 
-    def step(self, action: np.ndarray) -> bool:
-        """Apply one action; returns True when the episode ended."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
+    def record(self, obs, reward, terminated, truncated, info) -> bool:
+        """Take in the result of one step; returns True when the episode ended."""
         self.history.append(obs)
         self.length += 1
         self.max_reward = max(self.max_reward, float(reward))
@@ -293,7 +300,7 @@ def evaluate(
     if cfg.video_episodes and video_dir is None:
         raise ValueError("video_episodes > 0 needs a video_dir (the evaluation output folder)")
     if envs is None:
-        envs = [make_env(cfg.task) for _ in range(cfg.num_envs)]
+        envs = make_envs(cfg.task, cfg.num_envs)
     elif len(envs) != cfg.num_envs:
         raise ValueError(f"num_envs={cfg.num_envs} but {len(envs)} environments were given")
     try:
@@ -380,9 +387,12 @@ def _rollout(
                             chunk[start_idx : start_idx + source.n_action_steps].astype(np.float32)
                         )
                 actions = [source.refine(s.history[-1], s.queue.popleft()) for s in active]
-                ended = threads.map(
-                    lambda pair: pair[0].step(pair[1]), zip(active, actions, strict=True)
-                )
+                ended = [
+                    s.record(*result)
+                    for s, result in zip(
+                        active, step_envs(threads, [s.env for s in active], actions), strict=True
+                    )
+                ]
                 for s, done in zip(list(active), ended, strict=True):
                     if not done:
                         continue

@@ -129,7 +129,9 @@ def test_a_gripper_opened_past_its_limit_reads_at_the_declared_bound():
         width = env.features[STATE].names.index("gripper_width")
         assert obs[STATE][width] == pytest.approx(env.features[STATE].high[width], abs=1e-7)
         env.features.check_sample({**obs, ACTION: np.zeros(4, np.float32)})
-        assert check_observation(STATE, env.features[STATE], obs[STATE]) is None  # policy_node's check
+        assert (
+            check_observation(STATE, env.features[STATE], obs[STATE]) is None
+        )  # policy_node's check
     finally:
         env.close()
 

@@ -21,12 +21,21 @@ from robot_learning.config import (
     to_container,
 )
 from robot_learning.envs import TaskConfig
+from robot_learning.ray_rollouts import check_worker_settings
 
 #: runtimes for checkpoints; bundles take any registered runtime (robot_learning.runtime)
 CHECKPOINT_RUNTIMES = ("torch",)
 
 #: keys of configs/eval.yaml that fill EvalConfig
-EVAL_KEYS = ("episodes", "num_envs", "env_threads", "seed", "video_episodes")
+EVAL_KEYS = (
+    "episodes",
+    "num_envs",
+    "env_threads",
+    "seed",
+    "video_episodes",
+    "num_workers",
+    "cluster",
+)
 
 #: types of the other keys of configs/eval.yaml (``task`` is built separately)
 CLI_TYPES = {
@@ -64,10 +73,11 @@ def eval_command(args: list[str]) -> int:
         raise ConfigError(
             "eval needs exactly one of checkpoint=DIR (a training checkpoint) or bundle=DIR (an export)"
         )
-    if data["bundle"] is not None:
-        source, folder, recorded_task, extra = _bundle_source(data)
-    else:
-        source, folder, recorded_task, extra = _checkpoint_source(data)
+    try:
+        check_worker_settings(data["num_workers"], data["cluster"], robot=robot)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    source, folder, recorded_task, extra = policy_source(data)
     if "task" in data:
         task = resolve_task(task_config(cfg), source.features, args)
     else:
@@ -83,9 +93,15 @@ def eval_command(args: list[str]) -> int:
             raise ConfigError("video=true records simulator renders; a robot=... has none")
     run = build(EvalConfig, {**settings, "task": task}, where="eval")
     source.reseed(run.seed)
-    if robot is not None:
-        envs = [_robot_env(robot, task, run.seed)]
-    result = evaluate(source, run, video_dir=out / "videos", progress=True, envs=envs)
+    if run.num_workers is not None:  # each Ray worker loads its own copy of the policy
+        from robot_learning.ray_rollouts import evaluate_on_workers
+
+        result = evaluate_on_workers({k: data[k] for k in SOURCE_KEYS}, run, progress=True)
+        extra = {**extra, "num_workers": run.num_workers}
+    else:
+        if robot is not None:
+            envs = [_robot_env(robot, task, run.seed)]
+        result = evaluate(source, run, video_dir=out / "videos", progress=True, envs=envs)
     payload = result.to_json(source, run, extra=extra)
     write_json(out / "eval.json", payload)
     low, high = payload["success_ci95"]
@@ -98,6 +114,18 @@ def eval_command(args: list[str]) -> int:
         + (f" and {len(result.videos)} videos" if result.videos else "")
     )
     return 0
+
+
+#: the settings that load the evaluated policy (what a Ray eval worker needs)
+SOURCE_KEYS = ("checkpoint", "bundle", "runtime", "device", "threads")
+
+
+def policy_source(data: dict) -> tuple[Any, Path, dict | None, dict]:
+    """The action source of ``data``'s ``checkpoint=`` or ``bundle=`` (see :data:`SOURCE_KEYS`),
+    its folder, the task recorded with it and the extra ``eval.json`` entries."""
+    if data["bundle"] is not None:
+        return _bundle_source(data)
+    return _checkpoint_source(data)
 
 
 def _robot_env(robot: dict, task: TaskConfig, seed: int):
