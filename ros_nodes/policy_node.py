@@ -85,6 +85,9 @@ TRIGGERS = ("observation", "timer", "lockstep")
 STALE_PERIODS = 3.0
 #: an observation-triggered step may run this many periods before it is due (absorbs jitter)
 EARLY_PERIODS = 0.25
+#: a robot whose observations come at most this fraction faster than the control rate is
+#: followed onto its own phase (StepSchedule.stepped)
+RATE_TOLERANCE = 0.05
 
 
 @dataclass
@@ -93,28 +96,47 @@ class StepSchedule:
 
     A step may run up to ``early_s`` before it is due (jitter of a robot publishing at the
     control rate). A step within ``early_s`` of its due time moves the due time on by exactly
-    one period (no drift); a later one (after a hold, or observations slower than the control
-    rate) re-anchors it one period after the step, so a late step never causes a burst.
+    one period (no drift); a later one (after a hold, observations slower than the control
+    rate, or a step that itself ran late) re-anchors it one period after the observation that
+    triggered the step arrived, so a late step never causes a burst, and never holds the
+    following observations back either: anchored on the late step itself, the due time would
+    sit behind the robot's clock and every later step of the episode would wait for it.
     """
 
     period_s: float
     early_s: float
     due_s: float | None = None
+    last_arrival_s: float | None = None
 
     def allows(self, now_s: float) -> bool:
         """May a step run at ``now_s``?"""
         return self.due_s is None or now_s >= self.due_s - self.early_s
 
-    def stepped(self, now_s: float) -> None:
-        """Record a step that ran at ``now_s``."""
-        if self.due_s is None or now_s > self.due_s + self.early_s:
-            self.due_s = now_s + self.period_s
+    def stepped(self, now_s: float, arrived_s: float | None = None, rephase: bool = False) -> None:
+        """Record a step that ran at ``now_s`` on observations that arrived at ``arrived_s``
+        (None: at ``now_s``). ``rephase``: the step had to wait although no newer observations
+        came meanwhile, i.e. the robot publishes at the control rate on another phase than the
+        schedule (its first observation arrived off its own grid); when this observation came
+        a period (within ``RATE_TOLERANCE``) after the previous step's, the next step is due one
+        period after it, so the waits stop instead of recurring every step. A robot publishing
+        faster keeps the schedule's own grid (one step per period)."""
+        previous, self.last_arrival_s = self.last_arrival_s, arrived_s
+        at_rate = (
+            arrived_s is not None
+            and previous is not None
+            and arrived_s - previous >= (1.0 - RATE_TOLERANCE) * self.period_s
+        )
+        if rephase and at_rate:
+            self.due_s = arrived_s + self.period_s
+        elif self.due_s is None or now_s > self.due_s + self.early_s:
+            anchor = now_s if arrived_s is None else min(arrived_s, now_s)
+            self.due_s = max(anchor, self.due_s or anchor) + self.period_s
         else:
             self.due_s += self.period_s
 
     def reset(self) -> None:
         """Forget the schedule (the next step may run at once)."""
-        self.due_s = None
+        self.due_s = self.last_arrival_s = None
 
 
 @dataclass
@@ -212,6 +234,8 @@ class PolicyNode(Node):
         self.period_s = 1.0 / rate
         self.schedule = StepSchedule(self.period_s, EARLY_PERIODS * self.period_s)
         self._pending = False  # a complete observation set waits for its step to be due
+        self._pending_arrival = 0.0  # when that set arrived
+        self._pending_alone = False  # no newer set arrived while it waited
         self.superseded_observations = 0
         stale = cfg.stale_after_s or STALE_PERIODS * self.period_s
         self.controller = PolicyController(
@@ -278,7 +302,7 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ callbacks
     def _on_observation(self, msg, binding: TopicBinding) -> None:
-        started = time.perf_counter()
+        started, arrived = time.perf_counter(), time.monotonic()
         stamp = stamp_to_ns(msg.header.stamp)
         try:
             if binding.kind == IMAGE:
@@ -301,7 +325,7 @@ class PolicyNode(Node):
         if self.config.trigger == "timer":
             return
         if self.controller.ready(time.monotonic(), need_new=True):
-            self._step_when_due(started)
+            self._step_when_due(started, arrived)
         elif (
             binding.key == self._first_key
             and self._last_command is not None
@@ -319,15 +343,16 @@ class PolicyNode(Node):
             self.get_logger().info(f"instruction: {self.controller.instruction!r}")
             self._publish_diagnostics()  # tells a waiting robot (sim_robot_node) at once
 
-    def _step_when_due(self, started: float) -> None:
+    def _step_when_due(self, started: float, arrived: float) -> None:
         """Step now if the schedule allows (always with ``trigger:=lockstep``), else defer."""
         now = time.monotonic()
         if self.config.trigger == "lockstep" or self.schedule.allows(now):
-            self._step(started)
+            self._step(started, arrived)
             return
         if self._pending:
             self.superseded_observations += 1  # a newer message replaces one of the waiting set
-        self._pending = True
+        self._pending_alone = not self._pending  # no newer set came while it waited (yet)
+        self._pending, self._pending_arrival = True, arrived
         if self._wake.is_canceled():
             self._wake.reset()
 
@@ -340,7 +365,9 @@ class PolicyNode(Node):
             self._wake.cancel()
             self._pending = False
             if self.controller.ready(now, need_new=True):
-                self._step(started)
+                # one set per period that still had to wait: the robot runs at the control rate
+                # on another phase, so the schedule moves onto the robot's phase
+                self._step(started, self._pending_arrival, rephase=self._pending_alone)
 
     def _on_tick(self) -> None:
         started = time.perf_counter()
@@ -355,9 +382,9 @@ class PolicyNode(Node):
         ):
             self._step(started)
 
-    def _step(self, started: float) -> None:
+    def _step(self, started: float, arrived: float | None = None, rephase: bool = False) -> None:
         self._pending = False
-        self.schedule.stepped(time.monotonic())
+        self.schedule.stepped(time.monotonic(), arrived, rephase)
         command = self.controller.step()
         if command is None:
             self.get_logger().error(
