@@ -34,9 +34,11 @@ but ``token``. ``cluster=auto`` or ``cluster=<address>`` joins a cluster someone
 and a shared token (``ray get-auth-token --generate``; see
 https://docs.ray.io/en/latest/ray-security/token-auth.html).
 
-Not distributed yet: the RL collector (``finetune``, ``hil``) still steps its environments in
-its own process, videos are recorded only by a local evaluation, and real robots
-(``robot=``) are one per process.
+The RL collector of ``finetune`` steps its environments on Ray actors of the same kind
+(:mod:`robot_learning.ray_envs`, one environment per worker, the learner stays here). Not
+distributed yet: ``hil`` (its actors are its own processes), algorithms that wrap the
+environment (``residual``), videos (recorded only by a local evaluation) and real robots
+(``robot=``, one per process).
 """
 
 from __future__ import annotations

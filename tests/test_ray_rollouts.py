@@ -1,4 +1,5 @@
-"""Ray rollout workers: the same datasets and evaluations as local runs, plain payloads, bad settings."""
+"""Ray rollout workers: the same datasets, evaluations and RL replay buffers as local runs, plain
+payloads, bad settings."""
 
 from __future__ import annotations
 
@@ -15,13 +16,38 @@ from robot_learning.collect import CollectConfig, collect
 from robot_learning.datasets import LeRobotDataset
 from robot_learning.envs import TaskConfig, make_env
 from robot_learning.evaluation import EvalConfig
+from robot_learning.ray_envs import EnvWorker, remote_envs
 from robot_learning.ray_rollouts import CollectWorker, plain, start_workers, stop_workers
+from robot_learning.rl import FinetuneConfig, finetune
+from robot_learning.rl.learner_state import LEARNER_FILE, REPLAY_FILE
+from robot_learning.training.checkpoint import load_state
 
 ray = pytest.importorskip("ray")
 
 LIFT = TaskConfig(name="lift")
 #: the scripted lift expert needs 22-24 steps: with 22 most episodes fail (seeds 7, 12, 15 succeed)
 LIFT_SHORT = TaskConfig(name="lift", max_episode_steps=22)
+#: gymnasium's Pendulum-v1 cut to 50-step episodes: a finetune run of 300 steps on two envs ends
+#: three episodes per env
+PENDULUM = TaskConfig(
+    name="pendulum", backend="gymnasium", gym_id="Pendulum-v1", max_episode_steps=50
+)
+#: a seconds-scale SAC run on the command line (the local and the Ray run differ only in num_workers)
+FINETUNE = [
+    "finetune",
+    "algo=sac",
+    "task=pendulum",
+    "task.max_episode_steps=50",
+    "num_envs=2",
+    "warmup_steps=100",
+    "batch_size=32",
+    "buffer_size=1000",
+    "eval_every=0",
+    "eval_episodes=1",
+    "save_every=0",
+    "threads=1",
+    "algo.hidden=[16,16]",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -155,3 +181,101 @@ def test_bad_worker_settings_on_the_command_line(tmp_path, capsys):
         EvalConfig(task=LIFT, num_workers=2, video_episodes=1)
     assert main(["eval", "bundle=/nonexistent", "task=lift", "cluster=auto"]) == 2
     assert "cluster='auto' needs num_workers=N" in capsys.readouterr().err
+
+
+def test_finetune_on_two_workers_equals_local(tmp_path):
+    """The replay buffer and networks of a SAC run whose envs step on 2 Ray workers (230 steps,
+    stopped mid-episode, resumed to 300) are bit-identical to a local run of 300 steps."""
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main([*FINETUNE, f"out={local}", "env_steps=300"]) == 0
+    ray_args = [*FINETUNE, f"out={remote}", "num_workers=2"]
+    assert main([*ray_args, "env_steps=230"]) == 0
+    assert main([*ray_args, "env_steps=300", "resume=true"]) == 0
+    a, b = (run / "checkpoints" / "last" for run in (local, remote))
+    from safetensors.numpy import load_file
+
+    replay_a, replay_b = load_file(str(a / REPLAY_FILE)), load_file(str(b / REPLAY_FILE))
+    assert replay_a.keys() == replay_b.keys()
+    for key in replay_a:
+        np.testing.assert_array_equal(replay_a[key], replay_b[key], err_msg=key)
+    state_a, state_b = load_state(a / LEARNER_FILE), load_state(b / LEARNER_FILE)
+    for name, tensor in state_a["algo"]["actor"].items():
+        assert (tensor == state_b["algo"]["actor"][name]).all(), name
+    assert state_a["algo"]["updates"] == state_b["algo"]["updates"] == 200
+    summary = json.loads((remote / "finetune.json").read_text())
+    assert summary["train_episodes"] == 6  # two envs, three 50-step episodes each
+    assert json.loads((remote / "finetune_config.json").read_text())["num_workers"] == 2
+
+
+def test_remote_env_replies_are_plain_and_match_a_local_env():
+    """An EnvWorker's replies are primitives and bytes; its proxy steps like the local env."""
+    [worker] = start_workers(EnvWorker, 1, None, asdict(PENDULUM))
+    try:
+        reset = ray.get(worker.reset.remote(3))
+        step = ray.get(worker.step.remote([0.5]))
+    finally:
+        stop_workers([worker])
+    assert {k: type(v) for k, v in reset.items()} == {"obs": bytes, "info": dict}
+    assert {k: type(v) for k, v in step.items()} == {
+        "obs": bytes,
+        "reward": float,
+        "terminated": bool,
+        "truncated": bool,
+        "info": dict,
+    }
+    assert step["info"] == {"is_success": False}
+    assert plain(step, "reply") is step
+    envs = remote_envs(PENDULUM, 2, None)
+    env = make_env(PENDULUM)
+    try:
+        assert envs[0].features == env.features and envs[0].fps == env.fps
+        for proxy in envs:
+            obs, _ = proxy.reset(seed=3)
+            np.testing.assert_array_equal(
+                obs["observation.state"], env.reset(seed=3)[0]["observation.state"]
+            )
+        action = np.array([0.5], np.float32)
+        local = env.step(action)
+        for got in envs[0].batch.step_views(envs, [action, action]):
+            np.testing.assert_array_equal(
+                got[0]["observation.state"], local[0]["observation.state"]
+            )
+            assert got[1:4] == (float(local[1]), bool(local[2]), bool(local[3]))
+    finally:
+        for proxy in envs:
+            proxy.close()
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"num_workers": 2, "num_envs": 2, "env_threads": 2}, "env_threads=2 with num_workers=2"),
+        ({"num_workers": 2}, "num_workers=2 needs num_envs=2 \\(got num_envs=1\\)"),
+        ({"num_workers": 0}, "num_workers=0 must be >= 1"),
+    ],
+)
+def test_bad_finetune_worker_settings_are_refused(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig(task=PENDULUM, out=str(tmp_path / "r"), env_steps=300, **settings)
+
+
+@pytest.mark.parametrize("algo", ["residual", "hil_serl"])
+def test_finetune_algorithms_that_cannot_use_workers_are_refused(tmp_path, algo):
+    cfg = FinetuneConfig(
+        task=PENDULUM, out=str(tmp_path / "r"), algo=algo, env_steps=300, num_envs=2, num_workers=2
+    )
+    with pytest.raises(ValueError, match=f"algo={algo} .*drop num_workers="):
+        finetune(cfg)
+    assert not (tmp_path / "r").exists()
+
+
+def test_finetune_worker_settings_on_the_command_line(tmp_path, capsys):
+    assert main(["finetune", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "num_workers" in help_text and "cluster" in help_text
+    args = ["finetune", "task=pendulum", f"out={tmp_path / 'r'}", "num_workers=2"]
+    assert main(args) == 2
+    assert "num_workers=2 needs num_envs=2" in capsys.readouterr().err
+    assert main([*args, "algo=pa_rl", "num_envs=2"]) == 2
+    assert "algo=pa_rl runs its own loop in this process" in capsys.readouterr().err

@@ -42,6 +42,11 @@ def finetune_command(args: list[str]) -> int:
     from robot_learning.rl.own_loop import LOOP_ALGOS
 
     if name in LOOP_ALGOS:  # e.g. pa_rl: chunk-level iterations, not the per-step loop
+        if data.get("num_workers") is not None:
+            raise ConfigError(
+                f"algo={name} runs its own loop in this process; drop num_workers= (Ray workers "
+                "step the environments of the shared RL loop)"
+            )
         return LOOP_ALGOS.get(name)(data, task, algo)
     run = build(
         FinetuneConfig,

@@ -25,6 +25,8 @@ RESUMABLE_CHANGES = (
     "log_every",
     "threads",
     "env_threads",
+    "num_workers",
+    "cluster",
     "device",
     "max_minutes",
 )
@@ -49,6 +51,13 @@ class FinetuneConfig:
     env_threads: int = 1
     """Threads stepping the ``num_envs`` environments in parallel (state tasks; see
     :mod:`robot_learning.env_threads`); the run is the same for any value."""
+    num_workers: int | None = None
+    """Step the ``num_envs`` environments on this many Ray rollout workers, one environment each
+    (so ``num_envs`` must equal it; :mod:`robot_learning.ray_envs`); the run is the same as
+    without them. None: in this process."""
+    cluster: str | None = None
+    """With ``num_workers``: ``local`` (default: start Ray on this machine), ``auto`` (the Ray
+    cluster started here with ``ray start``) or a cluster address ``HOST:PORT``."""
     warmup_steps: int | None = None
     """Uniform random actions for this many environment steps; updates start after them. None:
     ``min(5000, env_steps // 10)`` (the value recorded in ``out`` when resuming); an explicit value
@@ -155,10 +164,29 @@ class FinetuneConfig:
         from robot_learning.env_threads import check_threadable
 
         check_threadable(self.env_threads, self.task.obs, where="finetune ")
+        self._check_workers()
         if self.num_envs > self.env_steps:
             raise ValueError(
                 f"finetune num_envs={self.num_envs} > env_steps={self.env_steps}: not even one step per "
                 "environment; lower num_envs or raise env_steps"
+            )
+
+    def _check_workers(self) -> None:
+        """``num_workers=``/``cluster=`` as for collect, plus one environment per worker."""
+        from robot_learning.ray_rollouts import check_worker_settings
+
+        check_worker_settings(self.num_workers, self.cluster)
+        if self.num_workers is None:
+            return
+        if self.env_threads > 1:
+            raise ValueError(
+                f"finetune env_threads={self.env_threads} with num_workers={self.num_workers}: the "
+                "environments step on the Ray workers, in parallel already; drop env_threads="
+            )
+        if self.num_envs != self.num_workers:
+            raise ValueError(
+                f"finetune num_workers={self.num_workers} needs num_envs={self.num_workers} (got "
+                f"num_envs={self.num_envs}): each Ray worker owns one environment"
             )
 
     def _default_warmup(self) -> int:

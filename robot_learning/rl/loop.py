@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -95,18 +96,25 @@ def run_algo_config(cfg: FinetuneConfig, run_dir: str | Path, fresh: bool = Fals
 
 
 def make_learner_env(cfg: FinetuneConfig, algo_cfg: Any) -> Any:
-    """The task's environment, wrapped by the algorithm's ``wrap_env`` hook when it has one."""
-    return make_learner_envs(cfg, algo_cfg, 1)[0]
+    """The task's environment in this process (also with ``num_workers``: evaluation and export
+    stay local), wrapped by the algorithm's ``wrap_env`` hook when it has one."""
+    wrap = getattr(ALGOS.get(cfg.algo), "wrap_env", None)
+    env = make_env(cfg.task)
+    return env if wrap is None else wrap(env, algo_cfg)
 
 
 def make_learner_envs(cfg: FinetuneConfig, algo_cfg: Any, n: int) -> list[Any]:
-    """``n`` environments of the task (views of one batched simulator when the task has one,
-    :func:`make_envs`), each wrapped by the algorithm's ``wrap_env`` hook when it has one (then
-    independent: a wrapper steps its own environment)."""
-    wrap = getattr(ALGOS.get(cfg.algo), "wrap_env", None)
-    if wrap is None:
+    """``n`` environments of the task for the collector: proxies of Ray workers with
+    ``cfg.num_workers`` (:mod:`robot_learning.ray_envs`), else views of one batched simulator
+    when the task has one (:func:`make_envs`), each wrapped by the algorithm's ``wrap_env`` hook
+    when it has one (then independent: a wrapper steps its own environment)."""
+    if cfg.num_workers is not None:
+        from robot_learning.ray_envs import remote_envs
+
+        return remote_envs(cfg.task, cfg.num_workers, cfg.cluster)
+    if getattr(ALGOS.get(cfg.algo), "wrap_env", None) is None:
         return make_envs(cfg.task, n)
-    return [wrap(make_env(cfg.task), algo_cfg) for _ in range(n)]
+    return [make_learner_env(cfg, algo_cfg) for _ in range(n)]
 
 
 def learner_skips_images(algo: str) -> bool:
@@ -159,19 +167,27 @@ def finetune(
     instead (``hil_serl``: a learner with actor processes).
     """
     runner = getattr(ALGOS.get(cfg.algo), "run_finetune", None)
+    if cfg.num_workers is not None:
+        from robot_learning.ray_envs import check_remote_algo
+
+        check_remote_algo(cfg.algo, ALGOS.get(cfg.algo))
     if runner is not None:
         return runner(cfg, progress, on_eval or (lambda steps, summary: None))
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _finetune(cfg, progress, on_eval or (lambda steps, summary: None))
+        with ExitStack() as cleanup:
+            return _finetune(cfg, progress, on_eval or (lambda steps, summary: None), cleanup)
     finally:
         torch.set_num_threads(threads)
 
 
 def _finetune(
-    cfg: FinetuneConfig, progress: bool, on_eval: Callable[[int, dict[str, float]], None]
+    cfg: FinetuneConfig,
+    progress: bool,
+    on_eval: Callable[[int, dict[str, float]], None],
+    cleanup: ExitStack,
 ) -> FinetuneResult:
     # ---------------------------------------------------------------- setup
     out, device = Path(cfg.out), torch.device(cfg.device)
@@ -185,7 +201,10 @@ def _finetune(
     rng = np.random.default_rng(cfg.seed)
     algo_cls, algo_cfg = ALGOS.get(cfg.algo), run_algo_config(cfg, out, fresh=saved is None)
     envs = make_learner_envs(cfg, algo_cfg, cfg.num_envs)
+    # closed on errors too: remote environments hold Ray workers (the last close stops them)
+    cleanup.callback(lambda: [env.close() for env in envs])
     eval_env = make_learner_env(cfg, algo_cfg)
+    cleanup.callback(eval_env.close)
     spec = envs[0].features
     observations, action = learner_observations(cfg, spec, algo_cfg), action_feature(spec)
     algo = build_algo(cfg, observations, action, algo_cfg)
@@ -203,6 +222,7 @@ def _finetune(
     uniform_warmup = getattr(algo_cls, "uniform_warmup", True)
     sampler = SymmetricSampler(buffer, demos)
     collector = Collector(envs, buffer, seed=cfg.seed, threads=EnvThreads(cfg.env_threads))
+    cleanup.callback(collector.threads.close)
     low, high = collector.low, collector.high
     env_steps = 0
     if saved is not None:
@@ -320,9 +340,6 @@ def _finetune(
         "train_episodes": len(curves.train),
     }
     write_json(out / "finetune.json", summary)
-    collector.threads.close()
-    for env in [*envs, eval_env]:
-        env.close()
     return result
 
 
