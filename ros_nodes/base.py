@@ -15,6 +15,7 @@ experimental ``EventsExecutor``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import typing
@@ -132,6 +133,8 @@ def run_node(build: Callable[[], Node], args: list[str] | None = None) -> int:
     try:
         node = build()
         node.activate()  # type: ignore[attr-defined]
+        gc.collect()
+        gc.freeze()  # start-up objects (models, message types) leave the collector's scans
         executor = (
             EventsExecutor()
             if os.environ.get(EXECUTOR_ENV) == "events"

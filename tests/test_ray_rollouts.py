@@ -16,7 +16,7 @@ from robot_learning.collect import CollectConfig, collect
 from robot_learning.datasets import LeRobotDataset
 from robot_learning.envs import TaskConfig, make_env
 from robot_learning.evaluation import EvalConfig
-from robot_learning.ray_envs import EnvWorker, remote_envs
+from robot_learning.ray_envs import remote_envs
 from robot_learning.ray_rollouts import CollectWorker, plain, start_workers, stop_workers
 from robot_learning.rl import FinetuneConfig, finetune
 from robot_learning.rl.learner_state import LEARNER_FILE, REPLAY_FILE
@@ -208,39 +208,31 @@ def test_finetune_on_two_workers_equals_local(tmp_path):
 
 
 def test_remote_env_replies_are_plain_and_match_a_local_env():
-    """An EnvWorker's replies are primitives and bytes; its proxy steps like the local env."""
-    [worker] = start_workers(EnvWorker, 1, None, asdict(PENDULUM))
+    """An EnvWorker's replies are primitives and bytes; its proxies step like the local env."""
+    envs, env = remote_envs(PENDULUM, 2, None), make_env(PENDULUM)
     try:
+        worker = envs[0].worker
         reset = ray.get(worker.reset.remote(3))
         step = ray.get(worker.step.remote([0.5]))
-    finally:
-        stop_workers([worker])
-    assert {k: type(v) for k, v in reset.items()} == {"obs": bytes, "info": dict}
-    assert {k: type(v) for k, v in step.items()} == {
-        "obs": bytes,
-        "reward": float,
-        "terminated": bool,
-        "truncated": bool,
-        "info": dict,
-    }
-    assert step["info"] == {"is_success": False}
-    assert plain(step, "reply") is step
-    envs = remote_envs(PENDULUM, 2, None)
-    env = make_env(PENDULUM)
-    try:
+        assert {k: type(v) for k, v in reset.items()} == {"obs": bytes, "info": dict}
+        assert {k: type(v) for k, v in step.items()} == {
+            "obs": bytes,
+            "reward": float,
+            "terminated": bool,
+            "truncated": bool,
+            "info": dict,
+        }
+        assert step["info"] == {"is_success": False}
+        assert plain(step, "reply") is step
         assert envs[0].features == env.features and envs[0].fps == env.fps
+        expected = env.reset(seed=3)[0]["observation.state"]
         for proxy in envs:
-            obs, _ = proxy.reset(seed=3)
-            np.testing.assert_array_equal(
-                obs["observation.state"], env.reset(seed=3)[0]["observation.state"]
-            )
+            np.testing.assert_array_equal(proxy.reset(seed=3)[0]["observation.state"], expected)
         action = np.array([0.5], np.float32)
-        local = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
         for got in envs[0].batch.step_views(envs, [action, action]):
-            np.testing.assert_array_equal(
-                got[0]["observation.state"], local[0]["observation.state"]
-            )
-            assert got[1:4] == (float(local[1]), bool(local[2]), bool(local[3]))
+            np.testing.assert_array_equal(got[0]["observation.state"], obs["observation.state"])
+            assert got[1:4] == (float(reward), bool(terminated), bool(truncated))
     finally:
         for proxy in envs:
             proxy.close()
