@@ -208,8 +208,9 @@ def test_finetune_on_two_workers_equals_local(tmp_path):
 
 
 def test_remote_env_replies_are_plain_and_match_a_local_env():
-    """An EnvWorker's replies are primitives and bytes; its proxies step like the local env."""
-    envs, env = remote_envs(PENDULUM, 2, None), make_env(PENDULUM)
+    """An EnvWorker's replies are primitives and bytes; its proxy steps like the local env (two
+    workers stepped through one batch: test_finetune_on_two_workers_equals_local)."""
+    envs, env = remote_envs(PENDULUM, 1, None), make_env(PENDULUM)
     try:
         worker = envs[0].worker
         reset = ray.get(worker.reset.remote(3))
@@ -226,13 +227,12 @@ def test_remote_env_replies_are_plain_and_match_a_local_env():
         assert plain(step, "reply") is step
         assert envs[0].features == env.features and envs[0].fps == env.fps
         expected = env.reset(seed=3)[0]["observation.state"]
-        for proxy in envs:
-            np.testing.assert_array_equal(proxy.reset(seed=3)[0]["observation.state"], expected)
+        np.testing.assert_array_equal(envs[0].reset(seed=3)[0]["observation.state"], expected)
         action = np.array([0.5], np.float32)
         obs, reward, terminated, truncated, _ = env.step(action)
-        for got in envs[0].batch.step_views(envs, [action, action]):
-            np.testing.assert_array_equal(got[0]["observation.state"], obs["observation.state"])
-            assert got[1:4] == (float(reward), bool(terminated), bool(truncated))
+        got = envs[0].step(action)
+        np.testing.assert_array_equal(got[0]["observation.state"], obs["observation.state"])
+        assert got[1:4] == (float(reward), bool(terminated), bool(truncated))
     finally:
         for proxy in envs:
             proxy.close()
