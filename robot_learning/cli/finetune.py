@@ -54,7 +54,9 @@ def finetune_command(args: list[str]) -> int:
         where="finetune",
     )
     check_algo_settings(run)
-    console = Console()
+    from robot_learning.training.distributed import Distributed
+
+    console = Console(quiet=not Distributed.from_env().is_main)  # torchrun: rank 0 reports
     console.print(
         f"[bold]finetune[/] {name} on {task.name} -> {run.out} ({run.env_steps} env steps, "
         f"{run.num_envs} envs, utd {run.utd_ratio})"

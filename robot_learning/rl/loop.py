@@ -7,10 +7,13 @@ environment step on symmetric demo/online batches -> log, evaluate, checkpoint; 
 ``max_minutes`` or SIGINT/SIGTERM) -> final evaluation, checkpoint, curve and ``finetune.json``.
 
 Reproducibility: with the same config and seed a CPU run is a pure function of its seeds. All
-randomness comes from the seeded torch global RNG (initialisation, policy sampling, noise), one
+randomness comes from the seeded torch global RNG (initialisation, exploration), a stream per
+gradient update seeded by ``(seed, update)`` (the losses' sampling), one
 ``numpy.random.Generator`` (warm-up actions, batch indices) and the environments' seeded resets;
 evaluation draws none of it. A checkpoint stores all of them, the buffers and the running
 episodes (see :mod:`.collector`), so ``resume=true`` continues exactly as the uninterrupted run.
+Under ``torchrun`` each process takes a slice of every batch and the gradients are averaged
+(:mod:`.distributed`); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from robot_learning.rl.collector import Collector, run_episodes
 from robot_learning.rl.config import RESUMABLE_CHANGES, FinetuneConfig
 from robot_learning.rl.curves import LearningCurves
 from robot_learning.rl.demos import check_demo_reward, load_demos
+from robot_learning.rl.distributed import average_gradients, shard_batch, update_stream
 from robot_learning.rl.networks import action_feature
 from robot_learning.rl.observations import LearnerObservations
 from robot_learning.rl.replay import ReplayBuffer
 from robot_learning.rl.sampling import SymmetricSampler
+from robot_learning.training.distributed import Distributed, NullWriter
 from robot_learning.training.loop import seed_everything
 from robot_learning.training.progress import GracefulStop, TrainProgress
 
@@ -190,7 +195,15 @@ def _finetune(
     cleanup: ExitStack,
 ) -> FinetuneResult:
     # ---------------------------------------------------------------- setup
-    out, device = Path(cfg.out), torch.device(cfg.device)
+    dist = Distributed.from_env()  # torchrun: each process a slice of every batch (.distributed)
+    dist.check_batch(cfg.batch_size)
+    if dist.enabled and cfg.num_workers is not None:
+        raise ValueError(
+            "num_workers= (Ray environment workers) with several learner processes (torchrun) is "
+            "not supported: use one of them"
+        )
+    out, device = Path(cfg.out), dist.start(cfg.device)
+    cleanup.callback(dist.stop)
     ckpt_root = out / "checkpoints"
     saved = learner_state.load_learner(ckpt_root) if cfg.resume else None
     if not cfg.resume and ckpt_root.exists() and any(ckpt_root.iterdir()):
@@ -208,6 +221,7 @@ def _finetune(
     spec = envs[0].features
     observations, action = learner_observations(cfg, spec, algo_cfg), action_feature(spec)
     algo = build_algo(cfg, observations, action, algo_cfg)
+    average_gradients(algo, dist)
     shift_pad = algo_cfg.encoder.shift_pad if observations.pixels else 0
     buffer = ReplayBuffer(
         spec.select([*observations.keys, "action"]), cfg.buffer_size, streams=cfg.num_envs
@@ -232,10 +246,16 @@ def _finetune(
     from torch.utils.tensorboard import SummaryWriter
 
     # purge_step drops what a killed run logged after its last checkpoint
-    curves = LearningCurves(SummaryWriter(str(out / "tb"), purge_step=env_steps or None))
+    writer = (
+        SummaryWriter(str(out / "tb"), purge_step=env_steps or None)
+        if dist.is_main
+        else NullWriter()
+    )
+    curves = LearningCurves(writer)
     if saved is not None:
         curves.load_state_dict(saved.state["curves"])
-    write_json(out / "finetune_config.json", cfg.to_dict())
+    if dist.is_main:
+        write_json(out / "finetune_config.json", cfg.to_dict())
 
     def to_obs(obs: dict[str, np.ndarray]) -> Any:
         return observations.tensors(obs, device)
@@ -255,6 +275,8 @@ def _finetune(
         on_eval(env_steps, summary)
 
     def save() -> None:
+        if not dist.is_main:  # every process holds the same state; rank 0 writes it
+            return
         state = {
             "algo": algo.state_dict(),
             "collector": collector.state_dict(),
@@ -273,7 +295,7 @@ def _finetune(
     result = FinetuneResult(start_step=env_steps)
     start, metrics = time.perf_counter(), {}
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
-    bar = TrainProgress(cfg.env_steps, env_steps, enabled=progress, label=cfg.algo)
+    bar = TrainProgress(cfg.env_steps, env_steps, enabled=progress and dist.is_main, label=cfg.algo)
     # ---------------------------------------------------------------- loop
     try:
         with bar, GracefulStop() as stop:
@@ -296,7 +318,8 @@ def _finetune(
                         observations.tensors(sample["next_obs"], device, shift_pad),
                         device,
                     )
-                    metrics = algo.update(batch)
+                    with update_stream(cfg.seed, algo.updates):
+                        metrics = algo.update(shard_batch(batch, dist))
                 if metrics and _crossed(previous, env_steps, cfg.log_every):
                     curves.scalars(env_steps, metrics)
                 if _crossed(previous, env_steps, cfg.eval_every) and env_steps < cfg.env_steps:
@@ -305,16 +328,18 @@ def _finetune(
                     save()
                 if metrics:
                     bar.update(env_steps, metrics["critic_loss"])
-                if stop.requested or (deadline is not None and time.perf_counter() > deadline):
+                out_of_time = deadline is not None and time.perf_counter() > deadline
+                if dist.any(stop.requested or out_of_time):
                     log.warning(
                         "stopping at %d env steps (%s); resume with resume=true",
                         env_steps,
                         "signal" if stop.requested else f"max_minutes={cfg.max_minutes}",
                     )
-                    result.stopped = "interrupted" if stop.requested else "time_budget"
+                    result.stopped = "time_budget" if out_of_time else "interrupted"
                     break
     except BaseException as exc:  # the last committed checkpoint stays the resume point
-        _record_failure(out / "finetune.json", cfg, env_steps, algo.updates, exc)
+        if dist.is_main:
+            _record_failure(out / "finetune.json", cfg, env_steps, algo.updates, exc)
         raise
     # ---------------------------------------------------------------- end
     if not curves.evals or curves.evals[-1][0] != env_steps:
@@ -338,8 +363,10 @@ def _finetune(
         "final_eval": result.evals[-1],
         "evals": result.evals,
         "train_episodes": len(curves.train),
+        "processes": dist.world_size,
     }
-    write_json(out / "finetune.json", summary)
+    if dist.is_main:
+        write_json(out / "finetune.json", summary)
     return result
 
 
